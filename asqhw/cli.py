@@ -1,5 +1,279 @@
-"""The asqhw command line (placeholder until the subcommands land)."""
+"""The ``asqhw`` command line: conform, golden, levels, verilog, synth."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import SPEC_VERSION, __version__
+from .errors import UserError
+
+__all__ = ["main"]
 
 
-def main(argv=None):
-    raise SystemExit("asqhw: not built yet")
+def default_corpus() -> Path:
+    """The bundled corpus, located without importing golden/ (and torch)."""
+    spec = importlib.util.find_spec("golden")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the bundled corpus (package 'golden') is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "vectors"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {text!r}") from None
+
+
+def _progress(quiet: bool):
+    def show(i, n, name):
+        if not quiet:
+            print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
+    return show
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    return "\n".join(out + [line(r) for r in cells])
+
+
+# --- conform ------------------------------------------------------------------------------
+def cmd_conform(args) -> int:
+    from .conform import compare, float_fidelity
+    from .vectors import load_cases
+
+    cases = load_cases(args.paths or [default_corpus()])
+    import sim
+
+    t0 = time.perf_counter()
+    reports = [compare(c, *sim.run(c.manifest, c.arrays)) for c in cases]
+    sim_seconds = time.perf_counter() - t0
+    rtl = None
+    if args.rtl:
+        from hdl.cosim import run_cases_rtl
+
+        results = run_cases_rtl(cases, lanes=args.lanes, schedule=args.schedule,
+                                simulator=args.simulator, progress=_progress(args.quiet))
+        rtl = [(r, compare(c, r.acc, r.y, label="rtl:")) for c, r in zip(cases, results)]
+
+    rows, records = [], []
+    for i, (case, rep) in enumerate(zip(cases, reports)):
+        dp = case.datapath
+        share, gap = float_fidelity(case)
+        bits = f"a{dp.a_bits}{'s' if dp.a_signed else ''}/w{dp.w_bits}"
+        rec = {"case": case.name, "layer": case.layer["kind"], "format": dp.fmt, "bits": bits,
+               "mode": dp.arch, "e_max": dp.e_max, "acc_bits": case.acc_bits,
+               "vectors": rep.vectors, "mismatches": rep.mismatches,
+               "float_agreement": round(share, 4), "float_max_code_gap": gap,
+               "mismatch_list": [vars(m) | {"index": list(m.index)} for m in rep.listed]}
+        row = [case.name, case.layer["kind"], dp.fmt, bits, dp.arch, rep.vectors, rep.mismatches,
+               f"{100 * share:.1f}%"]
+        if rtl:
+            res, rrep = rtl[i]
+            rec |= {"rtl_mismatches": rrep.mismatches, "rtl_cycles": res.cycles,
+                    "rtl_mismatch_list": [vars(m) | {"index": list(m.index)} for m in rrep.listed]}
+            row += [rrep.mismatches, res.cycles]
+        rows.append(row)
+        records.append(rec)
+    total_vec = sum(r.vectors for r in reports)
+    total_bad = sum(r.mismatches for r in reports)
+    rtl_bad = sum(rr.mismatches for _, rr in rtl) if rtl else 0
+    ok = total_bad == 0 and rtl_bad == 0
+    summary = {"spec_version": SPEC_VERSION, "cases": len(cases), "vectors": total_vec,
+               "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok}
+    if rtl:
+        cyc = sum(r.cycles for r, _ in rtl)
+        secs = sum(r.seconds for r, _ in rtl)
+        summary |= {"rtl_mismatches": rtl_bad, "rtl_cycles": cyc, "rtl_seconds": round(secs, 3),
+                    "rtl_simulator": args.simulator}
+    if args.json:
+        print(json.dumps({"summary": summary, "cases": records}, indent=1))
+    else:
+        headers = ["case", "layer", "format", "bits", "mode", "vectors", "mismatches", "float="]
+        if rtl:
+            headers += ["rtl mismatches", "rtl cycles"]
+        print(_table(headers, rows))
+        print()
+        for rep in reports + ([rr for _, rr in rtl] if rtl else []):
+            for m in rep.listed:
+                print(f"MISMATCH {m}")
+        line = (f"{len(cases)} cases, {total_vec} vectors, {total_bad} mismatches "
+                f"(numba model, {sim_seconds:.2f} s)")
+        if rtl:
+            line += f"; RTL ({args.simulator}): {rtl_bad} mismatches, {summary['rtl_cycles']} cycles"
+        print(line)
+        print("PASS: bit-exact" if ok else "FAIL: mismatches found")
+    return 0 if ok else 1
+
+
+# --- golden -------------------------------------------------------------------------------
+def cmd_golden_export(args) -> int:
+    from golden.corpus import export_corpus
+
+    out = Path(args.out) if args.out else default_corpus()
+    out.mkdir(parents=True, exist_ok=True)
+    entries = export_corpus(out, seed=args.seed, force=args.force, names=args.case or None,
+                            progress=_progress(args.quiet))
+    print(f"wrote {len(entries)} cases to {out}")
+    return 0
+
+
+# --- levels -------------------------------------------------------------------------------
+def cmd_levels(args) -> int:
+    from .levels import level_table, plot_levels
+    from .params import Datapath
+
+    dp = Datapath(fmt=args.weights, a_bits=4, w_bits=args.bits, e_max=args.e_max,
+                  arch="lut" if args.weights == "post" else None)
+    rows = level_table(dp)
+    if args.json:
+        print(json.dumps({"format": dp.fmt, "bits": dp.w_bits, "e_max": dp.e_max,
+                          "storage_bits": dp.storage_bits, "levels": rows}, indent=1))
+    else:
+        desc = dp.fmt if dp.fmt == "uniform" else f"{dp.fmt}, E_max={dp.e_max}"
+        print(f"{dp.w_bits}-bit {desc}: {len({r['level'] for r in rows})} levels, "
+              f"{dp.storage_bits} storage bits per weight")
+        print(_table(["code", "bits", "exponent W", "level", "product"],
+                     [[r["code"], r["bits"], "-" if r["exponent"] is None else r["exponent"],
+                       f"{r['level']:+.6f}", r["product"]] for r in rows]))
+    if args.plot:
+        path = Path(args.plot)
+        if path.exists() and not args.force:
+            raise UserError(f"{path} exists; pass --force to overwrite it")
+        plot_levels(dp, path)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# --- verilog / synth ----------------------------------------------------------------------
+def _datapath_from(args):
+    from .params import Datapath
+
+    mode = args.mode if args.weights == "post" else None
+    return Datapath(fmt=args.weights, a_bits=args.a_bits, w_bits=args.w_bits, arch=mode,
+                    a_signed=args.a_signed, e_max=args.e_max, frac_bits=args.frac_bits)
+
+
+def cmd_verilog(args) -> int:
+    from hdl.verilog import generate
+
+    dp = _datapath_from(args)
+    acc_bits = args.acc_bits or dp.natural_acc_bits(args.fan_in)
+    files = generate(args.unit, dp, lanes=args.lanes, acc_bits=acc_bits, out_bits=args.out_bits,
+                     out_signed=args.out_signed, schedule=args.schedule, pipeline=args.pipeline,
+                     outdir=Path(args.out), force=args.force, command=" ".join(["asqhw"] + sys.argv[1:]))
+    for f in files:
+        print(f)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from hdl import synth
+
+    configs = synth.parse_configs(designs=args.design, a_bits=args.a_bits, w_bits=args.w_bits,
+                                  lanes=args.lanes, fan_in=args.fan_in, pipeline=args.pipeline)
+    rows = synth.run_synth(configs, args.target, seeds=args.seeds, jobs=args.jobs,
+                           outdir=Path(args.out), force=args.force, allow_dsp=args.dsp)
+    print(synth.markdown_table(rows))
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------
+def _add_datapath_args(p, *, multi=False):
+    p.add_argument("--weights", choices=["uniform", "pot", "post"], default="post")
+    p.add_argument("--mode", choices=["lut", "split"], default="split", help="POST architecture")
+    p.add_argument("--a-bits", type=int, default=4)
+    p.add_argument("--w-bits", type=int, default=4)
+    p.add_argument("--a-signed", action="store_true", help="signed activation codes")
+    p.add_argument("--e-max", type=int, default=None, help="largest exponent (default 2^(b_w-1)-2)")
+    p.add_argument("--frac-bits", type=int, default=None, help="F of the lut architecture")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="asqhw", description="Bit-exact ASQ+POST datapath tools.")
+    ap.add_argument("--version", action="version", version=f"asqhw {__version__} (spec {SPEC_VERSION})")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("conform", help="run the bit-exact model (and RTL) over golden cases")
+    p.add_argument("paths", nargs="*", help="case files or directories (default: bundled corpus)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
+    p.add_argument("--lanes", type=int, default=16, help="RTL dot-product lanes")
+    p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")
+    p.add_argument("--simulator", choices=["verilator", "amaranth"], default="verilator")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_conform)
+
+    g = sub.add_parser("golden", help="golden-vector corpus").add_subparsers(dest="golden_cmd", required=True)
+    p = g.add_parser("export", help="regenerate the golden vectors from a seed")
+    p.add_argument("--out", help="output directory (default: the bundled corpus)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--case", action="append", help="export only this case (repeatable)")
+    p.add_argument("--force", action="store_true", help="overwrite files that differ")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_golden_export)
+
+    p = sub.add_parser("levels", help="print (and plot) a weight level set")
+    p.add_argument("--weights", choices=["uniform", "pot", "post"], required=True)
+    p.add_argument("--bits", type=int, required=True)
+    p.add_argument("--e-max", type=int, default=None)
+    p.add_argument("--plot", metavar="PNG", help="also draw the levels into this PNG")
+    p.add_argument("--force", action="store_true", help="overwrite an existing PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_levels)
+
+    p = sub.add_parser("verilog", help="generate Verilog for a unit")
+    p.add_argument("--unit", choices=["mac", "dot", "requant", "top"], default="dot")
+    _add_datapath_args(p)
+    p.add_argument("--lanes", type=int, default=16)
+    p.add_argument("--schedule", choices=["any", "grouped"], default="any")
+    p.add_argument("--pipeline", type=int, default=1)
+    p.add_argument("--fan-in", type=int, default=576, help="fan-in that sizes the accumulator")
+    p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default: natural)")
+    p.add_argument("--out-bits", type=int, default=4)
+    p.add_argument("--out-signed", action="store_true")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("synth", help="synthesise and place-and-route configurations")
+    p.add_argument("--design", type=lambda s: s.split(","),
+                   default=["uniform", "pot", "post-lut", "post-split", "post-split-grouped"],
+                   help="comma-separated designs")
+    p.add_argument("--a-bits", type=_int_list, default=[4])
+    p.add_argument("--w-bits", type=_int_list, default=[3, 4])
+    p.add_argument("--lanes", type=_int_list, default=[1, 8, 16])
+    p.add_argument("--fan-in", type=int, default=576)
+    p.add_argument("--pipeline", type=int, default=1)
+    p.add_argument("--target", type=lambda s: s.split(","), default=["ice40-hx8k"])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--dsp", action="store_true", help="allow DSP blocks")
+    p.add_argument("-o", "--out", default="synth-out", help="output directory")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_synth)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"asqhw: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asqhw: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny hand-computed case writer for format and CLI tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asqhw.params import Datapath
+from asqhw.vectors import write_case
+
+
+def tiny_manifest(**over) -> dict:
+    """A 2x3 -> 2 uniform linear layer manifest (4-bit codes, 4-bit unsigned out)."""
+    dp = Datapath(fmt="uniform", a_bits=4, w_bits=4)
+    m = {
+        "name": "tiny_uniform_linear", "description": "hand case for tests", "tags": [],
+        "layer": {"kind": "linear", "in_features": 3, "out_features": 2}, "batch": 2,
+        "activation": {"bits": 4, "signed": False},
+        "weights": {"format": "uniform", "bits": 4, "e_max": None, "arch": "mul", "frac_bits": 0,
+                    "storage_bits": 4},
+        "accumulator": {"bits": dp.natural_acc_bits(3), "natural_bits": dp.natural_acc_bits(3), "count": 1},
+        "output": {"bits": 4, "signed": False, "lo": 0, "hi": 15},
+        "requant": {"rounding": "ties_toward_plus_inf", "m_bits": 16},
+        "scales": {"s": 0.1, "beta": 1.0, "s_out": 0.2},
+    }
+    m.update(over)
+    return m
+
+
+def tiny_arrays() -> dict:
+    """Arrays for tiny_manifest, expected values computed by hand from the spec."""
+    x = np.array([[1, 2, 3], [15, 0, 7]], dtype=np.int16)
+    w = np.array([[1, -2, 3], [-8, 7, 0]], dtype=np.int16)
+    acc = (x.astype(np.int64) @ w.T.astype(np.int64))[None]          # [[6, 6], [36, -120]]
+    M = np.array([[32768], [40000]], dtype=np.int64)
+    B = np.array([0, 100000], dtype=np.int64)
+    sh = np.array([16, 17], dtype=np.int64)
+    t = M[:, 0][None] * acc[0] + B[None]
+    y = np.clip((t + (1 << (sh[None] - 1))) >> sh[None], 0, 15).astype(np.int16)
+    return {"x": x, "w": w, "M": M, "B": B, "sh": sh, "acc": acc, "y": y,
+            "alpha": np.ones(2), "bias": np.zeros(2), "y_float": y.astype(np.float32) * 0.2}
+
+
+@pytest.fixture
+def tiny_case(tmp_path):
+    """Path of a valid tiny case file."""
+    path = tmp_path / "tiny.npz"
+    write_case(path, tiny_manifest(), tiny_arrays())
+    return path
