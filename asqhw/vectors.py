@@ -15,7 +15,8 @@ from . import SPEC_VERSION
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS, output_range
 
-__all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case_shapes", "FORMAT_VERSION"]
+__all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case_shapes", "datapath_of",
+           "fan_in", "validate_manifest", "FORMAT_VERSION"]
 
 FORMAT = "asqhw-vectors"
 FORMAT_VERSION = 1
@@ -218,7 +219,7 @@ def _check_arrays(manifest: dict, arrays: dict, where: str):
         raise UserError(f"{where}: {nbad} weight code(s) out of range for {dp.w_bits}-bit {dp.fmt}")
     if (arrays["M"] < 0).any() or (arrays["M"] >= 2**16).any():
         raise UserError(f"{where}: requant multiplier M outside 0..65535")
-    if (np.abs(arrays["B"]) > 2**47).any():
+    if (arrays["B"] < -(2**47)).any() or (arrays["B"] >= 2**47).any():
         raise UserError(f"{where}: requant bias B outside the 48-bit range")
     if (arrays["sh"] < 0).any() or (arrays["sh"] > 62).any():
         raise UserError(f"{where}: requant shift sh outside 0..62")
