@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,8 +75,10 @@ def cmd_conform(args) -> int:
                "vectors": rep.vectors, "mismatches": rep.mismatches,
                "float_agreement": round(share, 4), "float_max_code_gap": gap,
                "mismatch_list": [vars(m) | {"index": list(m.index)} for m in rep.listed]}
-        row = [case.name, case.layer["kind"], dp.fmt, bits, dp.arch, rep.vectors, rep.mismatches,
-               f"{100 * share:.1f}%"]
+        wraps = case.acc_bits < case.manifest["accumulator"]["natural_bits"]
+        row = [case.name, case.layer["kind"], dp.fmt, bits, dp.arch,
+               "-" if dp.e_max is None else dp.e_max, f"{case.acc_bits}{'w' if wraps else ''}",
+               rep.vectors, rep.mismatches, f"{100 * share:.1f}%"]
         if rtl:
             res, rrep = rtl[i]
             rec |= {"rtl_mismatches": rrep.mismatches, "rtl_cycles": res.cycles,
@@ -97,11 +100,13 @@ def cmd_conform(args) -> int:
     if args.json:
         print(json.dumps({"summary": summary, "cases": records}, indent=1))
     else:
-        headers = ["case", "layer", "format", "bits", "mode", "vectors", "mismatches", "float="]
+        headers = ["case", "layer", "format", "bits", "mode", "E_max", "acc", "vectors", "mismatches",
+                   "float agree"]
         if rtl:
             headers += ["rtl mismatches", "rtl cycles"]
         print(_table(headers, rows))
-        print()
+        print("(acc: accumulator bits, w = narrower than natural, wraps; float agree: share of codes\n"
+              " equal to the float fake-quant output rounded, a fidelity figure, not conformance)\n")
         for rep in reports + ([rr for _, rr in rtl] if rtl else []):
             for m in rep.listed:
                 print(f"MISMATCH {m}")
@@ -273,6 +278,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("asqhw: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                      # e.g. `asqhw conform | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
