@@ -1,0 +1,408 @@
+"""Layer accumulators (docs/datapath.md sections 5 and 8): conv2d and linear.
+
+Two interchangeable paths compute the same integers:
+
+- ``exact``: a direct integer convolution that looks every product up in
+  :func:`sim.codes.product_table`; always applicable.
+- ``gemm``: im2col of transformed activations plus a float GEMM (BLAS), used
+  only when a bound proves every partial sum an exactly representable integer
+  (docs/sim.md, "Exactness of the GEMM path"); the fan-in is cut into chunks
+  so that the bound holds per chunk, and chunk sums are added in int64.
+
+``method="auto"`` takes ``gemm`` whenever the proof goes through and the layer
+is large enough to profit, else ``exact``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from asqhw.errors import UserError
+from asqhw.params import MAX_ACC_BITS, Datapath
+
+from . import kernels
+from .codes import product_table, product_terms
+
+__all__ = ["conv2d", "linear", "Conv2d", "GemmPlan", "METHODS", "F32_EXACT", "F64_EXACT"]
+
+METHODS = ("auto", "exact", "gemm")
+F32_EXACT = 1 << 24   # every integer of magnitude <= 2^24 is a float32
+F64_EXACT = 1 << 53   # every integer of magnitude <= 2^53 is a float64
+COL_BLOCK_BYTES = 8 << 20   # im2col block size: images are processed in blocks of about this many bytes
+PACK_BITS = (6, 16)           # packing widths b tried for split (S0 + 2^b * S1 in one float32)
+PACK_MAX_TERM = 1 << 12       # pack only when every term is at most this large
+MIN_PACKED_CHUNK = 32         # packed chunks shorter than this on average: two-row GEMM instead
+PACK_SAVED_S_PER_MAC = 1 / 40e9    # rough cost model of the packed split plan (one thread, seconds)
+PACK_CALL_S = 20e-6
+PACK_EXTRACT_S_PER_OUT = 0.4e-9
+RES_BLOCK_BYTES = 1 << 20     # GEMM results gathered per accumulate call
+MIN_CHUNK = 128       # float32 chunks shorter than this on average: take float64 instead
+
+
+def _wrap_int(v: int, n: int) -> int:
+    return ((v + (1 << (n - 1))) & ((1 << n) - 1)) - (1 << (n - 1))
+
+
+@lru_cache(maxsize=64)
+def _exact_tab(dp: Datapath) -> np.ndarray:
+    return np.ascontiguousarray(product_table(dp).transpose(0, 2, 1))
+
+
+@lru_cache(maxsize=64)
+def _term_tables(dp: Datapath, nbits: int):
+    """Activation transforms ``g`` (int64, (n_t, n_a)) and weight values ``v`` ((n_t, n_acc, n_w)).
+
+    ``v`` is reduced modulo ``2^nbits`` into the signed range: the products are only
+    needed modulo ``2^nbits``, and ``g*v`` reduced that way is congruent to ``g*v``.
+    Entries that do not fit int64 after the reduction cannot occur (``nbits <= 40``);
+    ``g`` is at most ``2^8 * 2^16`` in magnitude.
+    """
+    terms = product_terms(dp)
+    g = np.array([t[0] for t in terms], dtype=np.int64)
+    v = np.array([[[_wrap_int(e, nbits) for e in row] for row in t[1]] for t in terms], dtype=np.int64)
+    return g, v
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """How the GEMM path computes one layer exactly.
+
+    ``dtype`` is the float type of the GEMM, ``limit`` its exactness bound
+    (``2^24`` or ``2^53``), ``chunks`` the end indices (over the ``n_terms * K``
+    GEMM rows) of the fan-in chunks of each group. ``pack_bits = b > 0`` (``split``
+    only) means both accumulators come from one GEMM with weights ``v0 + 2^b * v1``.
+    """
+
+    dtype: type
+    limit: int
+    chunks: tuple
+    pack_bits: int = 0
+
+
+def _conv_exact(x, w, dp, stride, pad, groups, nbits, ho, wo):
+    out = np.zeros((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.int64)
+    kernels.conv_exact(x, w, _exact_tab(dp), dp.a_range[0], dp.w_range[0], stride, pad, groups, out)
+    kernels.wrap_inplace(out.reshape(-1), nbits)
+    return out
+
+
+class _GemmWeights:
+    """The weight side of the GEMM path, prepared once per weight tensor."""
+
+    def __init__(self, w16, dp, groups, nbits):
+        self.dp, self.groups, self.nbits = dp, groups, nbits
+        self.g_tab, v = _term_tables(dp, nbits)
+        self.v = v
+        c_out = w16.shape[0]
+        self.cg_out = c_out // groups
+        idx = (w16.astype(np.int64) - dp.w_range[0]).reshape(groups, self.cg_out, -1)
+        self.codes = [np.ascontiguousarray(idx[g]) for g in range(groups)]
+        self.k = idx.shape[2]
+        self.n_t = v.shape[0]
+        vabs = np.abs(v)
+        self.l1 = []                                  # per group: (n_t, rows) int64, saturating
+        for c in self.codes:
+            out = np.empty((self.n_t, dp.n_acc * self.cg_out), dtype=np.int64)
+            kernels.term_l1(c, vabs, out)
+            self.l1.append(out)
+        used = np.zeros(v.shape[2], dtype=bool)
+        used[np.unique(idx)] = True
+        self.vabs_used = vabs[:, :, used]             # (n_t, n_acc, n_used)
+        self._mats = {}
+        self._plans = {}
+
+    def packed_matrices(self, bits):
+        """float32 GEMM weights ``v0 + 2^bits * v1`` of a ``split`` layer, one row per channel."""
+        if bits not in self._mats:
+            packed = self.v[:, 0] + (self.v[:, 1] << bits)            # (1, n_w)
+            vf = packed[:, None, :].astype(np.float32)
+            mats = []
+            for c in self.codes:
+                out = np.empty((self.cg_out, self.k), dtype=np.float32)
+                kernels.weight_matrix(c, vf, out)
+                mats.append(out)
+            self._mats[bits] = mats
+        return self._mats[bits]
+
+    def _packed_plan(self, t_max):
+        """A packed float32 plan for ``split`` (fewest chunks over the packing widths), or None."""
+        if self.dp.arch != "split" or int(t_max[0]) * int(np.abs(self.v).max()) > PACK_MAX_TERM:
+            return None
+        vabs = np.abs(self.v[0]) * t_max[0]                              # (2, n_w)
+        best = None
+        for bits in range(PACK_BITS[0], PACK_BITS[1] + 1):
+            chunks = []
+            for codes in self.codes:
+                b0 = np.ascontiguousarray(vabs[0][codes].T)
+                b1 = np.ascontiguousarray(vabs[1][codes].T)
+                ends = kernels.chunk_ends_packed(b0, b1, (1 << (bits - 1)) - 1, 1 << bits, F32_EXACT)
+                if ends.size == 0:
+                    break
+                chunks.append(tuple(int(e) for e in ends))
+            else:
+                n = max(len(c) for c in chunks)
+                if best is None or n < best[0]:
+                    best = (n, bits, tuple(chunks))
+        if best is None or best[0] * MIN_PACKED_CHUNK > self.k:
+            return None
+        # the chunk sums are added in float32: each accumulator's whole-fan-in bound must fit too
+        for l1 in self.l1:
+            if int(t_max[0]) * int(l1.max(initial=0)) > F32_EXACT:
+                return None
+        return GemmPlan(np.float32, F32_EXACT, best[2], best[1])
+
+    def matrices(self, dtype):
+        if dtype not in self._mats:
+            vf = self.v.astype(dtype)
+            mats = []
+            for c in self.codes:
+                out = np.empty((self.dp.n_acc * self.cg_out, self.k * self.n_t), dtype=dtype)
+                kernels.weight_matrix(c, vf, out)
+                mats.append(out)
+            self._mats[dtype] = mats
+        return self._mats[dtype]
+
+    def plan(self, t_max, cols=None):
+        """The exact GEMM plan for activations whose term magnitudes are at most ``t_max``, or None.
+
+        ``cols`` (GEMM columns per call) decides whether a packed ``split`` plan
+        pays: it saves half the multiply-adds but costs a call and an extraction
+        pass per chunk. None prefers the packed plan when there is one.
+        """
+        key = tuple(int(t) for t in t_max)
+        if key not in self._plans:
+            t = np.array(key, dtype=np.int64)
+            self._plans[key] = (self._packed_plan(t), self._make_plan(t))
+        packed, plain = self._plans[key]
+        if packed is None:
+            return plain
+        if cols is None:
+            return packed
+        n_chunks = sum(len(c) for c in packed.chunks)
+        saved = self.cg_out * self.groups * self.k * cols * PACK_SAVED_S_PER_MAC
+        cost = n_chunks * (PACK_CALL_S + self.cg_out * cols * PACK_EXTRACT_S_PER_OUT)
+        return packed if cost < saved else plain
+
+    def _make_plan(self, t_max):
+        # bound of one fan-in position (all its terms) per weight code and accumulator
+        cost = np.einsum("t,tkw->kw", t_max, np.abs(self.v))             # each T_t * abs(v_t) <= 2^47
+        biggest = int(np.einsum("t,tkw->kw", t_max, self.vabs_used).max(initial=0))
+        tf = t_max.astype(np.float64)
+        for dtype, limit in ((np.float32, F32_EXACT), (np.float64, F64_EXACT)):
+            if biggest > limit:
+                continue
+            chunks = []
+            for codes, l1 in zip(self.codes, self.l1):
+                total = tf @ l1.astype(np.float64)                          # relative error < 2^-49
+                if total.max(initial=0.0) * (1 + 2.0**-40) <= limit:
+                    chunks.append((self.k * self.n_t,))
+                    continue
+                pos = np.empty((self.k, codes.shape[0] * self.dp.n_acc), dtype=np.int64)
+                kernels.position_bounds(codes, cost, pos)
+                chunks.append(tuple(int(e) * self.n_t for e in kernels.chunk_ends(pos, limit)))
+            n_chunks = max(len(c) for c in chunks)
+            if dtype is np.float32 and n_chunks > 1 and n_chunks * MIN_CHUNK > self.k:
+                continue                                                     # many short chunks: float64 is faster
+            return GemmPlan(dtype, limit, tuple(chunks))
+        return None
+
+
+def _images_per_block(nb, rows, npos, itemsize):
+    """Images per im2col block: keep one block near COL_BLOCK_BYTES."""
+    return max(1, min(nb, COL_BLOCK_BYTES // (rows * npos * itemsize)))
+
+
+class Conv2d:
+    """A conv2d layer with its weights prepared once; call it on activation codes.
+
+    Same parameters and result as :func:`conv2d`, with the weights bound at
+    construction (the GEMM weight matrices and their norms are built on first use
+    and kept, as a float framework keeps float weights).
+    """
+
+    def __init__(self, w, dp: Datapath, *, stride: int = 1, padding: int = 0, groups: int = 1,
+                 acc_bits: int | None = None, method: str = "auto"):
+        if not isinstance(dp, Datapath):
+            raise UserError(f"dp must be an asqhw.params.Datapath, not {type(dp).__name__}")
+        if method not in METHODS:
+            raise UserError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        w = _codes(w, "weight", 4)
+        self.dp, self.method = dp, method
+        self.stride = _check_int("stride", stride, 1)
+        self.padding = _check_int("padding", padding, 0)
+        self.groups = _check_int("groups", groups, 1)
+        c_out, cg_in, kh, kw = w.shape
+        if c_out % self.groups or min(c_out, cg_in, kh, kw) < 1:
+            raise UserError(f"weights of shape {w.shape} do not fit groups={self.groups}")
+        self.fan_in = cg_in * kh * kw
+        natural = dp.natural_acc_bits(self.fan_in)
+        if acc_bits is None:
+            if natural > MAX_ACC_BITS:
+                raise UserError(f"natural accumulator width is {natural} bits (> {MAX_ACC_BITS}); give acc_bits")
+            self.acc_bits = natural
+        else:
+            self.acc_bits = _check_int("acc_bits", acc_bits, 2)
+            if self.acc_bits > MAX_ACC_BITS:
+                raise UserError(f"acc_bits must be in 2..{MAX_ACC_BITS}, not {self.acc_bits}")
+        nbad = dp.check_weight_codes_valid(w.astype(np.int64))
+        if nbad:
+            raise UserError(f"{nbad} weight code(s) out of range for {dp.w_bits}-bit {dp.fmt}")
+        self.w16 = np.ascontiguousarray(w, dtype=np.int16)
+        self._gemm = None
+        self._scratch = None
+
+    def _gemm_weights(self):
+        if self._gemm is None:
+            self._gemm = _GemmWeights(self.w16, self.dp, self.groups, self.acc_bits)
+        return self._gemm
+
+    def plan(self, xmin: int, xmax: int, cols: int | None = None) -> GemmPlan | None:
+        """The GEMM plan proved exact for activation codes in ``[xmin, xmax]``, or None.
+
+        ``cols``: GEMM columns per call (images per block times ``H_o*W_o``), used
+        to choose between the packed and the two-row ``split`` plan; None prefers packing.
+        """
+        gw = self._gemm_weights()
+        a0 = self.dp.a_range[0]
+        lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
+        return gw.plan(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1), cols)
+
+    def __call__(self, x) -> np.ndarray:
+        dp, w = self.dp, self.w16
+        x = _codes(x, "activation", 4)
+        nb, c_in, h, wd = x.shape
+        c_out, cg_in, kh, kw = w.shape
+        st, pad, groups = self.stride, self.padding, self.groups
+        if c_in != cg_in * groups:
+            raise UserError(f"input has {c_in} channels, the weights expect {cg_in * groups} (groups={groups})")
+        if h + 2 * pad < kh or wd + 2 * pad < kw:
+            raise UserError(f"kernel {kh}x{kw} does not fit the padded {h}x{wd} input")
+        a_lo, a_hi = dp.a_range
+        xmin, xmax = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if xmin < a_lo or xmax > a_hi:
+            raise UserError(f"activation codes span [{xmin}, {xmax}], outside [{a_lo}, {a_hi}]")
+        ho, wo = (h + 2 * pad - kh) // st + 1, (wd + 2 * pad - kw) // st + 1
+        x16 = np.ascontiguousarray(x, dtype=np.int16)
+        method = self.method
+        cg_out = c_out // groups
+        if method == "auto" and (cg_out < 8 or self.fan_in * cg_out * nb * ho * wo < 1 << 16):
+            method = "exact"
+        if method != "exact":
+            gw = self._gemm_weights()
+            cols = _images_per_block(nb, gw.n_t * gw.k, ho * wo, 4) * ho * wo
+            plan = self.plan(xmin, xmax, cols)
+            if plan is not None:
+                return self._run_gemm(x16, plan, ho, wo)
+            if method == "gemm":
+                raise UserError("no float GEMM is provably exact for these codes; use method='exact'")
+        return _conv_exact(x16, w, dp, st, pad, groups, self.acc_bits, ho, wo)
+
+    def _run_gemm(self, x, plan, ho, wo):
+        gw = self._gemm_weights()
+        bits = plan.pack_bits
+        mats = gw.packed_matrices(bits) if bits else gw.matrices(plan.dtype)
+        nb = x.shape[0]
+        c_out, cg_in, kh, kw = self.w16.shape
+        n_acc, cg_out = self.dp.n_acc, gw.cg_out
+        res_rows = cg_out if bits else n_acc * cg_out
+        npos = ho * wo
+        out = np.empty((n_acc, nb, c_out, npos), dtype=np.int64)
+        g_f = gw.g_tab.astype(plan.dtype)
+        rows = gw.n_t * gw.k
+        itemsize = np.dtype(plan.dtype).itemsize
+        blk = _images_per_block(nb, rows, npos, itemsize)
+        # chunks per accumulate call: keep their GEMM results near RES_BLOCK_BYTES (cache-resident)
+        per = max(1, min(max(len(c) for c in plan.chunks), RES_BLOCK_BYTES // (res_rows * blk * npos * itemsize)))
+        col, res = self._buffers(plan.dtype, rows, per * res_rows, blk * npos)
+        pair = np.empty((2, cg_out * blk * npos), dtype=plan.dtype) if bits else None
+        for gi in range(self.groups):
+            ends = plan.chunks[gi]
+            for n0 in range(0, nb, blk):
+                m = min(blk, nb - n0) * npos
+                cb = col[:rows * m].reshape(rows, m)
+                if bits:
+                    p0 = pair[0, :cg_out * m].reshape(cg_out, m)
+                    p1 = pair[1, :cg_out * m].reshape(cg_out, m)
+                kernels.im2col(x, g_f, self.dp.a_range[0], gi, n0, cg_in, kh, kw, self.stride, self.padding,
+                               ho, wo, cb)
+                starts = (0,) + ends[:-1]
+                for j0 in range(0, len(ends), per):
+                    j1 = min(len(ends), j0 + per)
+                    rb = res[:(j1 - j0) * res_rows * m].reshape(j1 - j0, res_rows, m)
+                    for j in range(j0, j1):
+                        np.matmul(mats[gi][:, starts[j]:ends[j]], cb[starts[j]:ends[j]], out=rb[j - j0])
+                    first, last = j0 == 0, j1 == len(ends)
+                    if bits:
+                        kernels.unpack_add(rb, p0, p1, bits, first)
+                        if last:
+                            kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits)
+                    else:
+                        kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits)
+        return out.reshape(n_acc, nb, c_out, ho, wo)
+
+    def _buffers(self, dtype, rows, res_rows, cols):
+        """Flat scratch arrays for im2col and GEMM results, kept between calls of the same size."""
+        key = (np.dtype(dtype).str, rows, res_rows, cols)
+        if self._scratch is None or self._scratch[0] != key:
+            col = np.empty(rows * cols, dtype=dtype)
+            res = np.empty(res_rows * cols, dtype=dtype)
+            self._scratch = (key, col, res)
+        return self._scratch[1], self._scratch[2]
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise UserError(f"{name} must be an integer >= {lo}, not {value!r}")
+    return int(value)
+
+
+def _codes(arr, name, ndim):
+    a = np.asarray(arr)
+    if a.dtype.kind not in "iu":
+        raise UserError(f"{name} codes must be an integer array, not {a.dtype}")
+    if a.ndim != ndim:
+        raise UserError(f"{name} must have {ndim} dimensions, not shape {a.shape}")
+    return a
+
+
+def conv2d(x, w, dp: Datapath, *, stride: int = 1, padding: int = 0, groups: int = 1,
+           acc_bits: int | None = None, method: str = "auto") -> np.ndarray:
+    """Accumulators of a conv2d layer (docs/datapath.md sections 5 and 8).
+
+    Parameters
+    ----------
+    x : integer array ``(N, C_in, H, W)`` of activation codes in ``dp.a_range``.
+    w : integer array ``(C_out, C_in/G, K_h, K_w)`` of weight codes (``q`` or code words).
+    dp : the datapath.
+    stride, padding, groups : the layer geometry (zero padding, dilation 1).
+    acc_bits : accumulator width ``n`` (2..40); None takes the natural width.
+    method : ``"auto"``, ``"exact"`` (integer kernel) or ``"gemm"`` (float GEMM,
+        raises UserError when its exactness cannot be proved).
+
+    Returns
+    -------
+    int64 array ``(n_acc, N, C_out, H_o, W_o)``, each value wrapped to ``acc_bits``.
+    """
+    if not isinstance(dp, Datapath):
+        raise UserError(f"dp must be an asqhw.params.Datapath, not {type(dp).__name__}")
+    x = _codes(x, "activation", 4)
+    w = _codes(w, "weight", 4)
+    groups = _check_int("groups", groups, 1)
+    if x.shape[1] % groups or w.shape[0] % groups:
+        raise UserError(f"channels ({x.shape[1]} in, {w.shape[0]} out) must be divisible by groups={groups}")
+    layer = Conv2d(w, dp, stride=stride, padding=padding, groups=groups, acc_bits=acc_bits, method=method)
+    return layer(x)
+
+
+def linear(x, w, dp: Datapath, *, acc_bits: int | None = None, method: str = "auto") -> np.ndarray:
+    """Accumulators of a linear layer: ``x`` ``(N, K)``, ``w`` ``(C_out, K)`` -> int64 ``(n_acc, N, C_out)``.
+
+    Same rules as :func:`conv2d` (a linear layer is a 1x1 convolution of a 1x1 input).
+    """
+    x = _codes(x, "activation", 2)
+    w = _codes(w, "weight", 2)
+    out = conv2d(x[:, :, None, None], w[:, :, None, None], dp, acc_bits=acc_bits, method=method)
+    return np.ascontiguousarray(out[:, :, :, 0, 0])

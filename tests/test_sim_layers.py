@@ -1,0 +1,280 @@
+"""sim.conv2d / sim.linear: layer geometry, accumulator wrap, and the GEMM path equal to the exact kernel."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim
+from asqhw.errors import UserError
+from asqhw.params import Datapath
+
+SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
+UNIFORM4 = Datapath(fmt="uniform", a_bits=4, w_bits=4)
+UNIFORM8 = Datapath(fmt="uniform", a_bits=8, w_bits=8)
+
+
+def wrap(v, n):
+    """Two's complement wrap of Python ints (docs/datapath.md section 5)."""
+    return ((v + 2 ** (n - 1)) % 2**n) - 2 ** (n - 1)
+
+
+def reference_conv(x, w, dp, stride, pad, groups):
+    """Unwrapped accumulators as Python ints, by shift-and-add over kernel taps (section 8).
+
+    Products come from sim.product (exact Python ints, verified exhaustively in test_sim_codes).
+    """
+    a_lo, a_hi = dp.a_range
+    a0 = a_lo
+    products = {}
+
+    def column(code):
+        if code not in products:
+            col = np.zeros((dp.n_acc, a_hi - a_lo + 1), dtype=object)
+            for a in range(a_lo, a_hi + 1):
+                p, kk = sim.product(dp, a, code)
+                col[kk, a - a_lo] = p
+            products[code] = col
+        return products[code]
+
+    nb, c_in, h, wd = x.shape
+    c_out, cg_in, kh, kw = w.shape
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    xp = np.zeros((nb, c_in, h + 2 * pad, wd + 2 * pad), dtype=np.int64)
+    xp[:, :, pad:pad + h, pad:pad + wd] = x
+    out = np.zeros((dp.n_acc, nb, c_out, ho, wo), dtype=object)
+    cg_out = c_out // groups
+    for c in range(c_out):
+        g = c // cg_out
+        for j in range(cg_in):
+            for ky in range(kh):
+                for kx in range(kw):
+                    patch = xp[:, g * cg_in + j, ky:ky + stride * (ho - 1) + 1:stride,
+                               kx:kx + stride * (wo - 1) + 1:stride]
+                    col = column(int(w[c, j, ky, kx]))
+                    for k in range(dp.n_acc):
+                        out[k, :, c] += col[k][patch - a0]
+    return out
+
+
+def random_codes(rng, dp, x_shape, w_shape, extreme=False):
+    lo, hi = dp.a_range
+    if extreme:   # largest magnitudes: every activation at the end of its range with the larger |A|
+        x = np.full(x_shape, lo if dp.a_signed else hi, dtype=np.int16)
+    else:
+        x = rng.integers(lo, hi + 1, size=x_shape).astype(np.int16)
+    w_lo, w_hi = dp.w_range
+    if dp.fmt == "uniform":
+        w = (np.full(w_shape, w_lo) if extreme else rng.integers(w_lo, w_hi + 1, size=w_shape)).astype(np.int16)
+        return x, w
+    mag = np.ones(w_shape, np.int64) if extreme else rng.integers(0, dp.e_max + 2, size=w_shape)
+    if extreme and dp.arch == "split" and dp.e_max >= 1:
+        mag = rng.integers(1, 3, size=w_shape)      # W = 0 and W = 1: the largest of each accumulator
+    sgn = np.zeros(w_shape, np.int64) if extreme else rng.integers(0, 2, size=w_shape)
+    return x, ((sgn << dp.m_bits) | mag).astype(np.int16)
+
+
+# ---- hand examples -------------------------------------------------------------------------
+
+def test_3x3_padded_conv_hand_example():
+    x = np.arange(1, 10, dtype=np.int16).reshape(1, 1, 3, 3)           # 1..9
+    w = np.array([[[[0, 1, 0], [1, -2, 1], [0, 1, 0]]]], dtype=np.int16)  # Laplacian
+    acc = sim.conv2d(x, w, UNIFORM4, padding=1)
+    expected = [[2 + 4 - 2, 1 + 3 + 5 - 4, 2 + 6 - 6],
+                [1 + 5 + 7 - 8, 2 + 4 + 6 + 8 - 10, 3 + 5 + 9 - 12],
+                [4 + 8 - 14, 5 + 7 + 9 - 16, 6 + 8 - 18]]
+    assert acc.tolist() == [[[expected]]]
+
+
+def test_strided_conv_reads_every_second_window():
+    x = np.arange(25, dtype=np.int16).reshape(1, 1, 5, 5) % 16
+    w = np.ones((1, 1, 2, 2), dtype=np.int16)
+    acc = sim.conv2d(x, w, UNIFORM4, stride=2)
+    assert acc.shape == (1, 1, 1, 2, 2)
+    assert acc[0, 0, 0].tolist() == [[0 + 1 + 5 + 6, 2 + 3 + 7 + 8], [10 + 11 + 15 + 0, 12 + 13 + 1 + 2]]
+
+
+def test_split_conv_sends_odd_exponents_to_second_accumulator():
+    x = np.full((1, 1, 1, 1), 3, dtype=np.int16)
+    # code m=2 -> W=1 (odd): 3 << (S - 0) on acc1; m=1 -> W=0: 3 << S on acc0. S = 3.
+    acc = sim.conv2d(x, np.array([[[[2]]], [[[1]]]], dtype=np.int16), SPLIT4)
+    assert acc[:, 0, :, 0, 0].tolist() == [[0, 24], [24, 0]]
+
+
+def test_depthwise_conv_keeps_channels_apart():
+    x = np.stack([np.full((2, 2), 1), np.full((2, 2), 2)])[None].astype(np.int16)
+    w = np.array([[[[1]]], [[[-3]]]], dtype=np.int16)
+    acc = sim.conv2d(x, w, UNIFORM4, groups=2)
+    assert acc[0, 0, :, 0, 0].tolist() == [1, -6]
+
+
+def test_linear_is_a_dot_product_per_output():
+    x = np.array([[1, 2, 3], [15, 0, 7]], dtype=np.int16)
+    w = np.array([[1, -2, 3], [-8, 7, 0]], dtype=np.int16)
+    assert sim.linear(x, w, UNIFORM4).tolist() == [[[6, 6], [36, -120]]]
+
+
+# ---- wrapping ------------------------------------------------------------------------------
+
+def test_narrow_accumulator_wraps_modulo_2_to_the_n():
+    x = np.full((1, 64), 15, dtype=np.int16)
+    w = np.full((1, 64), 7, dtype=np.int16)                           # sum = 6720
+    for n in (2, 5, 8, 12, 13, 14):
+        assert sim.linear(x, w, UNIFORM4, acc_bits=n)[0, 0, 0] == wrap(6720, n)
+
+
+def test_default_width_is_natural_and_never_wraps():
+    x = np.full((1, 64), 15, dtype=np.int16)
+    w = np.full((1, 64), -8, dtype=np.int16)                          # the worst case, -K * P_max
+    assert sim.linear(x, w, UNIFORM4)[0, 0, 0] == -64 * 15 * 8
+
+
+def test_huge_shifts_wrap_exactly():
+    dp = Datapath(fmt="pot", a_bits=8, w_bits=8, e_max=127)            # products up to 255 << 127
+    rng = np.random.default_rng(1)
+    x, w = random_codes(rng, dp, (2, 40), (3, 40))
+    want = np.array(reference_conv(x[:, :, None, None], w[:, :, None, None], dp, 1, 0, 1))[:, :, :, 0, 0]
+    for method in ("exact", "gemm"):
+        got = sim.linear(x, w, dp, acc_bits=40, method=method)
+        assert got.tolist() == [[[wrap(int(v), 40) for v in row] for row in a] for a in want]
+
+
+# ---- geometry against the reference --------------------------------------------------------
+
+@pytest.mark.parametrize("stride,pad,groups,k", [(1, 0, 1, 1), (1, 1, 1, 3), (2, 1, 1, 3), (2, 3, 1, 7),
+                                                  (1, 1, 2, 3), (2, 0, 4, 2), (1, 2, 4, 5)])
+@pytest.mark.parametrize("method", ["exact", "gemm"])
+def test_conv_matches_reference(stride, pad, groups, k, method):
+    rng = np.random.default_rng(stride * 100 + pad * 10 + groups + k)
+    dp = Datapath(fmt="post", a_bits=3, w_bits=3, arch="lut", a_signed=True)
+    x, w = random_codes(rng, dp, (2, 4, 9, 8), (8, 4 // groups, k, k))
+    got = sim.conv2d(x, w, dp, stride=stride, padding=pad, groups=groups, method=method)
+    assert got.tolist() == reference_conv(x, w, dp, stride, pad, groups).tolist()
+
+
+# ---- the GEMM path -------------------------------------------------------------------------
+
+def any_datapath():
+    def build(fmt, arch, b_a, b_w, signed, eq17, f_extra):
+        if fmt == "uniform":
+            return Datapath(fmt=fmt, a_bits=b_a, w_bits=b_w, a_signed=signed)
+        e_max = 2 ** (b_w - 1) - (1 if eq17 else 2)
+        if arch == "lut":
+            return Datapath(fmt=fmt, a_bits=b_a, w_bits=b_w, arch=arch, a_signed=signed, e_max=e_max,
+                            frac_bits=min(16, -(-e_max // 2) + f_extra))
+        return Datapath(fmt=fmt, a_bits=b_a, w_bits=b_w, arch=arch, a_signed=signed, e_max=e_max)
+    fa = st.sampled_from([("uniform", "mul"), ("pot", "shift"), ("post", "lut"), ("post", "split")])
+    return st.builds(lambda fa_, *r: build(*fa_, *r), fa, st.integers(2, 8), st.integers(2, 6), st.booleans(),
+                     st.booleans(), st.integers(0, 3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
+       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed):
+    size = max(size, k - 2 * pad)
+    fan_in = cg * k * k
+    natural = dp.natural_acc_bits(fan_in)
+    bits = None if narrow == 0 and natural <= 40 else max(2, min(40, natural - narrow))
+    rng = np.random.default_rng(seed)
+    x, w = random_codes(rng, dp, (n, cg * groups, size, size), (c_out_g * groups, cg, k, k), extreme)
+    kw = dict(stride=stride, padding=pad, groups=groups, acc_bits=bits)
+    assert np.array_equal(sim.conv2d(x, w, dp, method="gemm", **kw), sim.conv2d(x, w, dp, method="exact", **kw))
+
+
+@pytest.mark.parametrize(("dp", "dtype"), [(UNIFORM8, np.float32),
+                                           (Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut", frac_bits=16),
+                                            np.float64)])
+def test_gemm_chunks_worst_case_fan_in_exactly(dp, dtype):
+    rng = np.random.default_rng(7)
+    x, w = random_codes(rng, dp, (1, 512, 3, 3), (4, 512, 3, 3), extreme=True)
+    plan = sim.Conv2d(w, dp, padding=1).plan(int(x.min()), int(x.max()))
+    assert plan.dtype is dtype and (dtype is np.float64 or len(plan.chunks[0]) > 1)
+    got = sim.conv2d(x, w, dp, padding=1, method="gemm")
+    assert np.array_equal(got, sim.conv2d(x, w, dp, padding=1, method="exact"))
+    assert got[0, 0, 0, 1, 1] == 512 * 9 * dp.p_max * (-1 if dp.fmt == "uniform" else 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 6), k=st.integers(1, 60), limit=st.integers(1, 1000), seed=st.integers(0, 2**31))
+def test_chunks_keep_every_row_within_the_limit(rows, k, limit, seed):
+    from sim.kernels import chunk_ends
+    bound = np.random.default_rng(seed).integers(0, limit + 1, size=(k, rows))
+    ends = chunk_ends(bound, limit)
+    assert ends[-1] == k and np.all(np.diff(np.concatenate([[0], ends])) > 0)
+    starts = np.concatenate([[0], ends[:-1]])
+    assert all((bound[s:e].sum(axis=0) <= limit).all() for s, e in zip(starts, ends))
+
+
+def test_split_4bit_worst_case_resnet_fan_in_stays_float32_and_exact():
+    w = np.full((8, 512, 3, 3), 1, dtype=np.int16)                     # W = 0, the largest product
+    x = np.full((1, 512, 3, 3), 15, np.int16)
+    layer = sim.Conv2d(w, SPLIT4, padding=1, method="gemm")
+    assert layer.plan(0, 15).dtype is np.float32
+    assert layer(x)[0, 0, 0, 1, 1] == 512 * 9 * 15 * 8                  # K * P_max
+    assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
+
+
+@pytest.mark.parametrize(("extreme", "packed"), [(False, True), (True, False)])
+def test_split_packs_both_accumulators_into_one_gemm_when_chunks_stay_long(extreme, packed):
+    rng = np.random.default_rng(11)
+    x, w = random_codes(rng, SPLIT4, (2, 256, 5, 5), (16, 256, 3, 3), extreme)
+    layer = sim.Conv2d(w, SPLIT4, padding=1, method="gemm")
+    plan = layer.plan(int(x.min()), int(x.max()))
+    assert (plan.pack_bits > 0) == packed and plan.dtype is np.float32
+    assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 5), k=st.integers(1, 80), bits=st.integers(2, 12), seed=st.integers(0, 2**31))
+def test_packed_chunks_keep_both_sums_within_limits(rows, k, bits, seed):
+    from sim.kernels import chunk_ends_packed
+    rng = np.random.default_rng(seed)
+    lim0, limit = (1 << (bits - 1)) - 1, 1 << 16
+    b0 = rng.integers(0, lim0 + 1, size=(k, rows))
+    b1 = rng.integers(0, max(1, (limit - lim0) >> bits), size=(k, rows))
+    ends = chunk_ends_packed(b0, b1, lim0, 1 << bits, limit)
+    starts = np.concatenate([[0], ends[:-1]])
+    assert ends[-1] == k
+    for s, e in zip(starts, ends):
+        s0, s1 = b0[s:e].sum(axis=0), b1[s:e].sum(axis=0)
+        assert (s0 <= lim0).all() and (s0 + (s1 << bits) <= limit).all()
+
+
+# ---- validation ----------------------------------------------------------------------------
+
+def test_activation_code_outside_range_is_rejected():
+    with pytest.raises(UserError, match=r"outside \[0, 15\]"):
+        sim.linear(np.array([[16]]), np.array([[1]]), UNIFORM4)
+
+
+def test_invalid_weight_code_is_rejected():
+    dp = Datapath(fmt="pot", a_bits=3, w_bits=3, e_max=1)
+    with pytest.raises(UserError, match="weight code"):
+        sim.linear(np.array([[1]]), np.array([[0b011]]), dp)
+
+
+def test_too_wide_natural_accumulator_needs_explicit_width():
+    dp = Datapath(fmt="pot", a_bits=8, w_bits=8, e_max=127)
+    with pytest.raises(UserError, match="give acc_bits"):
+        sim.linear(np.array([[1]]), np.array([[1]]), dp)
+
+
+def test_groups_must_divide_channels():
+    with pytest.raises(UserError, match="groups=2"):
+        sim.conv2d(np.zeros((1, 3, 4, 4), np.int16), np.zeros((2, 1, 1, 1), np.int16), UNIFORM4, groups=2)
+
+
+def test_small_fan_in_uses_one_float32_gemm():
+    w = np.ones((8, 1, 3, 3), dtype=np.int16)
+    assert sim.Conv2d(w, UNIFORM8, padding=1).plan(0, 255) == sim.GemmPlan(np.float32, 2**24, ((9,),))
+
+
+def test_layer_object_reuses_prepared_weights_across_inputs():
+    rng = np.random.default_rng(3)
+    x1, w = random_codes(rng, SPLIT4, (2, 16, 6, 6), (16, 16, 3, 3))
+    x2, _ = random_codes(rng, SPLIT4, (1, 16, 5, 5), (16, 16, 3, 3))
+    layer = sim.Conv2d(w, SPLIT4, padding=1, method="gemm")
+    for x in (x1, x2, x1):
+        assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
