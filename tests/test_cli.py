@@ -119,3 +119,33 @@ def test_entry_point_exits_nonzero_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "asqhw", "conform", str(tmp_path / "x.npz")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no such file" in proc.stderr
+
+
+def test_golden_export_reproduces_the_bundled_corpus(capsys, tmp_path):
+    from asqhw.cli import default_corpus
+
+    code, out, _ = run(capsys, "golden", "export", "--out", str(tmp_path), "-q")
+    assert code == 0 and "wrote 86 cases" in out
+    bundled = default_corpus()
+    for f in sorted(bundled.glob("*.npz")):
+        assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_golden_export_never_overwrites_a_different_file(capsys, tmp_path):
+    assert run(capsys, "golden", "export", "--out", str(tmp_path), "-q",
+               "--case", "post4_split_lin72")[0] == 0
+    target = tmp_path / "post4_split_lin72.npz"
+    target.write_bytes(b"user data")
+    assert_one_line_error(*run(capsys, "golden", "export", "--out", str(tmp_path), "-q",
+                               "--case", "post4_split_lin72")[::2], "post4_split_lin72")
+    assert target.read_bytes() == b"user data"
+
+
+def test_verilog_refuses_to_overwrite_and_rejects_bad_widths(capsys, tmp_path):
+    argv = ["verilog", "--unit", "dot", "--weights", "post", "--mode", "split", "--lanes", "4",
+            "-o", str(tmp_path)]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and out.strip().endswith(".json")
+    assert_one_line_error(*run(capsys, *argv)[::2], "--force")
+    assert_one_line_error(*run(capsys, *argv[:-2], "--w-bits", "12", "-o", str(tmp_path / "x"))[::2],
+                          "weight bits")
