@@ -196,6 +196,33 @@ def report(res):
                       f"{r['torch_s'] * 1e3:9.2f} {gt:7.1f} {r['sim_s'] / r['torch_s']:6.2f}")
 
 
+def markdown(res) -> str:
+    """Summary and per-layer tables of a result in Markdown (ratios are sim time / torch time)."""
+    lines = [f"threads={res['threads']}, {res['clock']} time, best of {res['reps']}, 1-min load average "
+             f"{res['load_before']:.1f} before / {res['load_after']:.1f} after on {os.cpu_count()} CPUs; "
+             f"numba compile from an empty cache {res['cold_compile_s']:.1f} s", "",
+             "| config | batch | sim ms | sim GMAC/s | torch ms | torch GMAC/s | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for cname, cres in res["configs"].items():
+        for nb, b in cres["batches"].items():
+            t = b["total"]
+            lines.append(f"| {cname} | {nb} | {t['sim_s'] * 1e3:.1f} | {t['macs'] / t['sim_s'] / 1e9:.1f} | "
+                         f"{t['torch_s'] * 1e3:.1f} | {t['macs'] / t['torch_s'] / 1e9:.1f} | "
+                         f"{t['sim_s'] / t['torch_s']:.2f} |")
+    lines += ["", "Per layer (ratio sim/torch; `xN` = occurrences in ResNet-18):", ""]
+    heads = [f"{c} b{nb}" for c, cr in res["configs"].items() for nb in cr["batches"]]
+    lines += ["| layer | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    first = next(iter(res["configs"].values()))
+    for i, row in enumerate(next(iter(first["batches"].values()))["layers"]):
+        cells = []
+        for cres in res["configs"].values():
+            for b in cres["batches"].values():
+                r = b["layers"][i]
+                cells.append(f"{r['sim_s'] / r['torch_s']:.2f}")
+        lines.append(f"| {row['layer']} x{row['count']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="first four layer shapes, one repetition")
@@ -204,7 +231,11 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--cpu-time", action="store_true",
                    help="time with process CPU time instead of wall time (for a busy machine; use one thread)")
+    p.add_argument("--markdown", metavar="JSON", help="print the Markdown tables of a saved --json result and exit")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     if args.cpu_time:
         global CLOCK
         CLOCK = time.process_time

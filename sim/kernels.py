@@ -206,28 +206,33 @@ def unpack_add(res, acc0, acc1, bits, first):
     """Split packed ``split`` chunk results ``res[j] = S0 + 2^bits * S1`` (``|S0| < 2^(bits-1)``) and add them.
 
     ``acc0 (+)= sum_j S0_j``, ``acc1 (+)= sum_j S1_j``, all in the float type of
-    ``res``: ``S1 = rint(res * 2^-bits)`` (no tie is possible), ``S0 = res - S1 * 2^bits``;
+    ``res``: ``S1 = round(res * 2^-bits)`` (no tie is possible; rounded by adding and
+    subtracting ``1.5 * 2^23``, exact as ``|res * 2^-bits| < 2^22``), ``S0 = res - S1 * 2^bits``;
     every value is an integer whose magnitude the caller has bounded by the
     float's exact-integer range, so each operation is exact. ``first`` overwrites.
     """
     n_ch, rows, m = res.shape
     scale = res.dtype.type(2.0**bits)
     inv = res.dtype.type(2.0**-bits)
+    # adding and subtracting 1.5 * 2^(p-1) rounds |v| < 2^(p-2) to the nearest integer (p = mantissa bits)
+    magic = res.dtype.type(1.5 * 2.0 ** (np.finfo(res.dtype).nmant))
     for row in prange(rows):
         a0 = acc0[row]
         a1 = acc1[row]
         for j in range(n_ch):
             rr = res[j, row]
-            add = j > 0 or not first
-            for p in range(m):
-                r = rr[p]
-                s1 = np.rint(r * inv)
-                s0 = r - s1 * scale
-                if add:
-                    s0 += a0[p]
-                    s1 += a1[p]
-                a0[p] = s0
-                a1[p] = s1
+            if j == 0 and first:
+                for p in range(m):
+                    r = rr[p]
+                    s1 = (r * inv + magic) - magic
+                    a0[p] = r - s1 * scale
+                    a1[p] = s1
+            else:
+                for p in range(m):
+                    r = rr[p]
+                    s1 = (r * inv + magic) - magic
+                    a0[p] += r - s1 * scale
+                    a1[p] += s1
 
 
 @njit(cache=True, parallel=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from asqhw.errors import UserError
@@ -38,6 +39,7 @@ MIN_PACKED_CHUNK = 32         # packed chunks shorter than this on average: two-
 PACK_SAVED_S_PER_MAC = 1 / 40e9    # rough cost model of the packed split plan (one thread, seconds)
 PACK_CALL_S = 20e-6
 PACK_EXTRACT_S_PER_OUT = 0.4e-9
+GEMM_PATH_NUMBA_THREADS = 1  # numba threads for im2col/unpacking around the (threaded) BLAS GEMMs
 RES_BLOCK_BYTES = 1 << 20     # GEMM results gathered per accumulate call
 MIN_CHUNK = 128       # float32 chunks shorter than this on average: take float64 instead
 
@@ -292,7 +294,7 @@ class Conv2d:
             method = "exact"
         if method != "exact":
             gw = self._gemm_weights()
-            cols = _images_per_block(nb, gw.n_t * gw.k, ho * wo, 4) * ho * wo
+            cols = nb * ho * wo                       # a packed plan runs all images in one block
             plan = self.plan(xmin, xmax, cols)
             if plan is not None:
                 return self._run_gemm(x16, plan, ho, wo)
@@ -301,6 +303,17 @@ class Conv2d:
         return _conv_exact(x16, w, dp, st, pad, groups, self.acc_bits, ho, wo)
 
     def _run_gemm(self, x, plan, ho, wo):
+        # The GEMM path's own kernels are light memory passes; run them on the calling thread
+        # so that numba's thread pool never spins against OpenBLAS's (that made two-thread runs
+        # up to 100x slower); OpenBLAS parallelises the GEMMs.
+        prev = numba.get_num_threads()
+        numba.set_num_threads(min(prev, GEMM_PATH_NUMBA_THREADS))
+        try:
+            return self._run_gemm_serial_kernels(x, plan, ho, wo)
+        finally:
+            numba.set_num_threads(prev)
+
+    def _run_gemm_serial_kernels(self, x, plan, ho, wo):
         gw = self._gemm_weights()
         bits = plan.pack_bits
         mats = gw.packed_matrices(bits) if bits else gw.matrices(plan.dtype)
@@ -313,7 +326,7 @@ class Conv2d:
         g_f = gw.g_tab.astype(plan.dtype)
         rows = gw.n_t * gw.k
         itemsize = np.dtype(plan.dtype).itemsize
-        blk = _images_per_block(nb, rows, npos, itemsize)
+        blk = nb if bits else _images_per_block(nb, rows, npos, itemsize)   # packed: few, wide GEMM calls
         # chunks per accumulate call: keep their GEMM results near RES_BLOCK_BYTES (cache-resident)
         per = max(1, min(max(len(c) for c in plan.chunks), RES_BLOCK_BYTES // (res_rows * blk * npos * itemsize)))
         col, res = self._buffers(plan.dtype, rows, per * res_rows, blk * npos)

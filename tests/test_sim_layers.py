@@ -278,3 +278,16 @@ def test_layer_object_reuses_prepared_weights_across_inputs():
     layer = sim.Conv2d(w, SPLIT4, padding=1, method="gemm")
     for x in (x1, x2, x1):
         assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
+
+
+@pytest.mark.parametrize("bits", [6, 11, 16])
+def test_unpacking_recovers_both_sums_at_their_limits(bits):
+    from sim.kernels import unpack_add
+    s0 = np.array([-(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1, 0, 5, -7], dtype=np.int64)
+    s1 = np.array([(2**24 - 2**bits) >> bits, -((2**24 - 2**bits) >> bits), 1, -1, 0], dtype=np.int64)
+    res = (s0 + (s1 << bits)).astype(np.float32)[None, None, :]
+    assert np.all(np.abs(s0 + (s1 << bits)) <= 2**24)
+    acc0, acc1 = np.empty((1, 5), np.float32), np.empty((1, 5), np.float32)
+    unpack_add(res, acc0, acc1, bits, True)
+    unpack_add(res, acc0, acc1, bits, False)
+    assert acc0[0].tolist() == (2 * s0).tolist() and acc1[0].tolist() == (2 * s1).tolist()
