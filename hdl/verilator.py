@@ -67,10 +67,10 @@ def lint(verilog_path, top: str) -> None:
 
 
 def cache_dir() -> Path:
-    """Where compiled simulators are kept: $ASQHW_CACHE_DIR or ~/.cache/asqhw/verilator."""
-    env = os.environ.get("ASQHW_CACHE_DIR")
+    """Where compiled simulators are kept: $ASQHW_CACHE/verilator, else $XDG_CACHE_HOME/asqhw/verilator."""
+    env = os.environ.get("ASQHW_CACHE")
     if env:
-        return Path(env)
+        return Path(env) / "verilator"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "asqhw" / "verilator"
 
