@@ -1,6 +1,6 @@
 """The dot-product unit: N product lanes, an adder tree and the accumulator(s).
 
-Two schedules (docs/datapath.md section 9, /work/notes/hdl_interface.md):
+Two schedules (docs/datapath.md section 9, docs/rtl.md):
 
 ``any``
     Every lane takes any weight code: one product lane of ``dp.arch`` per lane

@@ -1,4 +1,4 @@
-"""Beats of one dot product for ``DotUnit`` (the two schedules of /work/notes/hdl_interface.md).
+"""Beats of one dot product for ``DotUnit`` (the two schedules of docs/rtl.md).
 
 Cycle cost of one dot product over ``K`` terms with ``lanes`` lanes:
 
