@@ -128,8 +128,11 @@ class Datapath:
 
 
 def output_range(bits: int, signed: bool) -> tuple[int, int]:
-    """Inclusive output code range; unsigned means a fused ReLU (lower bound 0)."""
-    _check_int("output bits", bits, 2, 16)
+    """Inclusive output code range; unsigned means a fused ReLU (lower bound 0).
+
+    Output codes fit a signed 16-bit integer: 2..16 bits signed, 2..15 unsigned.
+    """
+    _check_int("signed output bits" if signed else "unsigned output bits", bits, 2, 16 if signed else 15)
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1

@@ -63,9 +63,9 @@ class Requantiser(wiring.Component):
                  pipeline: int = 1):
         _check_int("n_acc", n_acc, 1, 2)
         _check_int("acc_bits", acc_bits, 2, 40)
-        _check_int("out_bits", out_bits, 2, 16)
         if not isinstance(out_signed, bool):
             raise TypeError(f"out_signed must be a bool, not {out_signed!r}")
+        _check_int("out_bits", out_bits, 2, 16 if out_signed else 15)
         _check_int("pipeline", pipeline, 0, MAX_PIPELINE)
         self._n_acc = n_acc
         self._acc_bits = acc_bits

@@ -51,9 +51,9 @@ def _validate(unit, dp, lanes, acc_bits, out_bits, out_signed, schedule, pipelin
         raise TypeError(f"dp must be a Datapath, not {dp!r}")
     _check("lanes", lanes, 1, 1024)
     _check("accumulator bits", acc_bits, 2, 40)
-    _check("output bits", out_bits, 2, 16)
     if not isinstance(out_signed, bool):
         raise UserError(f"out_signed must be true or false, not {out_signed!r}")
+    _check("output bits", out_bits, 2, 16 if out_signed else 15)
     if schedule not in SCHEDULES:
         raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if schedule == "grouped" and dp.arch not in ("shift", "split"):

@@ -48,7 +48,8 @@ def layers(draw):
         acc_bits = draw(st.integers(2, 40))
     else:
         acc_bits = draw(st.one_of(st.just(natural), st.integers(2, natural)))
-    out_bits, out_signed = draw(st.integers(2, 16)), draw(st.booleans())
+    out_signed = draw(st.booleans())
+    out_bits = draw(st.integers(2, 16 if out_signed else 15))
     lo, hi = (-(2 ** (out_bits - 1)), 2 ** (out_bits - 1) - 1) if out_signed else (0, 2**out_bits - 1)
     manifest = {
         "name": "random", "layer": layer, "batch": n,
