@@ -183,10 +183,15 @@ def cmd_verilog(args) -> int:
 def cmd_synth(args) -> int:
     from hdl import synth
 
-    configs = synth.parse_configs(designs=args.design, a_bits=args.a_bits, w_bits=args.w_bits,
-                                  lanes=args.lanes, fan_in=args.fan_in, pipeline=args.pipeline)
+    if args.config:
+        configs = [synth.parse_config(label) for label in args.config]
+    else:
+        configs = synth.parse_configs(designs=args.design, a_bits=args.a_bits, w_bits=args.w_bits,
+                                      lanes=args.lanes, fan_in=args.fan_in, pipeline=args.pipeline,
+                                      acc_bits=args.acc_bits)
     rows = synth.run_synth(configs, args.target, seeds=args.seeds, jobs=args.jobs,
-                           outdir=Path(args.out), force=args.force, allow_dsp=args.dsp)
+                           outdir=Path(args.out), force=args.force, allow_dsp=args.dsp,
+                           timeout=args.timeout)
     print(synth.markdown_table(rows))
     return 0
 
@@ -251,14 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="synthesise and place-and-route configurations")
     p.add_argument("--design", type=lambda s: s.split(","),
-                   default=["uniform", "pot", "post-lut", "post-split", "post-split-grouped"],
+                   default=["uniform", "pot", "pot-grouped", "post-lut", "post-split", "post-split-grouped"],
                    help="comma-separated designs")
+    p.add_argument("--config", action="append", metavar="LABEL",
+                   help="one configuration by label, e.g. 'post-split-grouped b_w=4 b_a=4 lanes=8' (repeatable)")
+    p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default: natural)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per tool run")
     p.add_argument("--a-bits", type=_int_list, default=[4])
     p.add_argument("--w-bits", type=_int_list, default=[3, 4])
     p.add_argument("--lanes", type=_int_list, default=[1, 8, 16])
     p.add_argument("--fan-in", type=int, default=576)
     p.add_argument("--pipeline", type=int, default=1)
-    p.add_argument("--target", type=lambda s: s.split(","), default=["ice40-hx8k"])
+    p.add_argument("--target", type=lambda s: s.split(","), default=["ice40-hx8k"],
+                   help="ice40-up5k, ice40-hx8k, ecp5-25k, xilinx (comma-separated)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--dsp", action="store_true", help="allow DSP blocks")
