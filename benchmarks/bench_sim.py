@@ -8,7 +8,10 @@ call is reported as ``first ms``) and ``torch.nn.functional.conv2d`` in float32 
 the same shapes with the same thread count, and prints time, GMAC/s and the
 ratio ``sim / torch`` per layer and for the whole network (each shape weighted
 by how often it occurs). The first call of each configuration (numba JIT
-compile or on-disk cache load) is timed separately.
+compile or on-disk cache load) is timed separately. Per layer, sim and torch
+are timed in separate blocks (best of ``--reps`` calls), each started by a short
+pause and an untimed call, so that neither is timed while the other's idle
+threads still spin.
 
 Usage::
 
@@ -82,6 +85,7 @@ def random_codes(rng, dp: Datapath, x_shape, w_shape):
 
 
 CLOCK = time.perf_counter
+SETTLE_S = 0.05   # pause before each timed block: lets the other library's threads stop spinning
 
 
 def best_time(fn, reps):
@@ -158,10 +162,16 @@ def bench(args):
                 with torch.no_grad():
                     torch.nn.functional.conv2d(xt, wt, stride=st, padding=pad)
                     t_sim, t_torch = float("inf"), float("inf")
-                    for _ in range(args.reps):              # interleaved, so both see the same machine load
-                        t_sim = min(t_sim, best_time(lambda: layer(x), 1))
-                        t_torch = min(t_torch, best_time(
-                            lambda: torch.nn.functional.conv2d(xt, wt, stride=st, padding=pad), 1))
+                    # one block of calls each, layer by layer (both see about the same machine
+                    # load); a pause and an untimed call start each block, so that neither is
+                    # timed while the other's idle threads still spin (torch's OpenMP, OpenBLAS)
+                    time.sleep(SETTLE_S)
+                    layer(x)
+                    t_sim = best_time(lambda: layer(x), args.reps)
+                    time.sleep(SETTLE_S)
+                    torch.nn.functional.conv2d(xt, wt, stride=st, padding=pad)
+                    t_torch = best_time(lambda: torch.nn.functional.conv2d(xt, wt, stride=st, padding=pad),
+                                        args.reps)
                 ho = (size + 2 * pad - k) // st + 1
                 macs = nb * co * ho * ho * ci * k * k
                 rows.append({"layer": name, "count": count, "macs": macs, "sim_s": t_sim, "torch_s": t_torch,

@@ -1,7 +1,11 @@
 """Numba kernels: exact integer convolution, im2col, GEMM-result accumulation, wrap, requantisation.
 
 All kernels are typed by their arguments, compiled once and cached on disk
-(``cache=True``); the parallel loops run over output channels or rows.
+(``cache=True``). The exact kernel, ``requant_kernel`` and the weight-side kernels
+run parallel loops (``prange``) over output channels or rows; the GEMM-path
+kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
+``store_pair``) are serial, release the GIL and take a row range, so that
+``sim.layers`` can run one share of a layer per Python thread.
 Integer arithmetic is int64 and wraps modulo ``2^64``, which is consistent with
 the accumulator wrap modulo ``2^n`` (``n <= 40``).
 """
@@ -59,14 +63,15 @@ def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
                     out[k, n, c, oy, ox] = acc[k, oy, ox]
 
 
-@njit(cache=True, parallel=True)
-def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col):
+@njit(cache=True, nogil=True)
+def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, row1):
     """Transformed im2col of group ``g``: ``col[i*n_t + t, (n - n0)*H_o*W_o + p] = g_tab[t, A - a0]``.
 
     ``x`` is C-contiguous ``(N, C_in, H, W)``. Fan-in position
     ``i = (j*K_h + ky)*K_w + kx``, term ``t``, column ``(n, oy, ox)`` for the images
     ``n0 .. n0 + col.shape[1] / (H_o*W_o) - 1``. Positions in the zero padding
-    are 0 (every ``g`` maps code 0 to 0).
+    are 0 (every ``g`` maps code 0 to 0). Writes the rows ``row0 .. row1 - 1`` only,
+    on the calling thread with the GIL released (the caller splits rows between threads).
     """
     n_t = g_tab.shape[0]
     c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
@@ -79,7 +84,7 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col):
     for a in range(g_tab.shape[1]):
         if g_tab[0, a] != a + a0:
             identity = False
-    for row in prange(n_t * kg):
+    for row in range(row0, row1):
         r = row // n_t
         t = row % n_t
         j = r // (kh * kw)
@@ -109,9 +114,13 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col):
                 if cnt == 0:
                     pass
                 elif identity and stride == 1:
-                    dst[d:d + cnt] = xf[src:src + cnt]
+                    ud, us = np.uint64(d), np.uint64(src)
+                    for q in range(np.uint64(cnt)):          # unsigned indices: no wraparound checks
+                        dst[ud + q] = xf[us + q]
                 elif identity:
-                    dst[d:d + cnt] = xf[src:src + (cnt - 1) * stride + 1:stride]
+                    ud, us, ust = np.uint64(d), np.uint64(src), np.uint64(stride)
+                    for q in range(np.uint64(cnt)):
+                        dst[ud + q] = xf[us + q * ust]
                 else:
                     for q in range(cnt):                     # unsigned indices: no wraparound checks
                         dst[np.uint64(d + q)] = gt[np.uint64(xf[np.uint64(src + q * stride)] - a0)]
@@ -168,40 +177,47 @@ def position_bounds(codes, cost, out):
                 out[i, k * cg + c] = cost[k, codes[c, i]]
 
 
-@njit(cache=True, parallel=True)
-def accumulate(res, out, g, cg_out, n0, first, last, nbits):
-    """Add GEMM chunk results ``res[j]`` (rows ``k*cg_out + c``, columns ``(n - n0)*P + p``) to ``out``.
+@njit(cache=True, nogil=True)
+def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0):
+    """Add GEMM chunk results ``res[j]`` (rows ``row - row0``, columns ``q - col0``) to ``out``.
 
-    ``out[k, n, g*cg_out + c, p] (+)= sum_j res[j, k*cg_out + c, (n - n0)*P + p]``:
-    ``first`` overwrites instead of adding, ``last`` wraps the result to ``nbits``.
-    ``res`` holds exact integers (float), converted exactly and added in int64.
+    GEMM row ``row = k*cg_out + c``, column ``q = (n - n0)*P + p``:
+    ``out[k, n, g*cg_out + c, p] (+)= sum_j res[j, row - row0, q - col0]`` for the rows
+    ``row0 ..`` and columns ``col0 ..`` that ``res`` covers. ``first`` overwrites
+    instead of adding, ``last`` wraps the result to ``nbits``. ``res`` holds exact
+    integers (float), converted exactly and added in int64. Runs on the calling
+    thread with the GIL released.
     """
     n_ch = res.shape[0]
+    ncol = res.shape[2]
     npos = out.shape[3]
-    n_acc = out.shape[0]
-    nb = res.shape[2] // npos
     half = np.int64(1) << (nbits - 1)
     mask = (np.int64(1) << nbits) - 1
-    for row in prange(n_acc * cg_out):
+    for r in range(res.shape[1]):
+        row = row0 + r
         k = row // cg_out
         c = g * cg_out + row % cg_out
-        for nn in range(nb):
-            oo = out[k, n0 + nn, c]
-            base = np.uint64(nn * npos)
+        q = 0
+        while q < ncol:                                  # one image's segment of the columns at a time
+            nn = (col0 + q) // npos
+            p0 = col0 + q - nn * npos
+            cnt = min(npos - p0, ncol - q)
+            oo = out[k, n0 + nn, c, p0:p0 + cnt]
             for j in range(n_ch):
-                rr = res[j, row]
+                rr = res[j, r, q:q + cnt]
                 add = j > 0 or not first
                 wrap = last and j == n_ch - 1
-                for p in range(npos):
-                    v = np.int64(rr[base + np.uint64(p)])
+                for t in range(cnt):
+                    v = np.int64(rr[t])
                     if add:
-                        v += oo[p]
+                        v += oo[t]
                     if wrap:
                         v = _wrap(v, half, mask)
-                    oo[p] = v
+                    oo[t] = v
+            q += cnt
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def unpack_add(res, acc0, acc1, bits, first):
     """Split packed ``split`` chunk results ``res[j] = S0 + 2^bits * S1`` (``|S0| < 2^(bits-1)``) and add them.
 
@@ -210,13 +226,14 @@ def unpack_add(res, acc0, acc1, bits, first):
     subtracting ``1.5 * 2^23``, exact as ``|res * 2^-bits| < 2^22``), ``S0 = res - S1 * 2^bits``;
     every value is an integer whose magnitude the caller has bounded by the
     float's exact-integer range, so each operation is exact. ``first`` overwrites.
+    Runs on the calling thread with the GIL released.
     """
     n_ch, rows, m = res.shape
     scale = res.dtype.type(2.0**bits)
     inv = res.dtype.type(2.0**-bits)
     # adding and subtracting 1.5 * 2^(p-1) rounds |v| < 2^(p-2) to the nearest integer (p = mantissa bits)
     magic = res.dtype.type(1.5 * 2.0 ** (np.finfo(res.dtype).nmant))
-    for row in prange(rows):
+    for row in range(rows):
         a0 = acc0[row]
         a1 = acc1[row]
         for j in range(n_ch):
@@ -235,22 +252,30 @@ def unpack_add(res, acc0, acc1, bits, first):
                     a1[p] += s1
 
 
-@njit(cache=True, parallel=True)
-def store_pair(acc0, acc1, out, g, cg_out, n0, nbits):
-    """``out[k, n, g*cg_out + c, p] = wrap(acc_k[c, (n - n0)*P + p], nbits)`` for the two float sums."""
+@njit(cache=True, nogil=True)
+def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0):
+    """``out[k, n, g*cg_out + c, p] = wrap(acc_k[c - row0, q - col0], nbits)``, ``q = (n - n0)*P + p``.
+
+    Stores the two float sums of the channels ``row0 ..`` and columns ``col0 ..``
+    that ``acc0``, ``acc1`` cover, on the calling thread with the GIL released.
+    """
     npos = out.shape[3]
-    nb = acc0.shape[1] // npos
+    ncol = acc0.shape[1]
     half = np.int64(1) << (nbits - 1)
     mask = (np.int64(1) << nbits) - 1
-    for row in prange(cg_out):
-        c = g * cg_out + row
-        for nn in range(nb):
+    for row in range(acc0.shape[0]):
+        c = g * cg_out + row0 + row
+        q = 0
+        while q < ncol:
+            nn = (col0 + q) // npos
+            p0 = col0 + q - nn * npos
+            cnt = min(npos - p0, ncol - q)
             o0 = out[0, n0 + nn, c]
             o1 = out[1, n0 + nn, c]
-            base = nn * npos
-            for p in range(npos):
-                o0[p] = _wrap(np.int64(acc0[row, base + p]), half, mask)
-                o1[p] = _wrap(np.int64(acc1[row, base + p]), half, mask)
+            for t in range(cnt):
+                o0[p0 + t] = _wrap(np.int64(acc0[row, q + t]), half, mask)
+                o1[p0 + t] = _wrap(np.int64(acc1[row, q + t]), half, mask)
+            q += cnt
 
 
 @njit(cache=True)

@@ -15,6 +15,11 @@ is large enough to profit, else ``exact``.
 
 from __future__ import annotations
 
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,9 +42,9 @@ PACK_BITS = (6, 16)           # packing widths b tried for split (S0 + 2^b * S1 
 PACK_MAX_TERM = 1 << 12       # pack only when every term is at most this large
 MIN_PACKED_CHUNK = 32         # packed chunks shorter than this on average: two-row GEMM instead
 PACK_SAVED_S_PER_MAC = 1 / 40e9    # rough cost model of the packed split plan (one thread, seconds)
-PACK_CALL_S = 20e-6
+PACK_CALL_S = 5e-6
 PACK_EXTRACT_S_PER_OUT = 0.4e-9
-GEMM_PATH_NUMBA_THREADS = 1  # numba threads for im2col/unpacking around the (threaded) BLAS GEMMs
+MIN_SHARE_MACS = 1 << 22      # GEMM multiply-adds per call below which one thread runs the whole layer
 RES_BLOCK_BYTES = 1 << 20     # GEMM results gathered per accumulate call
 MIN_CHUNK = 128       # float32 chunks shorter than this on average: take float64 instead
 
@@ -294,8 +299,8 @@ class Conv2d:
             method = "exact"
         if method != "exact":
             gw = self._gemm_weights()
-            cols = nb * ho * wo                       # a packed plan runs all images in one block
-            plan = self.plan(xmin, xmax, cols)
+            blk = _images_per_block(nb, gw.n_t * gw.k, ho * wo, 4)   # GEMM columns per call (float32 block)
+            plan = self.plan(xmin, xmax, blk * ho * wo)
             if plan is not None:
                 return self._run_gemm(x16, plan, ho, wo)
             if method == "gemm":
@@ -303,17 +308,11 @@ class Conv2d:
         return _conv_exact(x16, w, dp, st, pad, groups, self.acc_bits, ho, wo)
 
     def _run_gemm(self, x, plan, ho, wo):
-        # The GEMM path's own kernels are light memory passes; run them on the calling thread
-        # so that numba's thread pool never spins against OpenBLAS's (that made two-thread runs
-        # up to 100x slower); OpenBLAS parallelises the GEMMs.
-        prev = numba.get_num_threads()
-        numba.set_num_threads(min(prev, GEMM_PATH_NUMBA_THREADS))
-        try:
-            return self._run_gemm_serial_kernels(x, plan, ho, wo)
-        finally:
-            numba.set_num_threads(prev)
-
-    def _run_gemm_serial_kernels(self, x, plan, ho, wo):
+        # Work sharing (docs/sim.md, "Threads"): the layer is cut into one share per thread;
+        # every share writes its own im2col rows, then computes its own slice (output rows or
+        # columns) of every GEMM with single-threaded BLAS and unpacks it, all with the GIL
+        # released. No thread pool ever waits (spinning) while another one runs, which had
+        # made alternating numba and OpenBLAS pools up to 100x slower on this machine.
         gw = self._gemm_weights()
         bits = plan.pack_bits
         mats = gw.packed_matrices(bits) if bits else gw.matrices(plan.dtype)
@@ -326,44 +325,139 @@ class Conv2d:
         g_f = gw.g_tab.astype(plan.dtype)
         rows = gw.n_t * gw.k
         itemsize = np.dtype(plan.dtype).itemsize
-        blk = nb if bits else _images_per_block(nb, rows, npos, itemsize)   # packed: few, wide GEMM calls
-        # chunks per accumulate call: keep their GEMM results near RES_BLOCK_BYTES (cache-resident)
-        per = max(1, min(max(len(c) for c in plan.chunks), RES_BLOCK_BYTES // (res_rows * blk * npos * itemsize)))
-        col, res = self._buffers(plan.dtype, rows, per * res_rows, blk * npos)
-        pair = np.empty((2, cg_out * blk * npos), dtype=plan.dtype) if bits else None
-        for gi in range(self.groups):
-            ends = plan.chunks[gi]
-            for n0 in range(0, nb, blk):
-                m = min(blk, nb - n0) * npos
-                cb = col[:rows * m].reshape(rows, m)
-                if bits:
-                    p0 = pair[0, :cg_out * m].reshape(cg_out, m)
-                    p1 = pair[1, :cg_out * m].reshape(cg_out, m)
-                kernels.im2col(x, g_f, self.dp.a_range[0], gi, n0, cg_in, kh, kw, self.stride, self.padding,
-                               ho, wo, cb)
+        blk = _images_per_block(nb, rows, npos, itemsize)
+        n_sh = _shares(res_rows * blk * npos * rows)
+        col = self._buffer("col", plan.dtype, rows * blk * npos)
+        # each share takes a slice of the larger GEMM dimension (output rows or columns),
+        # cut at multiples of 8 (BLAS register blocks); its im2col slice is a range of rows
+        rcuts = [rows * s // n_sh for s in range(n_sh + 1)]
+        barrier = threading.Barrier(n_sh)
+        n_ch = max(len(c) for c in plan.chunks)
+
+        def share(s):
+            for gi in range(self.groups):
+                ends = plan.chunks[gi]
                 starts = (0,) + ends[:-1]
-                for j0 in range(0, len(ends), per):
-                    j1 = min(len(ends), j0 + per)
-                    rb = res[:(j1 - j0) * res_rows * m].reshape(j1 - j0, res_rows, m)
-                    for j in range(j0, j1):
-                        np.matmul(mats[gi][:, starts[j]:ends[j]], cb[starts[j]:ends[j]], out=rb[j - j0])
-                    first, last = j0 == 0, j1 == len(ends)
-                    if bits:
-                        kernels.unpack_add(rb, p0, p1, bits, first)
-                        if last:
-                            kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits)
-                    else:
-                        kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits)
+                for n0 in range(0, nb, blk):
+                    m = min(blk, nb - n0) * npos
+                    by_rows = res_rows >= m
+                    cut = _cuts(res_rows if by_rows else m, n_sh)
+                    r0, r1 = (cut[s], cut[s + 1]) if by_rows else (0, res_rows)
+                    c0, c1 = (0, m) if by_rows else (cut[s], cut[s + 1])
+                    cb = col[:rows * m].reshape(rows, m)
+                    barrier.wait()                      # every share is done with the previous block
+                    kernels.im2col(x, g_f, self.dp.a_range[0], gi, n0, cg_in, kh, kw, self.stride,
+                                   self.padding, ho, wo, cb, rcuts[s], rcuts[s + 1])
+                    barrier.wait()                      # the whole block is written
+                    if r1 <= r0 or c1 <= c0:
+                        continue
+                    my, mc = r1 - r0, c1 - c0
+                    per = max(1, min(n_ch, RES_BLOCK_BYTES // (my * mc * itemsize)))
+                    res = np.empty(per * my * mc, dtype=plan.dtype)
+                    if bits:                            # contiguous: numba vectorises only those
+                        p0, p1 = np.empty((2, my, mc), dtype=plan.dtype)
+                    for j0 in range(0, len(ends), per):
+                        j1 = min(len(ends), j0 + per)
+                        rb = res[:(j1 - j0) * my * mc].reshape(j1 - j0, my, mc)
+                        for j in range(j0, j1):
+                            np.matmul(mats[gi][r0:r1, starts[j]:ends[j]], cb[starts[j]:ends[j], c0:c1],
+                                      out=rb[j - j0])
+                        first, last = j0 == 0, j1 == len(ends)
+                        if bits:
+                            kernels.unpack_add(rb, p0, p1, bits, first)
+                            if last:
+                                kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits, r0, c0)
+                        else:
+                            kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits, r0, c0)
+
+        _run_shares(share, n_sh, barrier)
         return out.reshape(n_acc, nb, c_out, ho, wo)
 
-    def _buffers(self, dtype, rows, res_rows, cols):
-        """Flat scratch arrays for im2col and GEMM results, kept between calls of the same size."""
-        key = (np.dtype(dtype).str, rows, res_rows, cols)
-        if self._scratch is None or self._scratch[0] != key:
-            col = np.empty(rows * cols, dtype=dtype)
-            res = np.empty(res_rows * cols, dtype=dtype)
-            self._scratch = (key, col, res)
-        return self._scratch[1], self._scratch[2]
+    def _buffer(self, name, dtype, size):
+        """A flat scratch array, kept between calls of the same size."""
+        if self._scratch is None:
+            self._scratch = {}
+        key = (name, np.dtype(dtype).str, size)
+        if self._scratch.get(name, (None,))[0] != key:
+            self._scratch[name] = (key, np.empty(size, dtype=dtype))
+        return self._scratch[name][1]
+
+
+def _cuts(n, parts):
+    """Split ``0 .. n`` into ``parts`` ranges at multiples of 8: the boundaries, ``parts + 1`` of them."""
+    return [0] + [min(n, (n * t // parts + 7) // 8 * 8) for t in range(1, parts)] + [n]
+
+
+@lru_cache(maxsize=1)
+def _blas_threads_api():
+    """``(get, set)`` of the thread count of numpy's bundled OpenBLAS, or None if not found."""
+    here = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(here, os.pardir, "numpy.libs", "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for suffix in ("64_", "_64_", ""):
+            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None)
+            put = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, put.restype, put.argtypes = ctypes.c_int, None, [ctypes.c_int]
+                return get, put
+    return None
+
+
+_POOL = None          # (workers, ThreadPoolExecutor) of the shares beyond the calling thread
+_POOL_LOCK = threading.Lock()
+
+
+def _shares(macs):
+    """Threads that share one GEMM-path call: ``numba.get_num_threads()``, 1 for small calls."""
+    n = numba.get_num_threads()
+    if n <= 1 or macs < MIN_SHARE_MACS or _blas_threads_api() is None:
+        return 1
+    return n
+
+
+def _run_shares(fn, n, barrier):
+    """Run ``fn(0) .. fn(n-1)`` on ``n`` threads (this one and pool workers), BLAS single-threaded.
+
+    With ``n == 1`` BLAS keeps its own threads. A failing share aborts ``barrier`` so
+    that the others stop too; the first error is raised.
+    """
+    global _POOL
+    if n == 1:
+        fn(0)
+        return
+
+    def guarded(s):
+        try:
+            fn(s)
+        except BaseException:
+            barrier.abort()
+            raise
+
+    get, put = _blas_threads_api()
+    with _POOL_LOCK:                    # one shared call at a time: the BLAS thread count is process-wide
+        if _POOL is None or _POOL[0] < n - 1:
+            _POOL = (n - 1, ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="sim-share"))
+        prev = get()
+        put(1)
+        try:
+            futures = [_POOL[1].submit(guarded, s) for s in range(1, n)]
+            errors = []
+            try:
+                guarded(0)
+            except BaseException as e:  # noqa: BLE001 - re-raised below after the workers stop
+                errors.append(e)
+            for f in futures:
+                e = f.exception()
+                if e is not None:
+                    errors.append(e)
+        finally:
+            put(prev)
+    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if errors:
+        raise (real or errors)[0]
 
 
 def _check_int(name, value, lo):

@@ -291,3 +291,25 @@ def test_unpacking_recovers_both_sums_at_their_limits(bits):
     unpack_add(res, acc0, acc1, bits, True)
     unpack_add(res, acc0, acc1, bits, False)
     assert acc0[0].tolist() == (2 * s0).tolist() and acc1[0].tolist() == (2 * s1).tolist()
+
+
+@pytest.mark.parametrize("fmt,arch,a_bits,w_bits", [("post", "split", 4, 4), ("uniform", "mul", 8, 8),
+                                                    ("post", "lut", 4, 4), ("pot", "shift", 4, 4)])
+def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bits, w_bits):
+    """Forcing every GEMM call onto the multi-thread (shared) path changes no bit."""
+    import sim.layers as layers
+    from asqhw.params import Datapath
+
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    dp = Datapath(fmt=fmt, a_bits=a_bits, w_bits=w_bits, arch=arch)
+    rng = np.random.default_rng(7)
+    x = rng.integers(*dp.a_range, endpoint=True, size=(2, 16, 12, 12)).astype(np.int16)
+    if fmt == "uniform":
+        w = rng.integers(*dp.w_range, endpoint=True, size=(32, 16, 3, 3)).astype(np.int16)
+    else:
+        w = ((rng.integers(0, 2, size=(32, 16, 3, 3)) << dp.m_bits)
+             | rng.integers(0, dp.e_max + 2, size=(32, 16, 3, 3))).astype(np.int16)
+    for stride in (1, 2):
+        exact = sim.conv2d(x, w, dp, stride=stride, padding=1, method="exact")
+        fast = sim.conv2d(x, w, dp, stride=stride, padding=1, method="gemm")
+        np.testing.assert_array_equal(fast, exact)
