@@ -15,7 +15,6 @@ import hashlib
 import shutil
 import tempfile
 import zlib
-from dataclasses import replace
 from pathlib import Path
 
 from asqhw.errors import UserError

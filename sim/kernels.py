@@ -76,7 +76,6 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
     n_t = g_tab.shape[0]
     c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
     xf = x.reshape(-1)
-    kg = cg_in * kh * kw
     npos = ho * wo
     nb = col.shape[1] // npos
     zero = col.dtype.type(0)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from asqhw.cli import main
 from asqhw.vectors import read_case, write_case

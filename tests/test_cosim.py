@@ -5,7 +5,6 @@ Until the bundled corpus exists these tests build their own small cases with a
 direct Python reading of docs/datapath.md (sections 4-6 and 8).
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,39 +13,10 @@ import pytest
 from asqhw.params import Datapath, output_range
 from asqhw.vectors import load_cases, read_case, write_case
 
+from spec_reading import spec_product, spec_wrap
 from hdl.cosim import compare, run_cases_rtl
 
 CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
-
-
-# --- a direct Python reading of the spec ----------------------------------------------------
-def spec_product(dp, a, code):
-    """(P, k) of docs/datapath.md section 4 for one activation and one weight code."""
-    if dp.fmt == "uniform":
-        return a * code, 0
-    m = code & ((1 << dp.m_bits) - 1)
-    sgn = code >> dp.m_bits
-    if m == 0:
-        return 0, 0
-    w = m - 1
-    if dp.arch == "shift":
-        p, k = a << (dp.e_max - w), 0
-    elif dp.arch == "lut":
-        f = dp.frac_bits
-        if w % 2 == 0:
-            p = a << (f - w // 2)
-        else:
-            mag = (math.isqrt(a * a << (2 * f - w + 2)) + 1) >> 1
-            p = mag if a >= 0 else -mag
-        k = 0
-    else:  # split
-        s = dp.frac_bits
-        p, k = (a << (s - w // 2), 0) if w % 2 == 0 else (a << (s - (w - 1) // 2), 1)
-    return (-p if sgn else p), k
-
-
-def spec_wrap(x, n):
-    return ((x + (1 << (n - 1))) % (1 << n)) - (1 << (n - 1))
 
 
 def spec_requant(accs, ms, b, sh, lo, hi):

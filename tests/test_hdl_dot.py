@@ -4,47 +4,23 @@ from __future__ import annotations
 
 import random
 import re
-from math import isqrt
 
 import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from asqhw.params import Datapath
+from spec_reading import spec_product, spec_wrap
 from hdl.dot import DotUnit
 from hdl.schedule import beats
-
-
-def ref_product(dp, a, code):
-    """(P, k) of docs/datapath.md section 4."""
-    if dp.fmt == "uniform":
-        return a * code, 0
-    m = code & ((1 << dp.m_bits) - 1)
-    if m == 0:
-        return 0, 0
-    sgn, w = code >> dp.m_bits, m - 1
-    if dp.arch == "shift":
-        p, k = a << (dp.e_max - w), 0
-    elif dp.arch == "split":
-        p, k = a << (dp.frac_bits - w // 2), w % 2
-    elif w % 2 == 0:
-        p, k = a << (dp.frac_bits - w // 2), 0
-    else:
-        mag = (isqrt(a * a << (2 * dp.frac_bits - w + 2)) + 1) >> 1
-        p, k = (-mag if a < 0 else mag), 0
-    return (-p if sgn else p), k
-
-
-def wrap(x, n):
-    return ((x + (1 << (n - 1))) % (1 << n)) - (1 << (n - 1))
 
 
 def ref_dot(dp, acc_bits, a_vec, w_vec):
     acc = [0] * dp.n_acc
     for a, code in zip(a_vec, w_vec):
-        p, k = ref_product(dp, a, code)
+        p, k = spec_product(dp, a, code)
         acc[k] += p
-    return [wrap(v, acc_bits) for v in acc]
+    return [spec_wrap(v, acc_bits) for v in acc]
 
 
 def random_codes(dp, rng, k, zero_frac=0.2):
@@ -88,7 +64,7 @@ def rtl_dots(unit, dots, idle_every=0):
                     last_cycles.append(cycle)
             if ctx.get(unit.out_valid):
                 raw = ctx.get(unit.acc)
-                results.append(([wrap((raw >> (k * nb)) & ((1 << nb) - 1), nb) for k in range(dp.n_acc)], cycle))
+                results.append(([spec_wrap((raw >> (k * nb)) & ((1 << nb) - 1), nb) for k in range(dp.n_acc)], cycle))
             await ctx.tick()
             cycle += 1
 

@@ -7,34 +7,13 @@ choices, signed and unsigned activations), randomised at 8 bits.
 from __future__ import annotations
 
 import random
-from math import isqrt
 
 import pytest
 from amaranth.sim import Simulator
 
 from asqhw.params import Datapath
+from spec_reading import spec_product
 from hdl.lanes import LutLane, SignLane, lut_table, make_lane, product_bits
-
-
-def spec_product(dp, a, code):
-    """(P, k) for activation code ``a`` and stored weight code ``code``."""
-    if dp.fmt == "uniform":
-        return a * code, 0
-    m = code & ((1 << dp.m_bits) - 1)
-    sgn = code >> dp.m_bits
-    if m == 0:
-        return 0, 0
-    w = m - 1
-    if dp.arch == "shift":
-        p, k = a << (dp.e_max - w), 0
-    elif dp.arch == "split":
-        p, k = a << (dp.frac_bits - w // 2), w % 2
-    elif w % 2 == 0:
-        p, k = a << (dp.frac_bits - w // 2), 0
-    else:
-        mag = (isqrt(a * a * 2 ** (2 * dp.frac_bits - w + 2)) + 1) >> 1
-        p, k = (-mag if a < 0 else mag), 0
-    return (-p if sgn else p), k
 
 
 def all_weight_codes(dp):
