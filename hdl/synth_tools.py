@@ -237,12 +237,18 @@ def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, time
     if netlist is not None:
         script.append("write_json netlist.json")
     (work / "synth.ys").write_text("\n".join(script) + "\n")
-    try:
-        res = subprocess.run([find_tool(YOSYS), "-q", "-l", "synth.log", "-s", "synth.ys"],
-                             cwd=work, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
-                "netlist": None, "error": f"yosys timed out after {timeout:g} s", "cached": False}
+    for attempt in range(2):        # one retry: the WebAssembly yosys rarely stops without output
+        try:
+            res = subprocess.run([find_tool(YOSYS), "-q", "-l", "synth.log", "-s", "synth.ys"],
+                                 cwd=work, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
+                    "netlist": None, "error": f"yosys timed out after {timeout:g} s", "cached": False}
+        if res.returncode == 0 and not (work / "stat.json").exists():
+            res = subprocess.CompletedProcess(res.args, 1, res.stdout,
+                                              res.stderr + "yosys exited without writing its statistics")
+        if res.returncode == 0:
+            break
     if res.returncode != 0:
         log = work / "synth.log"
         text = res.stderr + res.stdout + (log.read_text() if log.exists() else "")
