@@ -56,7 +56,10 @@ class Datapath:
         object.__setattr__(self, "e_max", e_max)
         if arch == "lut":
             lo = -(-e_max // 2)
-            f = lo + 2 if self.frac_bits is None else self.frac_bits
+            if lo > 16:
+                raise UserError(f"post lut needs F >= ceil(e_max/2) = {lo} > 16 fractional bits; "
+                                f"use e_max <= 32 or the split architecture")
+            f = min(lo + 2, 16) if self.frac_bits is None else self.frac_bits
             _check_int("frac_bits (F)", f, lo, 16)
         elif arch == "split":
             f = e_max // 2

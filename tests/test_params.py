@@ -60,3 +60,12 @@ def test_natural_width_holds_worst_case_sum_with_sign_bit():
 def test_signed_activations_have_largest_magnitude_two_to_b_minus_one():
     dp = Datapath(fmt="uniform", a_bits=8, w_bits=8, a_signed=True)
     assert dp.a_range == (-128, 127) and dp.a_max == 128
+
+
+def test_lut_beyond_e_max_32_is_rejected_with_a_clear_reason():
+    with pytest.raises(UserError, match="use e_max <= 32 or the split architecture"):
+        Datapath(fmt="post", a_bits=4, w_bits=7, arch="lut")
+
+
+def test_lut_default_f_is_capped_at_sixteen():
+    assert Datapath(fmt="post", a_bits=4, w_bits=7, arch="lut", e_max=30).frac_bits == 16
