@@ -114,6 +114,7 @@ from asqhw.params import Datapath
 dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
 x = np.ones((1, 8, 12, 12), np.int16); w = np.ones((8, 8, 3, 3), np.int16)
 sim.conv2d(x, w, dp, padding=1, method="gemm"); sim.conv2d(x, w, dp, padding=1, method="exact")
+sim.conv2d(x, w, dp, padding=1, method="int")
 y = sim.requant(sim.conv2d(x, w, dp, padding=1), np.ones((8, 2), np.int64), np.zeros(8, np.int64),
                 np.ones(8, np.int64), 0, 15)
 print(time.perf_counter() - t0)
@@ -148,6 +149,7 @@ def bench(args):
         t0 = time.perf_counter()
         sim.conv2d(x, w, dp, stride=1, padding=1, method="gemm")
         sim.conv2d(x, w, dp, stride=1, padding=1, method="exact")
+        sim.conv2d(x, w, dp, stride=1, padding=1, method="int")
         first = time.perf_counter() - t0
         cres = {"first_call_s": first, "batches": {}}
         for nb in args.batch:

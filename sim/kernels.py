@@ -1,8 +1,9 @@
 """Numba kernels: exact integer convolution, im2col, GEMM-result accumulation, wrap, requantisation.
 
 All kernels are typed by their arguments, compiled once and cached on disk
-(``cache=True``). The exact kernel, ``requant_kernel`` and the weight-side kernels
-run parallel loops (``prange``) over output channels or rows; the GEMM-path
+(``cache=True``). The exact kernel, ``requant_kernel``, the weight-side kernels and
+the integer GEMM path (``im2row_i16``, ``gemm_i16``) run parallel loops (``prange``)
+over output channels, rows or tiles; the GEMM-path
 kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
 ``store_pair``) are serial, release the GIL and take a row range, so that
 ``sim.layers`` can run one share of a layer per Python thread.
@@ -16,7 +17,8 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["conv_exact", "im2col", "weight_matrix", "term_l1", "position_bounds", "accumulate", "wrap_inplace",
-           "requant_kernel", "chunk_ends", "unpack_add", "store_pair", "chunk_ends_packed"]
+           "requant_kernel", "chunk_ends", "unpack_add", "store_pair", "chunk_ends_packed", "im2row_i16",
+           "gemm_i16"]
 
 
 @njit(cache=True, inline="always")
@@ -366,3 +368,180 @@ def chunk_ends(bound_t, limit):
             run[r] += bound_t[i, r]
     ends.append(kk)
     return np.array(ends, dtype=np.int64)
+
+
+@njit(cache=True, parallel=True)
+def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, nq, col):
+    """Transformed im2col of group ``g``, one row per output position: ``col[q, i*n_t + t] = g16[t, A - a0]``.
+
+    ``x`` is C-contiguous ``(N, C_in, H, W)``. Row ``q = (n - n0)*H_o*W_o + oy*W_o + ox``
+    for ``q < nq`` (whole output rows); fan-in position ``i = (j*K_h + ky)*K_w + kx``.
+    Padding positions, the rows ``nq ..`` (the register-block remainder) and the
+    columns ``K*n_t ..`` (fan-in padding) are 0.
+    ``col`` is ``(Q, >= K*n_t)`` of an integer type that holds every used ``g16`` entry;
+    ``g16`` ``(n_t, n_a)``. Parallel over output rows ``(n, oy)``; each writes a block
+    of ``W_o`` rows of ``col``, which stays in the L1/L2 cache.
+    """
+    n_t = g16.shape[0]
+    c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
+    cf = col.reshape(-1)
+    kt = np.uint64(col.shape[1])
+    identity = n_t == 1
+    for a in range(g16.shape[1]):
+        if g16[0, a] != a + a0:
+            identity = False
+    for q in range(nq, col.shape[0]):
+        for i in range(col.shape[1]):
+            col[q, i] = 0
+    # output columns whose input column ix = ox*stride - pad + kx lies inside 0 .. W-1, per kx
+    lo_kx = np.empty(kw, np.int64)
+    hi_kx = np.empty(kw, np.int64)
+    for kx in range(kw):
+        lo_kx[kx] = min(wo, max(0, (pad - kx + stride - 1) // stride))
+        hi_kx[kx] = max(lo_kx[kx], min(wo, (wd - 1 + pad - kx) // stride + 1))
+    for r in prange(nq // wo):
+        n = n0 + r // ho
+        oy = r % ho
+        q0 = np.uint64(r * wo)
+        for ox in range(np.uint64(wo)):
+            for i in range(np.uint64(cg_in * kh * kw * n_t), kt):
+                cf[(q0 + ox) * kt + i] = 0
+        for j in range(cg_in):
+            plane = (n * c_in + g * cg_in + j) * h
+            for ky in range(kh):
+                iy = oy * stride - pad + ky
+                for kx in range(kw):
+                    i0 = np.uint64(((j * kh + ky) * kw + kx) * n_t)
+                    if iy < 0 or iy >= h:
+                        for ox in range(np.uint64(wo)):
+                            for t in range(np.uint64(n_t)):
+                                cf[(q0 + ox) * kt + i0 + t] = 0
+                        continue
+                    ox_lo = lo_kx[kx]
+                    ox_hi = hi_kx[kx]
+                    for ox in range(np.uint64(ox_lo)):
+                        for t in range(np.uint64(n_t)):
+                            cf[(q0 + ox) * kt + i0 + t] = 0
+                    for ox in range(np.uint64(ox_hi), np.uint64(wo)):
+                        for t in range(np.uint64(n_t)):
+                            cf[(q0 + ox) * kt + i0 + t] = 0
+                    src = np.uint64((plane + iy) * wd - pad + kx)     # + ox*stride >= 0 for ox >= ox_lo
+                    st = np.uint64(stride)
+                    if identity:
+                        d = (q0 + np.uint64(ox_lo)) * kt + i0
+                        sx = src + np.uint64(ox_lo) * st
+                        for _ in range(np.uint64(ox_hi - ox_lo)):
+                            cf[d] = xf[sx]
+                            d += kt
+                            sx += st
+                    else:
+                        for ox in range(np.uint64(ox_lo), np.uint64(ox_hi)):
+                            av = np.uint64(xf[src + ox * st] - a0)
+                            d = (q0 + ox) * kt + i0
+                            for t in range(np.uint64(n_t)):
+                                cf[d + t] = g16[t, av]
+
+
+@njit(cache=True, inline="always")
+def _row_offset(row, rows, cg_out, g, kstride, npos):
+    """Flat offset of output row ``row = k*cg_out + c`` in ``out`` (n = 0, p = 0), -1 for padding rows."""
+    if row >= rows:
+        return -1
+    return (row // cg_out) * kstride + (g * cg_out + row % cg_out) * npos
+
+
+@njit(cache=True, inline="always")
+def _col_offset(q, nq, n0, npos, plane):
+    """Flat offset of GEMM column ``q = (n - n0)*P + p`` in ``out`` (k = 0, c = 0), -1 for padding columns."""
+    if q >= nq:
+        return -1
+    n = q // npos
+    return (n0 + n) * plane + q - n * npos
+
+
+@njit(cache=True, inline="always")
+def _put(of, o, e, s, half, mask):
+    if o >= 0 and e >= 0:
+        of[o + e] = _wrap(np.int64(s), half, mask)
+
+
+@njit(cache=True, parallel=True)
+def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
+    """Integer GEMM, int32 sums, stored wrapped: ``out[k, n, g*cg_out + c, p] = wrap(sum_i wt[r, i] * col[q, i])``.
+
+    ``wt`` int8 or int16 ``(R4, K)`` (row ``r = k*cg_out + c``; rows ``n_acc*cg_out ..`` are
+    zero padding to a multiple of 4), ``col`` uint8, int8 or int16 ``(Q4, K)`` (row
+    ``q = (n - n0)*P + p``; rows ``nq ..`` are padding); ``out`` C-contiguous int64
+    ``(n_acc, N, C, P)``. 4x4 register blocks; every step is cast back to
+    int32 so that LLVM emits 16-bit dot-product instructions. The caller proves
+    ``sum_i |wt[r, i] * col[q, i]| < 2^31`` for every row (docs/sim.md), which makes
+    the int32 sum exact in any order. Parallel over tiles of ``qb`` positions
+    (a multiple of 4) times 4 rows.
+    """
+    r4, kk = wt.shape
+    q4 = col.shape[0]
+    rows = out.shape[0] * cg_out
+    npos = out.shape[3]
+    plane = out.shape[2] * npos
+    kstride = out.shape[1] * plane
+    of = out.reshape(-1)
+    half = np.int64(1) << (nbits - 1)
+    mask = (np.int64(1) << nbits) - 1
+    n_rb = r4 // 4
+    n_qb = (q4 + qb - 1) // qb
+    for tile in prange(n_rb * n_qb):
+        qi = tile // n_rb
+        c = (tile % n_rb) * 4
+        o0 = _row_offset(c, rows, cg_out, g, kstride, npos)
+        o1 = _row_offset(c + 1, rows, cg_out, g, kstride, npos)
+        o2 = _row_offset(c + 2, rows, cg_out, g, kstride, npos)
+        o3 = _row_offset(c + 3, rows, cg_out, g, kstride, npos)
+        for p0 in range(qi * qb, min(q4, qi * qb + qb), 4):
+            e0 = _col_offset(p0, nq, n0, npos, plane)
+            e1 = _col_offset(p0 + 1, nq, n0, npos, plane)
+            e2 = _col_offset(p0 + 2, nq, n0, npos, plane)
+            e3 = _col_offset(p0 + 3, nq, n0, npos, plane)
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.int32(0)
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = np.int32(0)
+            for k in range(kk):
+                a0 = np.int32(col[p0, k])
+                a1 = np.int32(col[p0 + 1, k])
+                a2 = np.int32(col[p0 + 2, k])
+                a3 = np.int32(col[p0 + 3, k])
+                w0 = np.int32(wt[c, k])
+                w1 = np.int32(wt[c + 1, k])
+                w2 = np.int32(wt[c + 2, k])
+                w3 = np.int32(wt[c + 3, k])
+                s00 = np.int32(s00 + a0 * w0)
+                s01 = np.int32(s01 + a1 * w0)
+                s02 = np.int32(s02 + a2 * w0)
+                s03 = np.int32(s03 + a3 * w0)
+                s10 = np.int32(s10 + a0 * w1)
+                s11 = np.int32(s11 + a1 * w1)
+                s12 = np.int32(s12 + a2 * w1)
+                s13 = np.int32(s13 + a3 * w1)
+                s20 = np.int32(s20 + a0 * w2)
+                s21 = np.int32(s21 + a1 * w2)
+                s22 = np.int32(s22 + a2 * w2)
+                s23 = np.int32(s23 + a3 * w2)
+                s30 = np.int32(s30 + a0 * w3)
+                s31 = np.int32(s31 + a1 * w3)
+                s32 = np.int32(s32 + a2 * w3)
+                s33 = np.int32(s33 + a3 * w3)
+            _put(of, o0, e0, s00, half, mask)
+            _put(of, o0, e1, s01, half, mask)
+            _put(of, o0, e2, s02, half, mask)
+            _put(of, o0, e3, s03, half, mask)
+            _put(of, o1, e0, s10, half, mask)
+            _put(of, o1, e1, s11, half, mask)
+            _put(of, o1, e2, s12, half, mask)
+            _put(of, o1, e3, s13, half, mask)
+            _put(of, o2, e0, s20, half, mask)
+            _put(of, o2, e1, s21, half, mask)
+            _put(of, o2, e2, s22, half, mask)
+            _put(of, o2, e3, s23, half, mask)
+            _put(of, o3, e0, s30, half, mask)
+            _put(of, o3, e1, s31, half, mask)
+            _put(of, o3, e2, s32, half, mask)
+            _put(of, o3, e3, s33, half, mask)

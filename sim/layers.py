@@ -8,9 +8,13 @@ Two interchangeable paths compute the same integers:
   only when a bound proves every partial sum an exactly representable integer
   (docs/sim.md, "Exactness of the GEMM path"); the fan-in is cut into chunks
   so that the bound holds per chunk, and chunk sums are added in int64.
+- ``int``: the same separable terms as int16 (or narrower) operands in an integer GEMM with
+  int32 sums (numba, 16-bit dot-product instructions), used only when every
+  operand fits int16 and every output's sum of ``|a*w|`` is below ``2^31``
+  (docs/sim.md, "Integer GEMM path").
 
-``method="auto"`` takes ``gemm`` whenever the proof goes through and the layer
-is large enough to profit, else ``exact``.
+``method="auto"`` takes ``int`` whenever its bound holds and the layer is large
+enough to profit, else ``gemm`` when its proof goes through, else ``exact``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .codes import product_table, product_terms
 
 __all__ = ["conv2d", "linear", "Conv2d", "GemmPlan", "METHODS", "F32_EXACT", "F64_EXACT"]
 
-METHODS = ("auto", "exact", "gemm")
+METHODS = ("auto", "exact", "gemm", "int")
 F32_EXACT = 1 << 24   # every integer of magnitude <= 2^24 is a float32
 F64_EXACT = 1 << 53   # every integer of magnitude <= 2^53 is a float64
 COL_BLOCK_BYTES = 8 << 20   # im2col block size: images are processed in blocks of about this many bytes
@@ -47,6 +51,13 @@ PACK_EXTRACT_S_PER_OUT = 0.4e-9
 MIN_SHARE_MACS = 1 << 22      # GEMM multiply-adds per call below which one thread runs the whole layer
 RES_BLOCK_BYTES = 1 << 20     # GEMM results gathered per accumulate call
 MIN_CHUNK = 128       # float32 chunks shorter than this on average: take float64 instead
+I16_MAX = (1 << 15) - 1       # int path: every operand of magnitude <= this fits int16
+I32_LIMIT = 1 << 31           # int path: every output's sum of |a*w| must stay below this
+INT_TILE_BYTES = 64 << 10     # int path: im2col rows per parallel tile, in bytes
+INT_K_ALIGN = 64              # int path: fan-in padded with zeros to a multiple of this (whole vectors)
+INT_AUTO_ARCHS = ("mul", "shift")   # auto: int path only for these (split needs 2*C_out rows, lut int16 operands)
+INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM rows (fan-in * terms) ...
+INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -117,9 +128,46 @@ class _GemmWeights:
             self.l1.append(out)
         used = np.zeros(v.shape[2], dtype=bool)
         used[np.unique(idx)] = True
+        self.used = used
         self.vabs_used = vabs[:, :, used]             # (n_t, n_acc, n_used)
         self._mats = {}
         self._plans = {}
+        self._int_ok = {}
+
+    def int_exact(self, t_max):
+        """True when the int16 GEMM with int32 sums is exact for term magnitudes ``t_max``.
+
+        Every activation term (``T_t``) and every used weight value must fit int16, and
+        ``sum_t T_t * L1_t(row) < 2^31`` for every output row (exact int64 arithmetic:
+        the L1 norms are capped at ``2^32``, so each product is below ``2^47``).
+        """
+        key = tuple(int(t) for t in t_max)
+        if key not in self._int_ok:
+            t = np.array(key, dtype=np.int64)
+            ok = int(t.max(initial=0)) <= I16_MAX and int(self.vabs_used.max(initial=0)) <= I16_MAX
+            for l1 in self.l1 if ok else ():
+                if int((t @ np.minimum(l1, np.int64(1) << 32)).max(initial=0)) >= I32_LIMIT:
+                    ok = False
+            self._int_ok[key] = ok
+        return self._int_ok[key]
+
+    def int_matrices(self):
+        """Integer weights per group, ``(R4, K*n_t)``: row ``k*C_g + c``, zero rows up to a multiple of 4.
+
+        int8 when every used value fits it (half the memory traffic), else int16.
+        """
+        if "int" not in self._mats:
+            used = self.v[:, :, self.used]
+            dtype = np.int8 if used.size == 0 or (used.min() >= -128 and used.max() <= 127) else np.int16
+            rows = self.dp.n_acc * self.cg_out
+            vi = self.v.astype(dtype)              # the used values fit (int_exact); others are never read
+            mats = []
+            for c in self.codes:
+                m = np.zeros(((rows + 3) // 4 * 4, _k_pad(self.k * self.n_t)), dtype=dtype)
+                kernels.weight_matrix(c, vi, m[:rows, :self.k * self.n_t])
+                mats.append(m)
+            self._mats["int"] = mats
+        return self._mats["int"]
 
     def packed_matrices(self, bits):
         """float32 GEMM weights ``v0 + 2^bits * v1`` of a ``split`` layer, one row per channel."""
@@ -277,6 +325,13 @@ class Conv2d:
         lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
         return gw.plan(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1), cols)
 
+    def int_exact(self, xmin: int, xmax: int) -> bool:
+        """True when the integer GEMM path is proved exact for activation codes in ``[xmin, xmax]``."""
+        gw = self._gemm_weights()
+        a0 = self.dp.a_range[0]
+        lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
+        return gw.int_exact(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1))
+
     def __call__(self, x) -> np.ndarray:
         dp, w = self.dp, self.w16
         x = _codes(x, "activation", 4)
@@ -297,6 +352,14 @@ class Conv2d:
         cg_out = c_out // groups
         if method == "auto" and (cg_out < 8 or self.fan_in * cg_out * nb * ho * wo < 1 << 16):
             method = "exact"
+        # auto: the int path where it measured faster than the float GEMM (docs/sim.md, "Integer GEMM path")
+        try_int = method == "int" or (method == "auto" and dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
+                                      and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)
+        if try_int:
+            if self.int_exact(xmin, xmax):
+                return self._run_int(x16, xmin, xmax, ho, wo)
+            if method == "int":
+                raise UserError("the integer GEMM is not provably exact for these codes; use method='exact'")
         if method != "exact":
             gw = self._gemm_weights()
             blk = _images_per_block(nb, gw.n_t * gw.k, ho * wo, 4)   # GEMM columns per call (float32 block)
@@ -373,6 +436,36 @@ class Conv2d:
         _run_shares(share, n_sh, barrier)
         return out.reshape(n_acc, nb, c_out, ho, wo)
 
+    def _run_int(self, x, xmin, xmax, ho, wo):
+        # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the
+        # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
+        # numba-parallel; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path").
+        gw = self._gemm_weights()
+        mats = gw.int_matrices()
+        nb = x.shape[0]
+        c_out, cg_in, kh, kw = self.w16.shape
+        npos = ho * wo
+        kt = _k_pad(gw.n_t * gw.k)
+        a0 = self.dp.a_range[0]
+        lo, hi = xmin - a0, xmax - a0 + 1                   # only codes in [xmin, xmax] are read
+        g_used = gw.g_tab[:, lo:hi]
+        g_lo, g_hi = min(0, int(g_used.min())), max(0, int(g_used.max()))
+        cdt = np.uint8 if g_lo >= 0 and g_hi <= 255 else np.int8 if -128 <= g_lo and g_hi <= 127 else np.int16
+        g16 = np.zeros(gw.g_tab.shape, dtype=cdt)
+        g16[:, lo:hi] = g_used
+        out = np.empty((self.dp.n_acc, nb, c_out, npos), dtype=np.int64)
+        itemsize = np.dtype(cdt).itemsize
+        blk = _images_per_block(nb, kt, npos, itemsize)
+        qb = max(4, INT_TILE_BYTES // (itemsize * kt) // 4 * 4)
+        for gi in range(self.groups):
+            for n0 in range(0, nb, blk):
+                nq = min(blk, nb - n0) * npos
+                q4 = (nq + 3) // 4 * 4
+                col = self._buffer("colint", cdt, q4 * kt).reshape(q4, kt)
+                kernels.im2row_i16(x, g16, a0, gi, n0, cg_in, kh, kw, self.stride, self.padding, ho, wo, nq, col)
+                kernels.gemm_i16(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits)
+        return out.reshape(self.dp.n_acc, nb, c_out, ho, wo)
+
     def _buffer(self, name, dtype, size):
         """A flat scratch array, kept between calls of the same size."""
         if self._scratch is None:
@@ -381,6 +474,11 @@ class Conv2d:
         if self._scratch.get(name, (None,))[0] != key:
             self._scratch[name] = (key, np.empty(size, dtype=dtype))
         return self._scratch[name][1]
+
+
+def _k_pad(k):
+    """Fan-in length of the int path: ``k`` rounded up to a multiple of INT_K_ALIGN."""
+    return (k + INT_K_ALIGN - 1) // INT_K_ALIGN * INT_K_ALIGN
 
 
 def _cuts(n, parts):
@@ -486,8 +584,9 @@ def conv2d(x, w, dp: Datapath, *, stride: int = 1, padding: int = 0, groups: int
     dp : the datapath.
     stride, padding, groups : the layer geometry (zero padding, dilation 1).
     acc_bits : accumulator width ``n`` (2..40); None takes the natural width.
-    method : ``"auto"``, ``"exact"`` (integer kernel) or ``"gemm"`` (float GEMM,
-        raises UserError when its exactness cannot be proved).
+    method : ``"auto"``, ``"exact"`` (integer kernel), ``"gemm"`` (float GEMM) or
+        ``"int"`` (int16 GEMM with int32 sums); ``"gemm"`` and ``"int"`` raise
+        UserError when their exactness cannot be proved.
 
     Returns
     -------

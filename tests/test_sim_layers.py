@@ -143,7 +143,7 @@ def test_huge_shifts_wrap_exactly():
 
 @pytest.mark.parametrize("stride,pad,groups,k", [(1, 0, 1, 1), (1, 1, 1, 3), (2, 1, 1, 3), (2, 3, 1, 7),
                                                   (1, 1, 2, 3), (2, 0, 4, 2), (1, 2, 4, 5)])
-@pytest.mark.parametrize("method", ["exact", "gemm"])
+@pytest.mark.parametrize("method", ["exact", "gemm", "int"])
 def test_conv_matches_reference(stride, pad, groups, k, method):
     rng = np.random.default_rng(stride * 100 + pad * 10 + groups + k)
     dp = Datapath(fmt="post", a_bits=3, w_bits=3, arch="lut", a_signed=True)
@@ -313,3 +313,81 @@ def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bit
         exact = sim.conv2d(x, w, dp, stride=stride, padding=1, method="exact")
         fast = sim.conv2d(x, w, dp, stride=stride, padding=1, method="gemm")
         np.testing.assert_array_equal(fast, exact)
+
+
+# ---- the integer GEMM path -----------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 9),
+       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_int_path_equals_exact_kernel_or_refuses(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
+                                                 seed):
+    size = max(size, k - 2 * pad)
+    fan_in = cg * k * k
+    natural = dp.natural_acc_bits(fan_in)
+    bits = None if narrow == 0 and natural <= 40 else max(2, min(40, natural - narrow))
+    rng = np.random.default_rng(seed)
+    x, w = random_codes(rng, dp, (n, cg * groups, size, size), (c_out_g * groups, cg, k, k), extreme)
+    kw = dict(stride=stride, padding=pad, groups=groups, acc_bits=bits)
+    layer = sim.Conv2d(w, dp, method="int", **kw)
+    if layer.int_exact(int(x.min()), int(x.max())):
+        assert np.array_equal(layer(x), sim.conv2d(x, w, dp, method="exact", **kw))
+    else:
+        with pytest.raises(UserError, match="integer GEMM"):
+            layer(x)
+
+
+@pytest.mark.parametrize("dp", [SPLIT4, UNIFORM8, Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut"),
+                                Datapath(fmt="pot", a_bits=4, w_bits=4, arch="shift")])
+@pytest.mark.parametrize(("c_out", "size"), [(4, 4), (5, 5), (7, 3), (9, 6)])
+def test_int_path_handles_channel_and_position_remainders(dp, c_out, size):
+    rng = np.random.default_rng(c_out * 10 + size)
+    x, w = random_codes(rng, dp, (3, 70, size, size), (c_out, 70, 3, 3))
+    for bits in (None, 9):
+        got = sim.conv2d(x, w, dp, padding=1, acc_bits=bits, method="int")
+        assert np.array_equal(got, sim.conv2d(x, w, dp, padding=1, acc_bits=bits, method="exact"))
+
+
+@pytest.mark.parametrize("dp", [SPLIT4, UNIFORM8, Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut")])
+def test_int_path_is_exact_for_all_extreme_codes(dp):
+    rng = np.random.default_rng(3)
+    x, w = random_codes(rng, dp, (1, 300, 3, 3), (6, 300, 3, 3), extreme=True)
+    got = sim.conv2d(x, w, dp, padding=1, method="int")
+    assert np.array_equal(got, sim.conv2d(x, w, dp, padding=1, method="exact"))
+
+
+SIGNED8 = Datapath(fmt="uniform", a_bits=8, w_bits=8, a_signed=True)
+
+
+def test_int_path_takes_a_sum_of_magnitudes_just_below_2_to_the_31():
+    k = (1 << 31) // (128 * 128) - 1                          # every product is (-128) * (-128) = 2^14
+    x = np.full((1, k), -128, dtype=np.int16)
+    w = np.full((5, k), -128, dtype=np.int16)
+    got = sim.linear(x, w, SIGNED8, method="int")
+    assert got[0, 0].tolist() == [2**31 - 2**14] * 5
+
+
+def test_int_path_refuses_a_sum_of_magnitudes_of_2_to_the_31():
+    k = (1 << 31) // (128 * 128)                              # the sum would be 2^31, outside int32
+    x = np.full((1, k), -128, dtype=np.int16)
+    w = np.full((5, k), -128, dtype=np.int16)
+    with pytest.raises(UserError, match="integer GEMM"):
+        sim.linear(x, w, SIGNED8, method="int")
+    assert sim.linear(x, w, SIGNED8)[0, 0].tolist() == [2**31] * 5      # auto falls back
+
+
+def test_int_path_refuses_weights_beyond_int16():
+    dp = Datapath(fmt="pot", a_bits=4, w_bits=6, e_max=20)              # shifts up to 2^20
+    x = np.ones((1, 8), dtype=np.int16)
+    w = np.full((4, 8), 1, dtype=np.int16)                              # m = 1: W = 0, shift 2^20
+    with pytest.raises(UserError, match="integer GEMM"):
+        sim.linear(x, w, dp, method="int")
+
+
+def test_auto_takes_the_int_path_for_a_large_uniform_layer(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sim.Conv2d, "_run_int", lambda self, *a: calls.append(a) or "int")
+    rng = np.random.default_rng(5)
+    x, w = random_codes(rng, UNIFORM8, (1, 128, 7, 7), (16, 128, 3, 3))
+    assert sim.Conv2d(w, UNIFORM8, padding=1)(x) == "int" and len(calls) == 1

@@ -13,7 +13,7 @@ CASES = load_cases([CORPUS])          # fails loudly if the corpus is missing or
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-@pytest.mark.parametrize("method", ["auto", "exact", "gemm"])
+@pytest.mark.parametrize("method", ["auto", "exact", "gemm", "int"])
 def test_run_reproduces_case(case, method):
     acc, y = sim.run(case.manifest, case.arrays, method=method)
     assert acc.dtype == np.int64 and y.dtype == np.int16
