@@ -168,11 +168,8 @@ def any_datapath():
                      st.booleans(), st.integers(0, 3))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
-       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
-       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
-def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed):
+def random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed):
+    """Codes and conv2d keywords for a drawn layer; ``narrow`` > 0 asks for a wrapping accumulator."""
     size = max(size, k - 2 * pad)
     fan_in = cg * k * k
     natural = dp.natural_acc_bits(fan_in)
@@ -180,6 +177,15 @@ def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pa
     rng = np.random.default_rng(seed)
     x, w = random_codes(rng, dp, (n, cg * groups, size, size), (c_out_g * groups, cg, k, k), extreme)
     kw = dict(stride=stride, padding=pad, groups=groups, acc_bits=bits)
+    return x, w, kw
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
+       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed):
+    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     assert np.array_equal(sim.conv2d(x, w, dp, method="gemm", **kw), sim.conv2d(x, w, dp, method="exact", **kw))
 
 
@@ -323,13 +329,7 @@ def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bit
        size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
 def test_int_path_equals_exact_kernel_or_refuses(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
                                                  seed):
-    size = max(size, k - 2 * pad)
-    fan_in = cg * k * k
-    natural = dp.natural_acc_bits(fan_in)
-    bits = None if narrow == 0 and natural <= 40 else max(2, min(40, natural - narrow))
-    rng = np.random.default_rng(seed)
-    x, w = random_codes(rng, dp, (n, cg * groups, size, size), (c_out_g * groups, cg, k, k), extreme)
-    kw = dict(stride=stride, padding=pad, groups=groups, acc_bits=bits)
+    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     layer = sim.Conv2d(w, dp, method="int", **kw)
     if layer.int_exact(int(x.min()), int(x.max())):
         assert np.array_equal(layer(x), sim.conv2d(x, w, dp, method="exact", **kw))
