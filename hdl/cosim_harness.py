@@ -33,7 +33,13 @@ def output_ports(ports: list[dict]) -> list[dict]:
     return [p for p in ports if p["direction"] == "output"]
 
 
+def cxx_name(name: str) -> str:
+    """Verilator's C++ member name of a port: a double underscore is escaped as ``___05F``."""
+    return name.replace("__", "___05F")
+
+
 def _set(name, width, off):
+    name = cxx_name(name)
     if width <= 32:
         return f"    top->{name} = w[{off}];"
     if width <= 64:
@@ -42,6 +48,7 @@ def _set(name, width, off):
 
 
 def _get(name, width, off):
+    name = cxx_name(name)
     if width <= 32:
         return f"    o[{off}] = (uint32_t)top->{name};"
     if width <= 64:
@@ -104,15 +111,22 @@ int main(int argc, char** argv) {
 """
 
 
-def harness_cpp(top: str, ports: list[dict]) -> str:
-    """C++ source of the harness for module ``top`` with the given port list."""
+def harness_cpp(top: str, ports: list[dict], triggers=None) -> str:
+    """C++ source of the harness for module ``top`` with the given port list.
+
+    ``triggers``: names of the 1-bit outputs that make a cycle be recorded (default: every
+    1-bit output whose name ends in ``valid``).
+    """
     names = {p["name"] for p in ports}
     if "clk" not in names:
         raise ValueError(f"module {top} has no clk port; the harness drives a clocked design")
     ins, outs = input_ports(ports), output_ports(ports)
-    valids = [p["name"] for p in outs if p["width"] == 1 and p["name"].endswith("valid")]
+    if triggers is None:
+        valids = [p["name"] for p in outs if p["width"] == 1 and p["name"].endswith("valid")]
+    else:
+        valids = [p["name"] for p in outs if p["width"] == 1 and p["name"] in triggers]
     if not valids:
-        raise ValueError(f"module {top} has no 1-bit *valid output")
+        raise ValueError(f"module {top} has no 1-bit trigger output")
     set_lines, off = [], 0
     for p in ins:
         set_lines.append(_set(p["name"], p["width"], off))
@@ -127,7 +141,7 @@ def harness_cpp(top: str, ports: list[dict]) -> str:
             .replace("@IN_WORDS@", str(in_words)).replace("@OUT_WORDS@", str(off))
             .replace("@SET_INPUTS@", "\n".join("    " + ln for ln in "\n".join(set_lines).splitlines()))
             .replace("@GET_OUTPUTS@", "\n".join("        " + ln for ln in "\n".join(get_lines).splitlines()))
-            .replace("@ANY_VALID@", " || ".join(f"top->{v}" for v in valids)))
+            .replace("@ANY_VALID@", " || ".join(f"top->{cxx_name(v)}" for v in valids)))
     if has_rst:
         text = text.replace("@HAS_RST_BEGIN@", "").replace("@HAS_RST_END@", "")
     else:

