@@ -58,10 +58,14 @@ def cmd_conform(args) -> int:
     reports = [compare(c, *sim.run(c.manifest, c.arrays)) for c in cases]
     sim_seconds = time.perf_counter() - t0
     rtl = None
-    if args.rtl:
+    if args.rtl and args.unit == "engine":
+        from hdl.engine.cosim import conform_engine
+
+        rtl = conform_engine(cases, args)
+    elif args.rtl:
         from hdl.cosim import run_cases_rtl
 
-        results = run_cases_rtl(cases, lanes=args.lanes, schedule=args.schedule,
+        results = run_cases_rtl(cases, lanes=args.lanes or 16, schedule=args.schedule,
                                 simulator=args.simulator, progress=_progress(args.quiet))
         rtl = [(r, compare(c, r.acc, r.y, label="rtl:")) for c, r in zip(cases, results)]
 
@@ -84,14 +88,21 @@ def cmd_conform(args) -> int:
             rec |= {"rtl_mismatches": rrep.mismatches, "rtl_cycles": res.cycles,
                     "rtl_mismatch_list": [vars(m) | {"index": list(m.index)} for m in rrep.listed]}
             row += [rrep.mismatches, res.cycles]
+            if args.unit == "engine":
+                rec["model_cycles"] = res.estimate
+                row.append(res.estimate)
         rows.append(row)
         records.append(rec)
     total_vec = sum(r.vectors for r in reports)
     total_bad = sum(r.mismatches for r in reports)
     rtl_bad = sum(rr.mismatches for _, rr in rtl) if rtl else 0
-    ok = total_bad == 0 and rtl_bad == 0
+    model_off = sum(r.cycles != r.estimate for r, _ in rtl) if rtl and args.unit == "engine" else 0
+    ok = total_bad == 0 and rtl_bad == 0 and model_off == 0
     summary = {"spec_version": SPEC_VERSION, "cases": len(cases), "vectors": total_vec,
                "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok}
+    if rtl and args.unit == "engine":
+        summary["model_cycle_errors"] = model_off
+        summary["rtl_unit"] = "engine"
     if rtl:
         cyc = sum(r.cycles for r, _ in rtl)
         secs = sum(r.seconds for r, _ in rtl)
@@ -104,6 +115,8 @@ def cmd_conform(args) -> int:
                    "float agree"]
         if rtl:
             headers += ["rtl mismatches", "rtl cycles"]
+            if args.unit == "engine":
+                headers += ["model cycles"]
         print(_table(headers, rows))
         print("(acc: accumulator bits, w = narrower than natural, wraps; float agree: share of codes\n"
               " equal to the float fake-quant output rounded, a fidelity figure, not conformance)\n")
@@ -114,6 +127,8 @@ def cmd_conform(args) -> int:
                 f"(numba model, {sim_seconds:.2f} s)")
         if rtl:
             line += f"; RTL ({args.simulator}): {rtl_bad} mismatches, {summary['rtl_cycles']} cycles"
+            if args.unit == "engine":
+                line += f"; cycle model off in {model_off} cases"
         print(line)
         print("PASS: bit-exact" if ok else "FAIL: mismatches found")
     return 0 if ok else 1
@@ -216,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="case files or directories (default: bundled corpus)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
-    p.add_argument("--lanes", type=int, default=16, help="RTL dot-product lanes")
+    p.add_argument("--unit", choices=["top", "engine"], default="top",
+                   help="RTL unit: the dot unit with requantiser (top) or the layer engine "
+                        "(engine: Verilator only; outputs y and cycles, checked against the cycle model)")
+    p.add_argument("--lanes", type=int, default=None,
+                   help="RTL lanes (default 16 for top, 8 for engine)")
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")
     p.add_argument("--simulator", choices=["verilator", "amaranth"], default="verilator")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -25,7 +25,8 @@ from .cycles import run_cycles
 from .params import EngineConfig
 from .program import build_program, pack_layer, shape_of_case, unpack_outputs
 
-__all__ = ["EngineResult", "engine_config", "run_engine", "run_cases_engine", "DEFAULT_DEPTHS"]
+__all__ = ["EngineResult", "engine_config", "run_engine", "run_cases_engine", "compare_y", "conform_engine",
+           "DEFAULT_DEPTHS"]
 
 DEFAULT_DEPTHS = dict(act_depth=4096, term_depth=4096, out_depth=2048, max_channels=32)
 TRIGGERS = ("done", "y_out__valid")
@@ -168,3 +169,42 @@ def run_cases_engine(cases, *, lanes: int = 8, schedule: str = "auto", cache=Non
         if progress is not None:
             progress(i + 1, len(cases), case.name)
     return results
+
+
+def compare_y(case, y) -> "CaseReport":
+    """Mismatch report of the engine's output codes against the case's ``y``.
+
+    The engine exposes output codes only, so its conformance is on ``y``; the
+    accumulators are checked by the ``top`` unit's co-simulation.
+    """
+    from asqhw.conform import MAX_LISTED, CaseReport, Mismatch
+
+    exp = case["y"]
+    y = np.asarray(y)
+    bad = exp.astype(np.int64) != y.astype(np.int64)
+    listed = [Mismatch(case.name, "engine:y", tuple(int(i) for i in idx), int(exp[tuple(idx)]),
+                       int(y[tuple(idx)])) for idx in np.argwhere(bad)[:MAX_LISTED]]
+    return CaseReport(case.name, int(bad.size), int(np.count_nonzero(bad)), listed)
+
+
+def conform_engine(cases, args):
+    """``asqhw conform --rtl --unit engine``: ``[(result, report)]`` per case."""
+    import sys
+
+    if args.simulator != "verilator":
+        raise UserError("the engine co-simulation runs in Verilator only (--simulator verilator)")
+    sched = {"any": "any", "grouped": "grouped"}.get(args.schedule, "auto")
+
+    def progress(i, n, name):
+        if not args.quiet:
+            print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
+
+    results = run_cases_engine(cases, lanes=args.lanes or 8, schedule=sched, progress=progress)
+    out = []
+    for case, r in zip(cases, results):
+        rep = compare_y(case, r.y)
+        if r.missing and not rep.mismatches:
+            rep.mismatches = r.missing
+        r.seconds = r.wall_s
+        out.append((r, rep))
+    return out

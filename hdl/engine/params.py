@@ -14,7 +14,6 @@ __all__ = ["EngineConfig", "ENGINE_SCHEDULES", "M_BITS", "B_BITS", "SH_BITS"]
 
 ENGINE_SCHEDULES = ("any", "grouped")
 M_BITS, B_BITS, SH_BITS = 16, 48, 6
-STRIDE_BITS = 4
 COUNT_FIELD_BITS = 16
 
 
@@ -37,8 +36,8 @@ class EngineConfig:
     ----------
     dp : Datapath
     lanes : int
-        Output positions computed in parallel (1..256); one weight term per cycle is
-        broadcast to all lanes.
+        Output positions computed in parallel (a power of two, 1..256); one weight term per
+        cycle is broadcast to all lanes. The activation buffer has one bank per lane.
     acc_bits : int
         Accumulator width (wraps modulo ``2^acc_bits``, docs/datapath.md section 5).
     out_bits, out_signed :
@@ -68,6 +67,9 @@ class EngineConfig:
         if not isinstance(self.dp, Datapath):
             raise TypeError(f"dp must be a Datapath, not {self.dp!r}")
         _check("lanes", self.lanes, 1, 256)
+        if self.lanes & (self.lanes - 1):
+            raise UserError(f"lanes must be a power of two (the activation buffer has one bank "
+                            f"per lane), not {self.lanes}")
         _check("accumulator bits", self.acc_bits, 2, MAX_ACC_BITS)
         if not isinstance(self.out_signed, bool):
             raise UserError(f"out_signed must be true or false, not {self.out_signed!r}")
@@ -79,6 +81,8 @@ class EngineConfig:
             raise UserError("schedule 'grouped' needs uniform, pot or post split weights, not post lut")
         for name in ("act_depth", "term_depth", "out_depth", "max_channels"):
             _check(name, getattr(self, name), 1, 1 << 24)
+        if self.act_depth % self.lanes:
+            raise UserError(f"act_depth must be a multiple of lanes ({self.lanes}), not {self.act_depth}")
 
     # --- derived widths ----------------------------------------------------
     @property
@@ -116,6 +120,16 @@ class EngineConfig:
         return _bitlen(self.term_depth)
 
     @property
+    def lane_bits(self) -> int:
+        """``log2(lanes)``: the bank-select bits of an activation address."""
+        return self.lanes.bit_length() - 1
+
+    @property
+    def bank_depth(self) -> int:
+        """Rows of each activation bank."""
+        return self.act_depth // self.lanes
+
+    @property
     def chan_bits(self) -> int:
         return _bitlen(self.max_channels - 1)
 
@@ -137,7 +151,6 @@ class EngineConfig:
             "h_out": unsigned(COUNT_FIELD_BITS),
             "tiles_x": unsigned(COUNT_FIELD_BITS),
             "last_lanes": unsigned(_bitlen(self.lanes)),
-            "stride": unsigned(STRIDE_BITS),
             "row_step": unsigned(self.act_addr_bits),
             "img_step": unsigned(self.act_addr_bits),
         })
@@ -159,7 +172,7 @@ class EngineConfig:
         return t
 
     def memory_bits(self) -> dict:
-        """Bits of each on-chip memory (the activation buffer has one read port per lane)."""
+        """Bits of each on-chip memory (the activation buffer is ``lanes`` banks of ``act_depth/lanes``)."""
         return {"activation": self.act_depth * self.dp.a_bits,
                 "term": self.term_depth * self.term_bits,
                 "channel": self.max_channels * self.param_bits,

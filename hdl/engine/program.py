@@ -3,10 +3,15 @@
 Memory layouts (docs/engine.md):
 
 - activation buffer: the zero-padded input ``xp[n][ci][y][x]`` (``Hp = H + 2 pad`` rows of
-  ``Wp = W + 2 pad``), address ``((n*C_in + ci)*Hp + y)*Wp + x``; a linear layer is the
-  1x1 convolution of a ``1 x N`` image with ``K`` channels (``x.T``), so the lanes span the batch;
+  ``Wp = W + 2 pad``), each row split into ``st`` phases of ``Wq = ceil(Wp/st)`` codes:
+  address ``((n*C_in + ci)*Hp + y)*Wr + (x mod st)*Wq + x div st`` with ``Wr = st*Wq``.
+  Then output column ``ox`` reads ``x = ox*st + kx`` at ``... + (kx mod st)*Wq + ox + kx div st``:
+  neighbouring outputs read neighbouring addresses for every stride, which the banked
+  buffer serves in one cycle. A linear layer is the 1x1 convolution of a ``1 x N`` image
+  with ``K`` channels (``x.T``), so the lanes span the batch;
 - term memory: per output channel, its entries back to back; an entry holds the activation
-  offset ``((g*C_in/G + j)*Hp + ky)*Wp + kx`` of its term and the weight payload;
+  offset ``((g*C_in/G + j)*Hp + ky)*Wr + (kx mod st)*Wq + kx div st`` of its term and the
+  weight payload;
 - channel memory: per channel its entry count, ``M``, ``B``, ``sh``;
 - output buffer: ``y[c][n][oy][ox]`` in drain order.
 
@@ -79,16 +84,19 @@ class LayerShape:
     # --- engine view: every layer is a convolution over n_img images -----------
     @property
     def engine_geometry(self) -> dict:
-        """``n_img, c_in, hp, wp, h_out, w_out, stride`` as the engine walks the layer."""
+        """``n_img, c_in, hp, wp, wq, wr, h_out, w_out, stride`` as the engine walks the layer."""
         if self.kind == "linear":
-            return dict(n_img=1, c_in=self.c_in, hp=1, wp=self.n, h_out=1, w_out=self.n, stride=1)
-        return dict(n_img=self.n, c_in=self.c_in, hp=self.h + 2 * self.pad, wp=self.w + 2 * self.pad,
-                    h_out=self.h_out, w_out=self.w_out, stride=self.stride)
+            return dict(n_img=1, c_in=self.c_in, hp=1, wp=self.n, wq=self.n, wr=self.n, h_out=1,
+                        w_out=self.n, stride=1)
+        wp = self.w + 2 * self.pad
+        wq = -(-wp // self.stride)
+        return dict(n_img=self.n, c_in=self.c_in, hp=self.h + 2 * self.pad, wp=wp, wq=wq,
+                    wr=wq * self.stride, h_out=self.h_out, w_out=self.w_out, stride=self.stride)
 
     @property
     def act_words(self) -> int:
         g = self.engine_geometry
-        return g["n_img"] * g["c_in"] * g["hp"] * g["wp"]
+        return g["n_img"] * g["c_in"] * g["hp"] * g["wr"]
 
     @property
     def out_words(self) -> int:
@@ -191,13 +199,13 @@ class Program:
 def _offsets(shape: LayerShape) -> np.ndarray:
     """Activation offset of every weight term, ``C_out x K`` in ``w[c].ravel()`` order."""
     g = shape.engine_geometry
-    hp, wp = g["hp"], g["wp"]
+    hp, wq, wr, st = g["hp"], g["wq"], g["wr"], g["stride"]
     cg = shape.c_in // shape.groups
     og = shape.c_out // shape.groups
     j, ky, kx = np.meshgrid(np.arange(cg), np.arange(shape.kh), np.arange(shape.kw), indexing="ij")
-    local = ((j * hp + ky) * wp + kx).ravel()
+    local = ((j * hp + ky) * wr + (kx % st) * wq + kx // st).ravel()
     grp = np.arange(shape.c_out) // og
-    return (grp[:, None] * cg * hp * wp) + local[None, :]
+    return (grp[:, None] * cg * hp * wr) + local[None, :]
 
 
 def build_program(ecfg: EngineConfig, shape: LayerShape, x, w, M, B, sh) -> Program:
@@ -220,8 +228,10 @@ def build_program(ecfg: EngineConfig, shape: LayerShape, x, w, M, B, sh) -> Prog
     if shape.kind == "linear":
         img = x.T.reshape(1, shape.c_in, 1, shape.n)
     else:
-        p = shape.pad
-        img = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        p, st = shape.pad, geo["stride"]
+        img = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p + geo["wr"] - geo["wp"])))
+        n, c, hp, wr = img.shape
+        img = img.reshape(n, c, hp, geo["wq"], st).transpose(0, 1, 2, 4, 3)
     act = (img.ravel() & ((1 << dp.a_bits) - 1)).tolist()
     wk = np.asarray(w, dtype=np.int64).reshape(shape.c_out, -1)
     offs = _offsets(shape)
@@ -241,8 +251,6 @@ def build_program(ecfg: EngineConfig, shape: LayerShape, x, w, M, B, sh) -> Prog
         problems.append(f"{shape.out_words} outputs > out_depth {ecfg.out_depth}")
     if shape.c_out > ecfg.max_channels:
         problems.append(f"{shape.c_out} channels > max_channels {ecfg.max_channels}")
-    if geo["stride"] >= 16:
-        problems.append(f"stride {geo['stride']} > 15")
     if max(geo["n_img"], geo["h_out"], tiles_x) >= 1 << 16:
         problems.append("a loop bound exceeds 16 bits")
     if problems:
@@ -262,8 +270,8 @@ def build_program(ecfg: EngineConfig, shape: LayerShape, x, w, M, B, sh) -> Prog
         params.append(word)
     layer = {"n_chan": shape.c_out, "n_img": geo["n_img"], "h_out": geo["h_out"],
              "tiles_x": tiles_x, "last_lanes": geo["w_out"] - (tiles_x - 1) * lanes,
-             "stride": geo["stride"], "row_step": geo["stride"] * geo["wp"],
-             "img_step": geo["c_in"] * geo["hp"] * geo["wp"]}
+             "row_step": geo["stride"] * geo["wr"],
+             "img_step": geo["c_in"] * geo["hp"] * geo["wr"]}
     return Program(shape, layer, act, terms, params, counts)
 
 

@@ -2,8 +2,9 @@
 
 A tile is ``lanes`` neighbouring outputs of one output row: image ``n``, row ``oy``,
 columns ``tx*lanes .. tx*lanes + nv - 1``. Lane ``l`` of the tile reads activation
-``base + l*stride + offset`` for a term at ``offset`` (``hdl.engine.program``), where
-``base = n*img_step + oy*row_step + tx*lanes*stride``. Tiles go ``tx`` fastest, then
+``base + offset + l`` for a term at ``offset``, where ``base = n*img_step + oy*row_step +
+tx*lanes``: the host stores each padded input row split into ``stride`` phases
+(``hdl.engine.program``), so the lanes of a tile always read consecutive addresses. Tiles go ``tx`` fastest, then
 ``oy``, then ``n``; ``nv = lanes`` except ``last_lanes`` in a row's last tile.
 """
 
@@ -69,8 +70,7 @@ class TileWalker(wiring.Component):
         ]
         with m.If(last_x):
             m.d.comb += self.nv.eq(cfg.last_lanes)
-        step = Signal(ab)
-        m.d.comb += step.eq(cfg.stride * e.lanes)
+        step = e.lanes
         with m.If(self.restart):
             m.d.sync += [tx.eq(0), oy.eq(0), n.eq(0), base.eq(0), row.eq(0), img.eq(0)]
         with m.Elif(self.advance):

@@ -15,7 +15,7 @@ computed by ``hdl.engine.cycles``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, Value, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -77,28 +77,38 @@ class Engine(wiring.Component):
 
         # --- memories and loaders ------------------------------------------------
         m.submodules.wmem = wmem = Memory(shape=unsigned(e.term_bits), depth=e.term_depth, init=[])
-        m.submodules.amem = amem = Memory(shape=unsigned(ab), depth=e.act_depth, init=[])
+        banks = []
+        for b in range(L):
+            banks.append(Memory(shape=unsigned(ab), depth=e.bank_depth, init=[]))
+            m.submodules[f"abank{b}"] = banks[-1]
         m.submodules.pmem = pmem = Memory(shape=e.param_layout(), depth=e.max_channels, init=[])
         m.submodules.omem = omem = Memory(shape=e.out_shape, depth=e.out_depth, init=[])
-        w_wr, a_wr, p_wr, o_wr = (mem.write_port() for mem in (wmem, amem, pmem, omem))
+        w_wr, p_wr, o_wr = (mem.write_port() for mem in (wmem, pmem, omem))
+        a_wr = [bank.write_port() for bank in banks]
         w_rd = wmem.read_port()
-        a_rd = [amem.read_port() for _ in range(L)]
+        a_rd = [bank.read_port() for bank in banks]
+        lb = e.lane_bits
         p_rd_fsm = pmem.read_port()
         p_rd_drain = pmem.read_port()
         o_rd = omem.read_port()
 
         busy = Signal()
         end = Signal()          # a run ends in this cycle
-        for name, stream_port, wr, depth in (("wload", self.w_in, w_wr, e.term_depth),
+        for name, stream_port, wr, depth in (("wload", self.w_in, [w_wr], e.term_depth),
                                              ("aload", self.a_in, a_wr, e.act_depth),
-                                             ("pload", self.p_in, p_wr, e.max_channels)):
-            ld = StreamLoader(Value.cast(wr.data).shape().width, depth)
+                                             ("pload", self.p_in, [p_wr], e.max_channels)):
+            ld = StreamLoader(Value.cast(wr[0].data).shape().width, depth)
             m.submodules[name] = ld
             m.d.comb += [
                 ld.s.valid.eq(stream_port.valid), ld.s.payload.eq(stream_port.payload),
                 stream_port.ready.eq(ld.s.ready), ld.hold.eq(busy), ld.clear.eq(end),
-                wr.addr.eq(ld.addr), wr.data.eq(ld.data), wr.en.eq(ld.en),
             ]
+            if len(wr) == 1:
+                m.d.comb += [wr[0].addr.eq(ld.addr), wr[0].data.eq(ld.data), wr[0].en.eq(ld.en)]
+            else:       # activation banks: bank = address mod lanes, row = address div lanes
+                for b, port in enumerate(wr):
+                    m.d.comb += [port.addr.eq(ld.addr[lb:]), port.data.eq(ld.data),
+                                 port.en.eq(ld.en & (ld.addr[:lb] == b if lb else 1))]
 
         # --- datapath --------------------------------------------------------------
         m.submodules.tiles = tiles = TileWalker(e)
@@ -133,8 +143,18 @@ class Engine(wiring.Component):
         ]
         entry = w_rd.data
         offset = entry[e.payload_bits:]
-        for i, port in enumerate(a_rd):
-            m.d.comb += port.addr.eq(s1["base"] + offset + self.layer.stride * i)
+        # Lane l reads address a0 + l: bank (a0 + l) mod lanes. Bank b reads row
+        # (a0 >> lb) + (b < a0 mod lanes); in stage 2 lane l takes bank (r + l) mod lanes.
+        a0 = Signal(e.act_addr_bits, name="a0")
+        rot = Signal(max(lb, 1), name="s2_rot")
+        m.d.comb += a0.eq(s1["base"] + offset)
+        for b, port in enumerate(a_rd):
+            if lb:
+                m.d.comb += port.addr.eq(a0[lb:] + (b < a0[:lb]))
+            else:
+                m.d.comb += port.addr.eq(a0)
+        if lb:
+            m.d.sync += rot.eq(a0[:lb])
         m.d.sync += [
             s2["valid"].eq(s1["valid"]), s2["first"].eq(s1["first"]), s2["last"].eq(s1["last"]),
             s2["payload"].eq(entry[:e.payload_bits]), s2["nv"].eq(s1["nv"]),
@@ -142,8 +162,14 @@ class Engine(wiring.Component):
         ]
         m.d.comb += [
             array.valid.eq(s2["valid"]), array.first.eq(s2["first"]), array.last.eq(s2["last"]),
-            array.payload.eq(s2["payload"]), array.a.eq(Cat(*(p.data for p in a_rd))),
+            array.payload.eq(s2["payload"]),
         ]
+        lanes_a = Cat(*(p.data for p in a_rd))
+        for i in range(lb):         # barrel rotator: bank (r + l) mod lanes to lane l
+            nxt = Signal(len(lanes_a), name=f"rot{i}")
+            m.d.comb += nxt.eq(Mux(rot[i], lanes_a.rotate_right(ab << i), lanes_a))
+            lanes_a = nxt
+        m.d.comb += array.a.eq(lanes_a)
         cap_chan = Signal(e.chan_bits)
         cap_nv = Signal(range(L + 1))
         with m.If(s2["valid"] & s2["last"]):
