@@ -25,8 +25,8 @@ from .cycles import run_cycles
 from .params import EngineConfig
 from .program import build_program, pack_layer, shape_of_case, unpack_outputs
 
-__all__ = ["EngineResult", "engine_config", "run_engine", "run_cases_engine", "compare_y", "conform_engine",
-           "DEFAULT_DEPTHS"]
+__all__ = ["EngineResult", "engine_config", "build_engine", "run_engine", "run_cases_engine",
+           "compare_y", "conform_engine", "DEFAULT_DEPTHS"]
 
 DEFAULT_DEPTHS = dict(act_depth=4096, term_depth=4096, out_depth=2048, max_channels=32)
 TRIGGERS = ("done", "y_out__valid")
@@ -55,7 +55,8 @@ def engine_config(case, *, lanes: int, schedule: str = "auto", depths: dict | No
                         **(depths or DEFAULT_DEPTHS))
 
 
-def _build(ecfg: EngineConfig, cache):
+def build_engine(ecfg: EngineConfig, cache=None):
+    """Compile (or fetch from the cache) the Verilator simulator of one engine build."""
     from ..verilator import build
     from .emit import render
 
@@ -157,7 +158,7 @@ def run_cases_engine(cases, *, lanes: int = 8, schedule: str = "auto", cache=Non
     cfgs = [engine_config(c, lanes=lanes, schedule=schedule, depths=depths) for c in cases]
     distinct = list(dict.fromkeys(cfgs))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        builds = dict(zip(distinct, pool.map(lambda c: _build(c, cache), distinct)))
+        builds = dict(zip(distinct, pool.map(lambda c: build_engine(c, cache), distinct)))
     results = []
     for i, (case, ecfg) in enumerate(zip(cases, cfgs)):
         exe, sidecar = builds[ecfg]
