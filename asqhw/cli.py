@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="synth-out", help="output directory")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    from .cycles import register as register_cycles
+    register_cycles(sub)
     return ap
 
 

@@ -46,10 +46,10 @@ class EngineResult:
 
 
 def engine_config(case, *, lanes: int, schedule: str = "auto", depths: dict | None = None) -> EngineConfig:
-    """The engine build that runs ``case``; ``auto`` is grouped except for post lut."""
+    """The engine build that runs ``case``; ``auto`` is grouped for pot and post split."""
     dp = case.datapath
     if schedule == "auto":
-        schedule = "any" if dp.arch == "lut" else "grouped"
+        schedule = "grouped" if dp.arch in ("shift", "split") else "any"
     out = case.manifest["output"]
     return EngineConfig(dp, lanes, case.acc_bits, out["bits"], bool(out["signed"]), schedule,
                         **(depths or DEFAULT_DEPTHS))

@@ -44,6 +44,7 @@ class RunCycles:
     issue: int           # cycles in which an entry was issued
     tiles: int           # tiles per channel
     tiles_x: int
+    work: int = 0        # lane-cycles on valid outputs: sum over tiles of n_c * nv
 
     @property
     def stalls(self) -> int:
@@ -69,6 +70,7 @@ def run_cycles(lanes: int, geometry: dict, counts) -> RunCycles:
     t = START_CYCLES
     prev = None
     issue = 0
+    work = 0
     n_tiles = rows * tiles_x
     for n in counts:
         t += FETCH_CYCLES
@@ -78,5 +80,7 @@ def run_cycles(lanes: int, geometry: dict, counts) -> RunCycles:
         t = i0_last + n
         prev = (i0_last, n, last_l)
         issue += n * n_tiles
+        work += n * rows * w_out
     cycles = prev[0] + prev[1] + prev[2] + DONE_AFTER
-    return RunCycles(cycles=cycles, issue=issue, tiles=n_tiles, tiles_x=tiles_x)
+    return RunCycles(cycles=cycles, issue=issue, tiles=n_tiles, tiles_x=tiles_x, work=work)
+

@@ -1,0 +1,252 @@
+"""``asqhw cycles``: per-layer cycles of the layer engine (``hdl.engine``), SCALE-Sim style.
+
+The counts come from ``hdl.engine.cycles.run_cycles``, which the tests hold equal to the
+Verilator count of the engine, cycle for cycle. The entry count of a channel's term list
+depends on its weight codes (zero weights are skipped; grouped schedules add shift-only
+entries): exact when golden case files are given, otherwise the expectation of
+``hdl.engine.expect`` under the stated Gaussian weight model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["register", "layer_rows", "parse_sweep"]
+
+
+def _shape(layer, batch):
+    from hdl.engine.program import LayerShape
+
+    if layer.kind == "linear":
+        return LayerShape("linear", layer.c_in, layer.c_out, n=batch)
+    return LayerShape("conv2d", layer.c_in, layer.c_out, h=layer.h, w=layer.w, kh=layer.k, kw=layer.k,
+                      stride=layer.stride, pad=layer.pad, groups=layer.groups, n=batch)
+
+
+def _engine(dp, lanes, schedule, out_bits, shape=None, entries=0):
+    from hdl.engine.params import EngineConfig
+
+    if schedule == "auto":
+        schedule = "grouped" if dp.arch in ("shift", "split") else "any"
+    act = max(shape.act_words if shape else lanes, 1)
+    act = -(-act // lanes) * lanes
+    return EngineConfig(dp, lanes, 32, out_bits, True, schedule, act_depth=act,
+                        term_depth=max(int(entries), 1),
+                        out_depth=max(shape.out_words if shape else 1, 1),
+                        max_channels=max(shape.c_out if shape else 1, 1))
+
+
+def _buffer_bytes(ecfg, shape, entries_total) -> int:
+    bits = (shape.act_words * ecfg.dp.a_bits + int(round(entries_total)) * ecfg.term_bits
+            + shape.c_out * ecfg.param_bits + shape.out_words * ecfg.out_bits)
+    return -(-bits // 8)
+
+
+def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, clip=None,
+               weights=None) -> list[dict]:
+    """One dict per layer: name, shape, macs, entries (mean per channel), cycles, stalls, ...
+
+    ``layers`` are ``(name, LayerShape)``; ``weights`` optionally maps a name to its weight
+    codes (then the entry counts are exact).
+    """
+    from hdl.engine.cycles import run_cycles
+    from hdl.engine.expect import expected_entries
+    from hdl.engine.program import channel_entry_counts
+
+    out_bits = out_bits or dp.a_bits
+    rows = []
+    for name, shape in layers:
+        probe = _engine(dp, lanes, schedule, out_bits, shape)
+        if weights and name in weights:
+            counts = channel_entry_counts(probe, weights[name])
+            exact = True
+        else:
+            counts = [expected_entries(probe, shape.fan_in, clip)] * shape.c_out
+            exact = False
+        ecfg = _engine(dp, lanes, schedule, out_bits, shape, sum(counts))
+        res = run_cycles(lanes, shape.engine_geometry, counts)
+        cyc = res.cycles
+        rows.append({
+            "layer": name, "shape": shape.describe(), "batch": shape.n, "macs": shape.macs,
+            "entries_per_channel": sum(counts) / len(counts), "exact": exact,
+            "cycles": cyc if exact else round(cyc), "stall_cycles": (res.stalls if exact else round(res.stalls)),
+            "utilisation": res.work / (res.cycles * lanes), "macs_per_cycle": shape.macs / cyc,
+            "adapter_cycles": None,
+            "buffer_bytes": _buffer_bytes(ecfg, shape, sum(counts)), "schedule": ecfg.schedule,
+        })
+    return rows
+
+
+def parse_sweep(text: str) -> tuple[str, list[int]]:
+    """``lanes=8,16,32`` -> ("lanes", [8, 16, 32])."""
+    key, _, vals = text.partition("=")
+    if key.strip() != "lanes" or not vals:
+        raise UserError(f"--sweep takes lanes=N,N,..., not {text!r}")
+    try:
+        out = [int(v) for v in vals.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--sweep lanes must be integers, not {vals!r}") from None
+    if not out:
+        raise UserError("--sweep lanes needs at least one value")
+    return "lanes", out
+
+
+def _layers_from_args(args):
+    """``[(name, LayerShape)]`` and exact weights by name, from --model or case files."""
+    if args.model and args.paths:
+        raise UserError("give either --model or case files, not both")
+    if args.model:
+        from .topologies import topology
+
+        return [(lay.name, _shape(lay, args.batch)) for lay in topology(args.model)], None, args.model
+    if not args.paths:
+        raise UserError("give --model NAME or golden case files")
+    from hdl.engine.program import shape_of_case
+
+    from .vectors import load_cases
+
+    cases = load_cases(args.paths)
+    dps = {c.datapath for c in cases}
+    if len(dps) != 1:
+        raise UserError("case files with different datapaths; run them separately")
+    layers = [(c.name, shape_of_case(c)) for c in cases]
+    return layers, {c.name: c["w"] for c in cases}, "cases", next(iter(dps))
+
+
+def _fmt_int(v):
+    return f"{v:,}".replace(",", " ")
+
+
+def cmd_cycles(args) -> int:
+    from .cli import _datapath_from, _table
+
+    got = _layers_from_args(args)
+    if len(got) == 4:
+        layers, weights, label, dp = got
+    else:
+        (layers, weights, label), dp = got, _datapath_from(args)
+    lanes_list = parse_sweep(args.sweep)[1] if args.sweep else [args.lanes]
+    from hdl.engine.expect import mse_clip
+
+    clip = args.clip if args.clip is not None else mse_clip(dp)
+    model_text = (f"entry counts: expectation for i.i.d. N(0,1) weights quantised to the nearest "
+                  f"{dp.fmt} {dp.w_bits}-bit level, largest level at {clip:g} sigma"
+                  + (" (the MSE-optimal clip)" if args.clip is None else ""))
+    results = {}
+    for lanes in lanes_list:
+        results[lanes] = layer_rows(layers, dp, lanes=lanes, schedule=args.schedule, batch=args.batch,
+                                    out_bits=args.out_bits, clip=clip, weights=weights)
+    mhz = args.clock
+    summary = []
+    for lanes, rows in results.items():
+        total = sum(r["cycles"] for r in rows)
+        macs = sum(r["macs"] for r in rows)
+        summary.append({"lanes": lanes, "cycles": total, "stall_cycles": sum(r["stall_cycles"] for r in rows),
+                        "macs": macs, "macs_per_cycle": macs / total,
+                        "utilisation": sum(r["utilisation"] * r["cycles"] for r in rows) / total,
+                        "frames_per_s": args.batch * mhz * 1e6 / total, "clock_mhz": mhz,
+                        "luts": None})
+    exact = all(r["exact"] for rows in results.values() for r in rows)
+    desc = (f"{label}: {dp.fmt} {dp.arch} a{dp.a_bits}/w{dp.w_bits}, schedule "
+            f"{results[lanes_list[0]][0]['schedule']}, batch {args.batch}, {mhz:g} MHz")
+    if args.json:
+        print(json.dumps({"network": label, "datapath": {"fmt": dp.fmt, "arch": dp.arch, "a_bits": dp.a_bits,
+                                                         "w_bits": dp.w_bits, "e_max": dp.e_max},
+                          "exact": exact, "weight_model": None if exact else model_text,
+                          "summary": summary,
+                          "layers": {str(k): v for k, v in results.items()}}, indent=1))
+    elif args.csv:
+        buf = io.StringIO()
+        wr = csv.writer(buf)
+        wr.writerow(["lanes", "layer", "shape", "batch", "macs", "entries_per_channel", "cycles",
+                     "stall_cycles", "utilisation_pct", "macs_per_cycle", "adapter_cycles", "buffer_bytes",
+                     "exact"])
+        for lanes, rows in results.items():
+            for r in rows:
+                wr.writerow([lanes, r["layer"], r["shape"], r["batch"], r["macs"],
+                             f"{r['entries_per_channel']:.3f}", r["cycles"], r["stall_cycles"],
+                             f"{100 * r['utilisation']:.2f}", f"{r['macs_per_cycle']:.3f}", "",
+                             r["buffer_bytes"], r["exact"]])
+        sys.stdout.write(buf.getvalue())
+    else:
+        print(desc)
+        for lanes, rows in results.items():
+            if len(results) > 1:
+                print(f"\nlanes = {lanes}")
+            print(_table(["layer", "shape", "MACs", "entries/ch", "cycles", "stall cycles", "util %",
+                          "MACs/cycle", "adapter cycles", "buffer bytes"],
+                         [[r["layer"], r["shape"], _fmt_int(r["macs"]), f"{r['entries_per_channel']:.1f}",
+                           _fmt_int(r["cycles"]), _fmt_int(r["stall_cycles"]),
+                           f"{100 * r['utilisation']:.1f}", f"{r['macs_per_cycle']:.1f}", "-",
+                           _fmt_int(r["buffer_bytes"])] for r in rows]))
+        print()
+        print(_table(["lanes", "cycles", "stall cycles", "util %", "MACs/cycle",
+                      f"frames/s @ {mhz:g} MHz", "LUTs"],
+                     [[s["lanes"], _fmt_int(s["cycles"]), _fmt_int(s["stall_cycles"]),
+                       f"{100 * s['utilisation']:.1f}", f"{s['macs_per_cycle']:.1f}",
+                       f"{s['frames_per_s']:.2f}", "-"] for s in summary]))
+        print("(cycles: start to done of one layer run, exact for the engine RTL given the entry counts;\n"
+              " util: lane-cycles on valid outputs / (cycles x lanes); MACs/cycle: dense MACs, zero\n"
+              " weights included, per cycle; adapter: no adapter unit yet; buffer: on-chip bytes the\n"
+              " layer needs: activations, term list, channel words, outputs)")
+        print("exact entry counts from the weight codes" if exact else model_text)
+    if args.plot:
+        _plot(results, Path(args.plot), args.force, desc)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _plot(results, path: Path, force: bool, title: str):
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["layer"] for r in next(iter(results.values()))]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+    width = 0.8 / len(results)
+    for i, (lanes, rows) in enumerate(results.items()):
+        xs = [j + i * width for j in range(len(rows))]
+        ax.bar(xs, [r["cycles"] for r in rows], width, label=f"{lanes} lanes")
+    ax.set_yscale("log")
+    ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(names))])
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_ylabel("cycles per layer")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def register(sub) -> None:
+    """Add the ``cycles`` subcommand."""
+    from .cli import _add_datapath_args
+
+    p = sub.add_parser("cycles", help="cycles per layer of the layer engine (exact cycle model)")
+    p.add_argument("paths", nargs="*", help="golden case files (exact entry counts from their weights)")
+    p.add_argument("--model", help="built-in topology: resnet18, resnet34, resnet20, mobilenetv2")
+    _add_datapath_args(p)
+    p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto",
+                   help="auto: grouped except post lut")
+    p.add_argument("--lanes", type=int, default=16)
+    p.add_argument("--sweep", help="lanes=8,16,32: one table per array size")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--out-bits", type=int, default=None, help="output code bits (default: --a-bits)")
+    p.add_argument("--clock", type=float, default=100.0, help="clock in MHz for frames/s")
+    p.add_argument("--clip", type=float, default=None,
+                   help="weight model: largest level in sigmas (default: MSE-optimal)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true")
+    fmt.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="bar chart of cycles per layer")
+    p.add_argument("--force", action="store_true", help="overwrite an existing PNG")
+    p.set_defaults(func=cmd_cycles)
