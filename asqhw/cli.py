@@ -187,6 +187,12 @@ def cmd_verilog(args) -> int:
 
     dp = _datapath_from(args)
     acc_bits = args.acc_bits or dp.natural_acc_bits(args.fan_in)
+    if args.unit == "engine":
+        from hdl.engine.emit import generate_from_args
+
+        for f in generate_from_args(args, dp, acc_bits, " ".join(["asqhw"] + sys.argv[1:])):
+            print(f)
+        return 0
     files = generate(args.unit, dp, lanes=args.lanes, acc_bits=acc_bits, out_bits=args.out_bits,
                      out_signed=args.out_signed, schedule=args.schedule, pipeline=args.pipeline,
                      outdir=Path(args.out), force=args.force, command=" ".join(["asqhw"] + sys.argv[1:]))
@@ -260,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_levels)
 
     p = sub.add_parser("verilog", help="generate Verilog for a unit")
-    p.add_argument("--unit", choices=["mac", "dot", "requant", "top"], default="dot")
+    p.add_argument("--unit", choices=["mac", "dot", "requant", "top", "engine"], default="dot")
     _add_datapath_args(p)
     p.add_argument("--lanes", type=int, default=16)
     p.add_argument("--schedule", choices=["any", "grouped"], default="any")
@@ -271,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-signed", action="store_true")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    for name, default in (("act-depth", 4096), ("term-depth", 4096), ("out-depth", 2048),
+                          ("max-channels", 64)):
+        p.add_argument(f"--{name}", type=int, default=default, help="engine memory depth")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("synth", help="synthesise and place-and-route configurations")

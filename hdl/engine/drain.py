@@ -75,7 +75,7 @@ class Drain(wiring.Component):
         m.d.sync += inflight.eq(run)
         m.d.comb += [
             rq.valid.eq(run),
-            rq.acc.eq(words[idx]),
+            rq.acc.eq(words[idx] if e.lanes > 1 else words[0]),
             rq.m.eq(self.p_data.m),
             rq.b.eq(self.p_data.b),
             rq.sh.eq(self.p_data.sh),

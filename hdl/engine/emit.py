@@ -14,7 +14,7 @@ from .drain import RQ_PIPELINE
 from .params import EngineConfig
 from .top import Engine
 
-__all__ = ["module_name", "command_line", "render", "generate", "core_text"]
+__all__ = ["module_name", "command_line", "render", "generate", "generate_from_args", "core_text"]
 
 
 def module_name(ecfg: EngineConfig) -> str:
@@ -118,3 +118,11 @@ def generate(ecfg: EngineConfig, outdir, *, force: bool = False, command: str | 
     paths[1].write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
     paths[2].write_text(core_text(sidecar))
     return paths
+
+
+def generate_from_args(args, dp, acc_bits: int, command: str) -> list[Path]:
+    """``asqhw verilog --unit engine``: the EngineConfig from the parsed arguments, written."""
+    ecfg = EngineConfig(dp, args.lanes, acc_bits, args.out_bits, args.out_signed, args.schedule,
+                        act_depth=args.act_depth, term_depth=args.term_depth,
+                        out_depth=args.out_depth, max_channels=args.max_channels)
+    return generate(ecfg, args.out, force=args.force, command=command)

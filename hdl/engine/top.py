@@ -149,10 +149,10 @@ class Engine(wiring.Component):
         rot = Signal(max(lb, 1), name="s2_rot")
         m.d.comb += a0.eq(s1["base"] + offset)
         for b, port in enumerate(a_rd):
-            if lb:
-                m.d.comb += port.addr.eq(a0[lb:] + (b < a0[:lb]))
+            if lb and b < L - 1:
+                m.d.comb += port.addr.eq(a0[lb:] + (a0[:lb] > b))
             else:
-                m.d.comb += port.addr.eq(a0)
+                m.d.comb += port.addr.eq(a0[lb:])
         if lb:
             m.d.sync += rot.eq(a0[:lb])
         m.d.sync += [
@@ -203,42 +203,42 @@ class Engine(wiring.Component):
         done = Signal()
         m.d.comb += [self.done.eq(done), self.busy.eq(busy), p_rd_fsm.addr.eq(chan)]
         m.d.sync += done.eq(0)
-        with m.FSM(name="run"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [chan.eq(0), chan_start.eq(0), k.eq(0), R.eq(0),
-                                 o_wptr.eq(0), o_rptr.eq(0), out_ok.eq(0)]
-                    m.d.comb += tiles.restart.eq(1)
-                    m.next = "HDR"
-                with m.Elif(done):
-                    m.d.sync += out_ok.eq(1)
-            with m.State("HDR"):
-                m.d.comb += busy.eq(1)
-                m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += busy.eq(1)
-                m.d.sync += [n_c.eq(p_rd_fsm.data.count), k.eq(0)]
-                m.next = "RUN"
-            with m.State("RUN"):
-                m.d.comb += [busy.eq(1), issue.eq(~t_first | (R <= n_c))]
-                with m.If(issue):
-                    with m.If(t_first):
-                        m.d.sync += R.eq(n_c + tiles.nv)
-                    with m.If(t_last):
-                        m.d.sync += k.eq(0)
-                        m.d.comb += tiles.advance.eq(1)
-                        with m.If(tiles.last):
-                            m.d.sync += [chan_start.eq(chan_start + n_c), chan.eq(chan + 1)]
-                            with m.If(chan == self.layer.n_chan - 1):
-                                m.next = "FLUSH"
-                            with m.Else():
-                                m.next = "HDR"
-                    with m.Else():
-                        m.d.sync += k.eq(k + 1)
-            with m.State("FLUSH"):
-                m.d.comb += busy.eq(1)
-                with m.If(~s1["valid"] & ~s2["valid"] & ~array.cap & ~drain.busy):
-                    m.d.sync += done.eq(1)
-                    m.d.comb += end.eq(1)
-                    m.next = "IDLE"
+        # States as an explicit register decoded by an if-chain; the unused encodings
+        # behave as FLUSH (which returns to IDLE).
+        IDLE, HDR, LOAD, RUN = range(4)
+        state = Signal(range(5), name="run_state")
+        with m.If(state == IDLE):
+            with m.If(self.start):
+                m.d.sync += [chan.eq(0), chan_start.eq(0), k.eq(0), R.eq(0),
+                             o_wptr.eq(0), o_rptr.eq(0), out_ok.eq(0), state.eq(HDR)]
+                m.d.comb += tiles.restart.eq(1)
+            with m.Elif(done):
+                m.d.sync += out_ok.eq(1)
+        with m.Elif(state == HDR):
+            m.d.comb += busy.eq(1)
+            m.d.sync += state.eq(LOAD)
+        with m.Elif(state == LOAD):
+            m.d.comb += busy.eq(1)
+            m.d.sync += [n_c.eq(p_rd_fsm.data.count), k.eq(0), state.eq(RUN)]
+        with m.Elif(state == RUN):
+            m.d.comb += [busy.eq(1), issue.eq(~t_first | (R <= n_c))]
+            with m.If(issue):
+                with m.If(t_first):
+                    m.d.sync += R.eq(n_c + tiles.nv)
+                with m.If(t_last):
+                    m.d.sync += k.eq(0)
+                    m.d.comb += tiles.advance.eq(1)
+                    with m.If(tiles.last):
+                        m.d.sync += [chan_start.eq(chan_start + n_c), chan.eq(chan + 1)]
+                        with m.If(chan == self.layer.n_chan - 1):
+                            m.d.sync += state.eq(RUN + 1)      # FLUSH
+                        with m.Else():
+                            m.d.sync += state.eq(HDR)
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+        with m.Else():                                         # FLUSH
+            m.d.comb += busy.eq(1)
+            with m.If(~s1["valid"] & ~s2["valid"] & ~array.cap & ~drain.busy):
+                m.d.sync += [done.eq(1), state.eq(IDLE)]
+                m.d.comb += end.eq(1)
         return m
