@@ -28,7 +28,7 @@ from .program import build_program, pack_layer, shape_of_case, unpack_outputs
 __all__ = ["EngineResult", "engine_config", "build_engine", "run_engine", "run_cases_engine",
            "compare_y", "conform_engine", "DEFAULT_DEPTHS"]
 
-DEFAULT_DEPTHS = dict(act_depth=4096, term_depth=4096, out_depth=2048, max_channels=32)
+DEFAULT_DEPTHS = dict(act_depth=8192, term_depth=4096, out_depth=2048, max_channels=32)
 TRIGGERS = ("done", "y_out__valid")
 
 

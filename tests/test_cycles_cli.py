@@ -1,0 +1,93 @@
+"""`asqhw cycles`: per-layer tables of the engine's cycle model for built-in topologies."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from asqhw.cli import main
+from asqhw.topologies import TOPOLOGIES, topology
+
+CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _macs(layer):
+    ho = (layer.h + 2 * layer.pad - layer.k) // layer.stride + 1
+    wo = (layer.w + 2 * layer.pad - layer.k) // layer.stride + 1
+    return layer.c_out * ho * wo * layer.c_in // layer.groups * layer.k * layer.k
+
+
+@pytest.mark.parametrize("name, gmacs", [("resnet18", 1.814), ("resnet34", 3.664), ("resnet20", 0.0408),
+                                         ("mobilenetv2", 0.3008)])
+def test_topologies_have_the_published_mac_counts(name, gmacs):
+    assert sum(_macs(lay) for lay in topology(name)) / 1e9 == pytest.approx(gmacs, rel=2e-3)
+
+
+def test_resnet20_has_projection_shortcuts_where_the_shape_changes():
+    names = [lay.name for lay in topology("resnet20") if lay.name.endswith("shortcut")]
+    assert names == ["layer2.0.shortcut", "layer3.0.shortcut"]
+
+
+def test_resnet18_table_lists_every_layer_and_totals(capsys):
+    rc, out, _ = run(capsys, "cycles", "--model", "resnet18", "--weights", "post", "--w-bits", "4")
+    assert rc == 0
+    for lay in topology("resnet18"):
+        assert f"\n{lay.name} " in out
+    assert "frames/s @ 100 MHz" in out and "MSE-optimal clip" in out
+
+
+def test_csv_and_json_agree(capsys):
+    _, out_csv, _ = run(capsys, "cycles", "--model", "resnet20", "--csv")
+    _, out_json, _ = run(capsys, "cycles", "--model", "resnet20", "--json")
+    rows = list(csv.DictReader(io.StringIO(out_csv)))
+    data = json.loads(out_json)
+    assert [int(r["cycles"]) for r in rows] == [r["cycles"] for r in data["layers"]["16"]]
+    assert data["summary"][0]["cycles"] == sum(int(r["cycles"]) for r in rows)
+    assert data["exact"] is False and "N(0,1)" in data["weight_model"]
+
+
+def test_sweep_gives_one_summary_row_per_array_size(capsys):
+    rc, out, _ = run(capsys, "cycles", "--model", "resnet20", "--sweep", "lanes=8,16,32", "--json")
+    cyc = [s["cycles"] for s in json.loads(out)["summary"]]
+    assert rc == 0 and len(cyc) == 3 and cyc[0] > cyc[1] > cyc[2]
+
+
+def test_case_files_give_exact_counts(capsys):
+    rc, out, _ = run(capsys, "cycles", "--json", "--lanes", "4", str(CORPUS / "post4_split_lin72.npz"))
+    data = json.loads(out)
+    assert rc == 0 and data["exact"] is True and data["weight_model"] is None
+    # measured in Verilator by tests/test_engine.py for the same case and lanes
+    assert data["layers"]["4"][0]["cycles"] == 2113
+
+
+def test_plot_writes_a_png_and_never_overwrites(capsys, tmp_path):
+    png = tmp_path / "c.png"
+    rc, _, _ = run(capsys, "cycles", "--model", "resnet20", "--sweep", "lanes=8,16", "--plot", str(png))
+    assert rc == 0 and png.read_bytes()[:4] == b"\x89PNG"
+    rc, _, err = run(capsys, "cycles", "--model", "resnet20", "--plot", str(png))
+    assert rc == 2 and "exists; pass --force" in err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--model", "vgg"], "unknown model"),
+    (["--model", "resnet20", "--sweep", "pes=2"], "--sweep takes lanes="),
+    (["--model", "resnet20", "--lanes", "12"], "power of two"),
+    ([], "give --model"),
+])
+def test_bad_input_is_one_line_error(capsys, argv, fragment):
+    rc, _, err = run(capsys, "cycles", *argv)
+    assert rc == 2 and err.startswith("asqhw: error:") and fragment in err and len(err.splitlines()) == 1
+
+
+def test_every_topology_runs(capsys):
+    for name in TOPOLOGIES:
+        rc, _, _ = run(capsys, "cycles", "--model", name, "--json")
+        assert rc == 0
