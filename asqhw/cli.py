@@ -204,6 +204,10 @@ def cmd_verilog(args) -> int:
 def cmd_synth(args) -> int:
     from hdl import synth
 
+    if args.unit == "engine":
+        from hdl.engine.synth import cmd_engine_synth
+
+        return cmd_engine_synth(args)
     if args.config:
         configs = [synth.parse_config(label) for label in args.config]
     else:
@@ -283,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("synth", help="synthesise and place-and-route configurations")
+    p.add_argument("--unit", choices=["dot", "engine"], default="dot",
+                   help="dot unit (default) or the layer engine (writes engine_synth.md/csv/json)")
     p.add_argument("--design", type=lambda s: s.split(","),
                    default=["uniform", "pot", "pot-grouped", "post-lut", "post-split", "post-split-grouped"],
                    help="comma-separated designs")

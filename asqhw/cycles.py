@@ -55,7 +55,7 @@ def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, cl
     ``layers`` are ``(name, LayerShape)``; ``weights`` optionally maps a name to its weight
     codes (then the entry counts are exact).
     """
-    from hdl.engine.cycles import run_cycles
+    from hdl.engine.cycles import io_cycles, run_cycles
     from hdl.engine.expect import expected_entries
     from hdl.engine.program import channel_entry_counts
 
@@ -72,12 +72,13 @@ def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, cl
         ecfg = _engine(dp, lanes, schedule, out_bits, shape, sum(counts))
         res = run_cycles(lanes, shape.engine_geometry, counts)
         cyc = res.cycles
+        load, drain = io_cycles(int(round(sum(counts))), shape.act_words, shape.c_out, shape.out_words)
         rows.append({
             "layer": name, "shape": shape.describe(), "batch": shape.n, "macs": shape.macs,
             "entries_per_channel": sum(counts) / len(counts), "exact": exact,
             "cycles": cyc if exact else round(cyc), "stall_cycles": (res.stalls if exact else round(res.stalls)),
             "utilisation": res.work / (res.cycles * lanes), "macs_per_cycle": shape.macs / cyc,
-            "adapter_cycles": None,
+            "adapter_cycles": None, "load_cycles": load, "drain_cycles": drain,
             "buffer_bytes": _buffer_bytes(ecfg, shape, sum(counts)), "schedule": ecfg.schedule,
         })
     return rows
@@ -165,14 +166,14 @@ def cmd_cycles(args) -> int:
         buf = io.StringIO()
         wr = csv.writer(buf)
         wr.writerow(["lanes", "layer", "shape", "batch", "macs", "entries_per_channel", "cycles",
-                     "stall_cycles", "utilisation_pct", "macs_per_cycle", "adapter_cycles", "buffer_bytes",
-                     "exact"])
+                     "stall_cycles", "utilisation_pct", "macs_per_cycle", "adapter_cycles", "load_cycles",
+                     "drain_cycles", "buffer_bytes", "exact"])
         for lanes, rows in results.items():
             for r in rows:
                 wr.writerow([lanes, r["layer"], r["shape"], r["batch"], r["macs"],
                              f"{r['entries_per_channel']:.3f}", r["cycles"], r["stall_cycles"],
                              f"{100 * r['utilisation']:.2f}", f"{r['macs_per_cycle']:.3f}", "",
-                             r["buffer_bytes"], r["exact"]])
+                             r["load_cycles"], r["drain_cycles"], r["buffer_bytes"], r["exact"]])
         sys.stdout.write(buf.getvalue())
     else:
         print(desc)
@@ -180,10 +181,11 @@ def cmd_cycles(args) -> int:
             if len(results) > 1:
                 print(f"\nlanes = {lanes}")
             print(_table(["layer", "shape", "MACs", "entries/ch", "cycles", "stall cycles", "util %",
-                          "MACs/cycle", "adapter cycles", "buffer bytes"],
+                          "MACs/cycle", "adapter cycles", "load+drain", "buffer bytes"],
                          [[r["layer"], r["shape"], _fmt_int(r["macs"]), f"{r['entries_per_channel']:.1f}",
                            _fmt_int(r["cycles"]), _fmt_int(r["stall_cycles"]),
                            f"{100 * r['utilisation']:.1f}", f"{r['macs_per_cycle']:.1f}", "-",
+                           _fmt_int(r["load_cycles"] + r["drain_cycles"]),
                            _fmt_int(r["buffer_bytes"])] for r in rows]))
         print()
         print(_table(["lanes", "cycles", "stall cycles", "util %", "MACs/cycle",
@@ -193,8 +195,9 @@ def cmd_cycles(args) -> int:
                        f"{s['frames_per_s']:.2f}", "-"] for s in summary]))
         print("(cycles: start to done of one layer run, exact for the engine RTL given the entry counts;\n"
               " util: lane-cycles on valid outputs / (cycles x lanes); MACs/cycle: dense MACs, zero\n"
-              " weights included, per cycle; adapter: no adapter unit yet; buffer: on-chip bytes the\n"
-              " layer needs: activations, term list, channel words, outputs)")
+              " weights included, per cycle; adapter: no adapter unit yet; load+drain: stream cycles\n"
+              " to fill the memories and read the outputs when not overlapped with the run (not in\n"
+              " the totals); buffer: on-chip bytes the layer needs: activations, terms, channels, outputs)")
         print("exact entry counts from the weight codes" if exact else model_text)
     if args.plot:
         _plot(results, Path(args.plot), args.force, desc)

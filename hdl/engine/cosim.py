@@ -2,7 +2,7 @@
 
 Per case the host program (``hdl.engine.program``) is streamed in (terms, activations
 and channel words in parallel, one word per cycle each), ``start`` is pulsed, and the
-output stream is read after ``done``. The harness (``hdl.cosim_harness``) records the
+output stream is read after ``done`` (checked: one code per cycle from ``done + 1``). The harness (``hdl.cosim_harness``) records the
 cycles in which ``done`` or ``y_out__valid`` is high; the run's cycle count is the
 ``done`` cycle minus the ``start`` cycle. One build per ``EngineConfig``, cached.
 """
@@ -140,6 +140,10 @@ def run_engine(ecfg: EngineConfig, exe: Path, sidecar: dict, shape, x, w, M, B, 
     if done_at.size != 1:
         raise RuntimeError(f"{name}: engine raised done {done_at.size} times (expected once)")
     cycles = int(done_at[0]) - s
+    out_cycles = cyc[col["y_out__valid"] == 1]
+    if not np.array_equal(out_cycles, np.arange(1, n_out + 1) + done_at[0]):
+        # the cycle model's drain figure (hdl.engine.cycles.io_cycles) assumes this
+        raise RuntimeError(f"{name}: the output stream did not run one code per cycle from done + 1")
     ys = col["y_out__payload"][col["y_out__valid"] == 1] & ((1 << ecfg.out_bits) - 1)
     if ecfg.out_signed:
         ys = np.where(ys >> (ecfg.out_bits - 1) & 1, ys - (1 << ecfg.out_bits), ys)

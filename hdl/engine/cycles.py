@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RunCycles", "run_cycles", "FETCH_CYCLES", "DONE_AFTER", "formula_text"]
+__all__ = ["RunCycles", "run_cycles", "io_cycles", "FETCH_CYCLES", "DONE_AFTER", "formula_text"]
 
 FETCH_CYCLES = 2     # HDR + LOAD per channel
 START_CYCLES = 1     # the cycle that samples start
@@ -84,3 +84,13 @@ def run_cycles(lanes: int, geometry: dict, counts) -> RunCycles:
     cycles = prev[0] + prev[1] + prev[2] + DONE_AFTER
     return RunCycles(cycles=cycles, issue=issue, tiles=n_tiles, tiles_x=tiles_x, work=work)
 
+
+
+def io_cycles(n_terms: int, act_words: int, channels: int, out_words: int) -> tuple[int, int]:
+    """Cycles to load the memories and to drain the outputs, when not overlapped with a run.
+
+    The three load streams run in parallel at one word per cycle each (the engine is
+    always ready when idle): ``max(n_terms, act_words, channels)``. The output stream
+    delivers one code per cycle from the cycle after ``done``: ``out_words``.
+    """
+    return max(n_terms, act_words, channels), out_words

@@ -1,0 +1,191 @@
+"""Synthesis of the layer engine with the flow of ``asqhw synth`` (``hdl.synth_tools``).
+
+The engine's wide configuration inputs (the ``layer`` word and the channel-memory stream
+payload) would need more pins than an iCE40 package has, so the synthesised top
+(:class:`EngineSynthTop`) loads them through two shift registers from one serial pin;
+every other port is a pin. That harness adds the same flip-flops to every design
+(``layer`` + channel word bits) and no logic on the datapath. Memories are inferred as
+block RAM (``SB_RAM40_4K`` on iCE40, ``DP16KD`` on ECP5), counted in the ``bram`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from asqhw.errors import UserError
+from asqhw.params import Datapath
+
+from .params import EngineConfig
+from .top import Engine
+
+__all__ = ["ENGINE_DESIGNS", "SYNTH_DEPTHS", "EngineSynthTop", "engine_configs", "run_engine_synth",
+           "BRAM_CELLS"]
+
+#: design -> (format, arch, schedule)
+ENGINE_DESIGNS = {
+    "uniform": ("uniform", "mul", "any"),
+    "uniform-grouped": ("uniform", "mul", "grouped"),
+    "pot-grouped": ("pot", "shift", "grouped"),
+    "post-split": ("post", "split", "any"),
+    "post-split-grouped": ("post", "split", "grouped"),
+    "post-lut": ("post", "lut", "any"),
+}
+SYNTH_DEPTHS = dict(act_depth=2048, term_depth=1024, out_depth=1024, max_channels=64)
+BRAM_CELLS = {"ice40": ("SB_RAM40_4K",), "ecp5": ("DP16KD", "PDPW16KD"), "xilinx": ("RAMB18E1", "RAMB36E1")}
+FAN_IN = 576
+
+
+class EngineSynthTop(wiring.Component):
+    """The engine with its ``layer`` word and channel-word payload loaded serially."""
+
+    def __init__(self, ecfg: EngineConfig):
+        self._e = ecfg
+        self.engine = Engine(ecfg)
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1),
+            "ser": In(1), "ser_layer": In(1), "ser_param": In(1),
+            "w_in": In(stream.Signature(ecfg.term_bits)),
+            "a_in": In(stream.Signature(ecfg.dp.a_bits)),
+            "p_valid": In(1), "p_ready": Out(1),
+            "y_out": Out(stream.Signature(ecfg.out_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = eng = self.engine
+        lw = Value.cast(eng.layer).shape().width
+        pw = self._e.param_bits
+        layer = Signal(lw)
+        param = Signal(pw)
+        with m.If(self.ser_layer):
+            m.d.sync += layer.eq(Cat(self.ser, layer[:-1]))
+        with m.If(self.ser_param):
+            m.d.sync += param.eq(Cat(self.ser, param[:-1]))
+        wiring.connect(m, wiring.flipped(self.w_in), eng.w_in)
+        wiring.connect(m, wiring.flipped(self.a_in), eng.a_in)
+        wiring.connect(m, eng.y_out, wiring.flipped(self.y_out))
+        m.d.comb += [
+            eng.start.eq(self.start), self.busy.eq(eng.busy), self.done.eq(eng.done),
+            eng.layer.eq(layer), eng.p_in.payload.eq(param), eng.p_in.valid.eq(self.p_valid),
+            self.p_ready.eq(eng.p_in.ready),
+        ]
+        return m
+
+
+def engine_configs(designs, w_bits, *, a_bits=4, lanes=(8,), out_bits=4, depths=None):
+    """``[(label, EngineConfig)]`` for every design x b_w x lanes."""
+    out = []
+    for d in designs:
+        if d not in ENGINE_DESIGNS:
+            raise UserError(f"engine design must be one of {', '.join(ENGINE_DESIGNS)}, not {d!r}")
+        fmt, arch, sched = ENGINE_DESIGNS[d]
+        for bw in w_bits:
+            for n in lanes:
+                dp = Datapath(fmt, a_bits, bw, arch=arch)
+                ecfg = EngineConfig(dp, n, dp.natural_acc_bits(FAN_IN), out_bits, False, sched,
+                                    **(depths or SYNTH_DEPTHS))
+                out.append((f"engine {d} b_w={bw} b_a={a_bits} lanes={n}", d, ecfg))
+    return out
+
+
+def _verilog(ecfg):
+    from amaranth.back import verilog
+
+    return verilog.convert(EngineSynthTop(ecfg), name="top", emit_src=False)
+
+
+COLUMNS = ("label", "design", "b_w", "b_a", "lanes", "acc_bits", "target", "lut", "carry", "ff",
+           "bram", "dsp", "cells", "fmax_mhz", "fmax_seeds", "error")
+
+
+def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, timeout=600.0,
+                     progress=lambda s: print(s, file=sys.stderr, flush=True)) -> list[dict]:
+    """Synthesise and place-and-route each engine on each target; write engine_synth.{md,csv,json}."""
+    from ..synth_tools import TARGETS, YOSYS, Cache, default_cache_dir, place_and_route, synthesize, tool_versions
+
+    out = Path(outdir)
+    names = [out / f"engine_synth.{ext}" for ext in ("md", "csv", "json")]
+    if not force:
+        for p in names:
+            if p.exists():
+                raise UserError(f"{p} exists; pass --force to overwrite it")
+    for t in targets:
+        if t not in TARGETS:
+            raise UserError(f"unknown target {t!r}; choose from {', '.join(TARGETS)}")
+    tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
+    versions = tool_versions(tools)
+    cache = Cache(default_cache_dir())
+    sources = [_verilog(e) for _, _, e in configs]
+    fams = sorted({TARGETS[t].family for t in targets})
+    synth, pnr = {}, {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futs = {pool.submit(synthesize, sources[i], f, allow_dsp=False, cache=cache, timeout=timeout): (i, f)
+                for i in range(len(configs)) for f in fams}
+        for fut in as_completed(futs):
+            i, f = futs[fut]
+            r = synth[i, f] = fut.result()
+            progress(f"{configs[i][0]} {f} synthesis: " + (r["error"] or f"{r['lut']} LUT"))
+        futs = {}
+        for i in range(len(configs)):
+            for t in targets:
+                tg = TARGETS[t]
+                nl = synth[i, tg.family]["netlist"]
+                if tg.pnr_tool and nl:
+                    for s in range(1, seeds + 1):
+                        futs[pool.submit(place_and_route, nl, tg, s, cache=cache, timeout=timeout)] = (i, t, s)
+        for fut in as_completed(futs):
+            i, t, s = futs[fut]
+            r = pnr[i, t, s] = fut.result()
+            progress(f"{configs[i][0]} {t} seed {s}: " + (f"{r['fmax_mhz']} MHz" if r["status"] == "ok"
+                                                           else f"{r['status']}: {r['error']}"))
+    rows = []
+    for i, (label, design, e) in enumerate(configs):
+        for t in targets:
+            tg = TARGETS[t]
+            s = synth[i, tg.family]
+            runs = [pnr[i, t, k] for k in range(1, seeds + 1) if (i, t, k) in pnr]
+            ok = [r["fmax_mhz"] for r in runs if r["status"] == "ok"]
+            bram = sum(s["cells"].get(c, 0) for c in BRAM_CELLS[tg.family]) if not s["error"] else None
+            rows.append({"label": label, "design": design, "b_w": e.dp.w_bits, "b_a": e.dp.a_bits,
+                         "lanes": e.lanes, "acc_bits": e.acc_bits, "target": t, "lut": s["lut"],
+                         "carry": s["carry"], "ff": s["ff"], "bram": bram, "dsp": s["dsp"],
+                         "cells": next((r["cells"] for r in runs if r["cells"] is not None), None),
+                         "fmax_mhz": round(statistics.median(ok), 2) if ok else None,
+                         "fmax_seeds": [r["fmax_mhz"] if r["status"] == "ok" else r["status"] for r in runs],
+                         "error": s["error"] or next((r["error"] for r in runs if r["error"]), None)})
+    out.mkdir(parents=True, exist_ok=True)
+    md = ["| " + " | ".join(COLUMNS[:-2]) + " |", "|" + "---|" * (len(COLUMNS) - 2)]
+    md += ["| " + " | ".join("-" if r[c] is None else str(r[c]) for c in COLUMNS[:-2]) + " |" for r in rows]
+    names[0].write_text("\n".join(md) + "\n")
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=COLUMNS)
+    wr.writeheader()
+    for r in rows:
+        wr.writerow({**r, "fmax_seeds": " ".join(str(v) for v in r["fmax_seeds"])})
+    names[1].write_text(buf.getvalue())
+    names[2].write_text(json.dumps({"tools": versions, "depths": SYNTH_DEPTHS, "seeds": seeds,
+                                    "rows": rows}, indent=1) + "\n")
+    return rows
+
+
+def cmd_engine_synth(args) -> int:
+    """``asqhw synth --unit engine``."""
+    designs = args.design if args.design != DEFAULT_DOT_DESIGNS else list(ENGINE_DESIGNS)
+    cfgs = engine_configs(designs, args.w_bits, a_bits=args.a_bits[0], lanes=args.lanes)
+    rows = run_engine_synth(cfgs, args.target, seeds=args.seeds, jobs=args.jobs, outdir=args.out,
+                            force=args.force, timeout=args.timeout)
+    print(Path(args.out, "engine_synth.md").read_text(), end="")
+    return 0 if all(r["error"] is None for r in rows) else 1
+
+
+DEFAULT_DOT_DESIGNS = ["uniform", "pot", "pot-grouped", "post-lut", "post-split", "post-split-grouped"]
