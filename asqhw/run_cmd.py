@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=256, help="images per model call (default 256)")
     p.add_argument("--method", choices=["auto", "exact", "gemm", "int"], default="auto",
                    help="layer path of the numba model (all exact; default auto)")
+    p.add_argument("--threads", type=int, default=None, help="numba threads (default: all cores)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_run)
 
@@ -43,6 +44,10 @@ def cmd_run(args) -> int:
         raise UserError(f"--limit must be a positive integer, not {args.limit}")
     if args.batch < 1:
         raise UserError(f"--batch must be a positive integer, not {args.batch}")
+    if args.threads is not None:
+        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise UserError(f"--threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, not {args.threads}")
+        numba.set_num_threads(args.threads)
     net = read_network(args.model)
     images, labels, what = load_test_set(args.data)
     if args.limit is not None:

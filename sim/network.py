@@ -8,6 +8,7 @@ on the kernels of :mod:`sim.netops`. Independent of ``golden/``.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from asqhw.errors import UserError
@@ -19,6 +20,7 @@ from .layers import METHODS, Conv2d
 __all__ = ["IntNetwork", "run_network", "predict"]
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+PAR_MIN_WORK = 1 << 18   # a node with less work (MACs or elements) runs its kernels on one thread
 
 
 def _i64(a) -> np.ndarray:
@@ -60,6 +62,15 @@ class IntNetwork:
                 fc1 = Conv2d(net.param(name, "w1")[:, :, None, None], adp, method="exact") if hid else None
                 fc2 = Conv2d(net.param(name, "w2")[:, :, None, None], adp, method="exact")
                 self.adapters[name] = (fc1, fc2)
+        # work per sample: multiply-adds of a layer, elements read by any other node
+        self.work: dict[str, int] = {}
+        for nd in net.nodes:
+            src = net.tensors[nd["inputs"][0]]
+            n_in = int(np.prod(src.shape))
+            if nd["op"] in ("conv2d", "linear"):
+                self.work[nd["name"]] = int(np.prod(net.tensors[nd["name"]].shape)) * self.layers[nd["name"]].fan_in
+            else:
+                self.work[nd["name"]] = n_in * (2 if nd["op"] == "add" else 1)
         # the last node that reads each tensor: with keep=False a tensor is dropped after it
         self.last_use: dict[str, int] = {}
         for i, nd in enumerate(net.nodes):
@@ -88,9 +99,19 @@ class IntNetwork:
             raise UserError(f"input codes span [{int(x.min())}, {int(x.max())}], outside the signed 8-bit range")
         vals = {"input": np.ascontiguousarray(x, dtype=np.int16)}
         out = {"vec/input": vals["input"]} if keep else {}
+        threads = numba.get_num_threads()
         for i, nd in enumerate(net.nodes):
             name, op = nd["name"], nd["op"]
-            res = getattr(self, "_" + op)(nd, vals)
+            # small nodes run serially: a fork/join costs more than it saves, and far more when
+            # the cores are shared (a parallel kernel waits for its slowest thread)
+            serial = threads > 1 and self.work[name] * x.shape[0] < PAR_MIN_WORK
+            if serial:
+                numba.set_num_threads(1)
+            try:
+                res = getattr(self, "_" + op)(nd, vals)
+            finally:
+                if serial:
+                    numba.set_num_threads(threads)
             for key, arr in res.items():
                 if keep:
                     out[f"vec/{name}{key}"] = arr
