@@ -60,30 +60,32 @@ def requant(t, M, B, sh, lo: int, hi: int) -> torch.Tensor:
 
     Parameters
     ----------
-    t : tensor or list of tensors
+    t : tensor or list of at most two tensors
         Integer operands, ``|t_k| < 2^40``.
     M : int, tensor or list of them
         Multipliers in ``0 .. 65535``, broadcast against ``t_k``.
     B, sh : int or tensor
-        Bias (``|B| < 2^47``) and shift (``0 .. 62``), broadcast against the sum.
+        Bias (``-2^47 <= B < 2^47``) and shift (``0 .. 62``), broadcast against the sum.
     lo, hi : int
         Clamp bounds.
     """
     ts = t if isinstance(t, (list, tuple)) else [t]
     ms = M if isinstance(M, (list, tuple)) else [M]
+    if len(ts) > 2:
+        raise ValueError("requant sums at most two terms (split accumulators, add)")
     total = _t(B)
-    _below(total, 47, "requant bias")
+    _below(total, 48, "requant bias")
     for tk, mk in zip(ts, ms, strict=True):
         tk, mk = _t(tk), _t(mk)
         _below(tk, 40, "requant operand")
         _below(mk, 16, "requant multiplier")
-        total = total + mk * tk  # |M_k t_k| < 2^56; two terms plus B stay below 2^57
+        total = total + mk * tk  # |M_k t_k| < 2^56: two terms plus B stay below 2^58
     sh = _t(sh)
     if sh.numel() and (int(sh.min()) < 0 or int(sh.max()) > 62):
         raise ValueError(f"requant shift must be in 0..62, got {int(sh.min())}..{int(sh.max())}")
     half = torch.where(sh >= 1, torch.bitwise_left_shift(torch.ones_like(sh), (sh - 1).clamp(min=0)),
                        torch.zeros_like(sh))
-    return torch.clamp(torch.bitwise_right_shift(total + half, sh), lo, hi)  # < 2^57 + 2^61
+    return torch.clamp(torch.bitwise_right_shift(total + half, sh), lo, hi)  # < 2^58 + 2^61
 
 
 def bitlen(x) -> torch.Tensor:

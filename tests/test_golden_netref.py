@@ -259,6 +259,10 @@ def test_a_reciprocal_one_step_too_small_breaks_the_rounding_bound():
     assert _rounding_violations(a, z, b, g, f_b, qp).any()
 
 
+def test_requant_takes_the_extreme_48_bit_bias_and_62_bit_shift():
+    assert netref.requant(torch.tensor([0, 0]), 1, -(2**47), torch.tensor([47, 62]), -10, 10).tolist() == [-1, 0]
+
+
 def test_requant_refuses_a_multiplier_beyond_16_bits():
     with pytest.raises(ValueError, match="multiplier"):
         netref.requant(torch.tensor([1]), 1 << 16, 0, 0, 0, 10)
