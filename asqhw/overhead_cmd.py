@@ -163,10 +163,10 @@ def cmd_overhead(args) -> int:
     reduction = parse_reduction(args.reduction)
     csv_path = Path(args.csv) if args.csv else None
     if csv_path is not None:
+        if csv_path.is_dir():
+            raise UserError(f"--csv {csv_path} is a directory")
         if csv_path.exists() and not args.force:
             raise UserError(f"{csv_path} exists; pass --force to overwrite it")
-        if csv_path.is_dir():
-            raise UserError(f"{csv_path} is a directory")
     sites, model, source = load_model(args.model, reduction, args.fc_adapter)
     paper = args.model == "resnet18" and reduction == 4 and not args.fc_adapter
     rep = report(sites, model, bits, TABLE1 if paper else None)
