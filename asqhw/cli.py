@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="synth-out", help="output directory")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_synth)
+    importlib.import_module(".overhead_cmd", __package__).register(sub)
     return ap
 
 
