@@ -95,6 +95,8 @@ class IntNetwork:
             raise UserError(f"input codes must be an integer array, not {x.dtype}")
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
             raise UserError(f"input codes have shape {list(x.shape)}, the network expects N x {list(shape)}")
+        if x.shape[0] == 0:
+            raise UserError("input codes hold no samples")
         if x.size and (int(x.min()) < -128 or int(x.max()) > 127):
             raise UserError(f"input codes span [{int(x.min())}, {int(x.max())}], outside the signed 8-bit range")
         vals = {"input": np.ascontiguousarray(x, dtype=np.int16)}

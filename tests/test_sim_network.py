@@ -311,3 +311,9 @@ def test_float_input_is_a_user_error(random_nets):
     net, x = random_nets[0]
     with pytest.raises(UserError, match="integer array"):
         run_network(net, x.astype(np.float32))
+
+
+def test_an_empty_batch_is_a_user_error(random_nets):
+    net, x = random_nets[0]
+    with pytest.raises(UserError, match="no samples"):
+        run_network(net, x[:0])
