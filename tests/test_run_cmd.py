@@ -17,9 +17,10 @@ from netcases import random_input, random_network
 from sim.network import predict, run_network
 
 
-def _digits_net(path, samples=0):
+def _digits_net(path, samples=0, meta=None):
     """A random network reshaped to the digits' 1x8x8 input (first conv reads one channel)."""
     manifest, params = random_network(1, size=8)
+    manifest["meta"] = meta or {}
     manifest["input"] |= {"shape": [1, 8, 8], "mean": [0.3], "std": [0.4], "step": 1 / 40}
     c1 = manifest["nodes"][0]
     w = c1["weights"]
@@ -152,3 +153,10 @@ def test_an_export_missing_a_layer_array_is_one_line(tmp_path, capsys):
 def test_an_unknown_data_spec_is_one_line(tmp_path, capsys, spec):
     _one_line_error(capsys, ["run", "--model", str(_digits_net(tmp_path / "d.npz")), "--data", spec],
                     "--data must be")
+
+
+def test_the_qat_accuracy_recorded_in_meta_is_reported_for_its_data_set(tmp_path, capsys):
+    path = _digits_net(tmp_path / "d.npz", meta={"data": "digits", "qat_acc": 12.5})
+    rec = _run_json(capsys, "--model", str(path))
+    assert (rec["data"], rec["images"], rec["qat_accuracy"]) == ("digits", 360, 0.125)
+    assert _run_json(capsys, "--model", str(path), "--limit", "20")["qat_accuracy"] is None
