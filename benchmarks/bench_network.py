@@ -11,6 +11,11 @@ The mirror has the QAT network's operations and shapes, so its cost is that of t
 model's eval pass; its top-1 agreement with the integer model is printed as a check that it
 computes the same network.
 
+With ``--checkpoint CKPT`` (a QAT checkpoint of ``asqhw train``; needs golden/qat) the torch side
+is the QAT network itself in eval mode (fake quantisation of weights and activations, the float
+adapter), the integer side its export, both on the checkpoint's test images; ``agree`` is then
+the integer-vs-QAT top-1 agreement on those images.
+
 Networks: ``--model EXPORT`` (any network export), or built in: ``digits`` (the digits CNN
 topology of golden/qat: conv 16, conv 32, maxpool, conv 32, global avgpool, fc; 1x8x8) and
 ``resnet20`` (CIFAR ResNet-20, 3x32x32, 1x1 projection shortcuts where the shape changes),
@@ -310,10 +315,48 @@ def bench(net, batch, reps, seed=0):
             "first_call_s": t_first, "top1_agreement_mirror": agree, "threads": numba.get_num_threads()}
 
 
+def bench_checkpoint(path, out_dir, batch, reps):
+    """The QAT network of a checkpoint (golden/qat, eval mode) against its integer export.
+
+    Both read the checkpoint's test images (tiled to ``batch``): the QAT network the normalised
+    floats, the integer model their input codes; the top-1 agreement is over those images.
+    """
+    try:
+        from golden.netexport import build_network
+        from golden.qat.checkpoint import load_checkpoint, net_from_checkpoint
+    except ImportError as e:
+        raise SystemExit(f"--checkpoint needs golden.qat and golden.netexport ({e})") from None
+    ckpt = load_checkpoint(path)
+    manifest, params, _ = build_network(ckpt, samples=0)
+    write_network(out_dir / "ckpt.npz", manifest, params)
+    net = read_network(out_dir / "ckpt.npz")
+    qat = net_from_checkpoint(ckpt).eval()
+    xs = ckpt["samples_x"].float()
+    xf = xs[torch.arange(batch) % xs.shape[0]]
+    step = float(manifest["input"]["step"])
+    codes = np.clip(np.round(xf.double().numpy() / step), -128, 127).astype(np.int16)
+    model = IntNetwork(net)
+    t_first = time.perf_counter()
+    ilog = model.run(codes, keep=False)[f"vec/{net.output}"]
+    t_first = time.perf_counter() - t_first
+    with torch.inference_mode():
+        flog = qat(xf).numpy()
+        time.sleep(0.2)
+        t_int = _best(lambda: model.run(codes, keep=False), reps)
+        time.sleep(0.2)
+        t_torch = _best(lambda: qat(xf), reps)
+    agree = float(np.mean(np.argmax(ilog, axis=1) == np.argmax(flog, axis=1)))
+    return {"network": net.name + " (QAT)", "batch": batch, "int_images_per_s": batch / t_int,
+            "torch_images_per_s": batch / t_torch, "ratio_int_over_torch": t_torch / t_int,
+            "first_call_s": t_first, "top1_agreement_mirror": agree, "threads": numba.get_num_threads()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--net", nargs="*", default=["digits", "resnet20"], choices=["digits", "resnet20"])
     ap.add_argument("--model", action="append", default=[], help="a network export (repeatable)")
+    ap.add_argument("--checkpoint", action="append", default=[],
+                    help="a QAT checkpoint (repeatable): its QAT network in eval mode against its integer export")
     ap.add_argument("--fmt", default="post-split", help="uniform, pot, post-split or post-lut (built-in nets)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
@@ -333,7 +376,8 @@ def main(argv=None):
         for name in args.net:
             build = digits_net if name == "digits" else resnet20_net
             nets.append(build(Path(d) / f"{name}.npz", fmt=args.fmt))
-    rows = [bench(net, args.batch, args.reps) for net in nets]
+        rows = [bench(net, args.batch, args.reps) for net in nets]
+        rows += [bench_checkpoint(p, Path(d), args.batch, args.reps) for p in args.checkpoint]
     print(f"{'network':22} {'batch':>5} {'int img/s':>10} {'torch img/s':>12} {'int/torch':>9} "
           f"{'first s':>8} {'agree':>6}  (threads {numba.get_num_threads()})")
     for r in rows:

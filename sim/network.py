@@ -15,9 +15,9 @@ from asqhw.errors import UserError
 from asqhw.network import Network
 
 from . import netops
-from .layers import METHODS, Conv2d
+from .layers import METHODS, Conv2d, _blas_threads_api
 
-__all__ = ["IntNetwork", "run_network", "predict"]
+__all__ = ["IntNetwork", "run_network", "predict", "set_threads"]
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 PAR_MIN_WORK = 1 << 18   # a node with less work (MACs or elements) runs its kernels on one thread
@@ -242,3 +242,17 @@ def predict(net, x_codes, *, method: str = "auto") -> np.ndarray:
     model = net if isinstance(net, IntNetwork) else IntNetwork(net, method)
     logits = model.run(x_codes, keep=False)[f"vec/{model.net.output}"]
     return np.argmax(logits, axis=1).astype(np.int64)
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads in this thread's numba kernels and in numpy's OpenBLAS (process-wide).
+
+    A layer that one numba thread runs leaves its GEMMs to OpenBLAS's own threads
+    (docs/sim.md, "Threads"); limiting only numba would leave those at all cores.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise UserError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, not {n!r}")
+    numba.set_num_threads(n)
+    api = _blas_threads_api()
+    if api is not None:
+        api[1](n)

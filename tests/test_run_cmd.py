@@ -160,3 +160,16 @@ def test_the_qat_accuracy_recorded_in_meta_is_reported_for_its_data_set(tmp_path
     rec = _run_json(capsys, "--model", str(path))
     assert (rec["data"], rec["images"], rec["qat_accuracy"]) == ("digits", 360, 0.125)
     assert _run_json(capsys, "--model", str(path), "--limit", "20")["qat_accuracy"] is None
+
+
+def test_threads_sets_the_model_threads_and_rejects_too_many(tmp_path, capsys):
+    import numba
+
+    path = _digits_net(tmp_path / "d.npz")
+    before = numba.get_num_threads()
+    try:
+        assert _run_json(capsys, "--model", str(path), "--limit", "5", "--threads", "1")["threads"] == 1
+    finally:
+        numba.set_num_threads(before)
+    _one_line_error(capsys, ["run", "--model", str(path), "--threads", str(numba.config.NUMBA_NUM_THREADS + 1)],
+                    "--threads must be in")
