@@ -14,7 +14,7 @@ from asqhw.datasets import input_codes, load_test_set
 from asqhw.network import read_network, write_network
 from asqhw.params import Datapath
 from netcases import random_input, random_network
-from sim.network import predict, run_network
+from sim.network import predict, run_network, set_threads
 
 
 def _digits_net(path, samples=0, meta=None):
@@ -170,6 +170,6 @@ def test_threads_sets_the_model_threads_and_rejects_too_many(tmp_path, capsys):
     try:
         assert _run_json(capsys, "--model", str(path), "--limit", "5", "--threads", "1")["threads"] == 1
     finally:
-        numba.set_num_threads(before)
+        set_threads(before)
     _one_line_error(capsys, ["run", "--model", str(path), "--threads", str(numba.config.NUMBA_NUM_THREADS + 1)],
                     "--threads must be in")
