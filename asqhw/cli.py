@@ -49,9 +49,12 @@ def _table(headers: list[str], rows: list[list]) -> str:
 # --- conform ------------------------------------------------------------------------------
 def cmd_conform(args) -> int:
     from .conform import compare, float_fidelity
+    from .netconform import conform_networks, format_networks, split_paths
     from .vectors import load_cases
 
-    cases = load_cases(args.paths or [default_corpus()])
+    case_paths, net_paths = split_paths(args.paths or [default_corpus()])
+    cases = load_cases(case_paths) if case_paths else []
+    nets = conform_networks(net_paths)
     import sim
 
     t0 = time.perf_counter()
@@ -97,9 +100,11 @@ def cmd_conform(args) -> int:
     total_bad = sum(r.mismatches for r in reports)
     rtl_bad = sum(rr.mismatches for _, rr in rtl) if rtl else 0
     model_off = sum(r.cycles != r.estimate for r, _ in rtl) if rtl and args.unit == "engine" else 0
-    ok = total_bad == 0 and rtl_bad == 0 and model_off == 0
+    ok = total_bad == 0 and rtl_bad == 0 and model_off == 0 and all(r.ok for r in nets)
     summary = {"spec_version": SPEC_VERSION, "cases": len(cases), "vectors": total_vec,
-               "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok}
+               "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok,
+               "networks": len(nets), "network_vectors": sum(r.vectors for r in nets),
+               "network_mismatches": sum(r.mismatches for r in nets)}
     if rtl and args.unit == "engine":
         summary["model_cycle_errors"] = model_off
         summary["rtl_unit"] = "engine"
@@ -109,8 +114,8 @@ def cmd_conform(args) -> int:
         summary |= {"rtl_mismatches": rtl_bad, "rtl_cycles": cyc, "rtl_seconds": round(secs, 3),
                     "rtl_simulator": args.simulator}
     if args.json:
-        print(json.dumps({"summary": summary, "cases": records}, indent=1))
-    else:
+        print(json.dumps({"summary": summary, "cases": records, "networks": [r.record() for r in nets]}, indent=1))
+    elif cases or not nets:
         headers = ["case", "layer", "format", "bits", "mode", "E_max", "acc", "vectors", "mismatches",
                    "float agree"]
         if rtl:
@@ -130,6 +135,9 @@ def cmd_conform(args) -> int:
             if args.unit == "engine":
                 line += f"; cycle model off in {model_off} cases"
         print(line)
+    if nets and not args.json:
+        print(format_networks(nets))
+    if not args.json:
         print("PASS: bit-exact" if ok else "FAIL: mismatches found")
     return 0 if ok else 1
 
@@ -238,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("conform", help="run the bit-exact model (and RTL) over golden cases")
-    p.add_argument("paths", nargs="*", help="case files or directories (default: bundled corpus)")
+    p.add_argument("paths", nargs="*", help="case or network files, or directories (default: bundled corpus)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
     p.add_argument("--unit", choices=["top", "engine"], default="top",
@@ -309,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="synth-out", help="output directory")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_synth)
-
-    from .cycles import register as register_cycles
-    register_cycles(sub)
+    importlib.import_module(".overhead_cmd", __package__).register(sub)
+    importlib.import_module(".run_cmd", __package__).register(sub)
+    importlib.import_module(".cycles", __package__).register(sub)
     return ap
 
 

@@ -25,8 +25,8 @@ def _shape(layer, batch):
 
     if layer.kind == "linear":
         return LayerShape("linear", layer.c_in, layer.c_out, n=batch)
-    return LayerShape("conv2d", layer.c_in, layer.c_out, h=layer.h, w=layer.w, kh=layer.k, kw=layer.k,
-                      stride=layer.stride, pad=layer.pad, groups=layer.groups, n=batch)
+    return LayerShape("conv2d", layer.c_in, layer.c_out, h=layer.h_in, w=layer.w_in, kh=layer.kernel,
+                      kw=layer.kernel, stride=layer.stride, pad=layer.padding, groups=layer.groups, n=batch)
 
 
 def _engine(dp, lanes, schedule, out_bits, shape=None, entries=0):

@@ -1,109 +1,125 @@
-"""Built-in network topologies (layer shapes only, no weights, nothing downloaded).
+"""Built-in layer lists of reference networks (shapes only, no weights, nothing downloaded).
 
-Each topology is a list of :class:`Layer` in execution order: every convolution and
-fully connected layer, projection shortcuts included. Pooling, additions and
-activations are not engine layers and are not listed. Shapes follow the original
-papers: ResNet-18/34 (He et al. 2016, ImageNet, 224x224), ResNet-20 (the CIFAR-10
-variant, 32x32, with 1x1 projection shortcuts where the shape changes) and
-MobileNet-V2 (Sandler et al. 2018, 224x224, width 1.0).
+Each topology is a list of :class:`Layer` in execution order: every conv2d and linear layer
+with its input size, as a hardware model needs them (cycle counts, adapter overhead). Pooling
+and residual additions are not layers here; ``quant_input`` marks the layers whose input is
+an activation quantiser (all but the first conv, whose input is the image).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UserError
-
-__all__ = ["Layer", "TOPOLOGIES", "topology"]
+__all__ = ["Layer", "TOPOLOGIES", "topology", "resnet18", "resnet34", "resnet20", "mobilenetv2"]
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One conv2d (``k`` x ``k``) or linear layer; ``h``, ``w`` is its input size."""
+    """One conv2d (``kind="conv2d"``) or linear layer and the size of its input."""
 
     name: str
     kind: str
     c_in: int
     c_out: int
-    h: int = 1
-    w: int = 1
-    k: int = 1
+    h_in: int = 1
+    w_in: int = 1
+    kernel: int = 1
     stride: int = 1
-    pad: int = 0
+    padding: int = 0
     groups: int = 1
+    quant_input: bool = True
+
+    @property
+    def h_out(self) -> int:
+        return (self.h_in + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def w_out(self) -> int:
+        return (self.w_in + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def fan_in(self) -> int:
+        return self.c_in // self.groups * self.kernel * self.kernel
+
+    @property
+    def params(self) -> int:
+        """Weights (no bias)."""
+        return self.c_out * self.fan_in
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of one sample."""
+        return self.params * self.h_out * self.w_out
 
 
-def _conv(name, c_in, c_out, size, k, stride=1, groups=1):
-    return Layer(name, "conv2d", c_in, c_out, size, size, k, stride, k // 2, groups)
+def _conv(name, c_in, c_out, size, k, stride=1, groups=1, quant=True) -> Layer:
+    return Layer(name, "conv2d", c_in, c_out, size, size, k, stride, k // 2, groups, quant)
 
 
-def _resnet_imagenet(blocks):
-    layers = [_conv("conv1", 3, 64, 224, 7, 2)]
-    size, c = 56, 64                      # after the 3x3/2 max pool
-    for stage, (n, width) in enumerate(zip(blocks, (64, 128, 256, 512)), start=1):
+def _resnet_basic(blocks: list[int], widths: list[int], stem: list[Layer], size: int,
+                  classes: int) -> list[Layer]:
+    layers = list(stem)
+    c_in = stem[-1].c_out
+    for stage, (n, c) in enumerate(zip(blocks, widths)):
         for b in range(n):
-            stride = 2 if stage > 1 and b == 0 else 1
-            p = f"layer{stage}.{b}"
-            layers.append(_conv(f"{p}.conv1", c, width, size, 3, stride))
-            out = size // stride
-            layers.append(_conv(f"{p}.conv2", width, width, out, 3))
-            if stride != 1 or c != width:
-                layers.append(_conv(f"{p}.downsample", c, width, size, 1, stride))
-            c, size = width, out
-    layers.append(Layer("fc", "linear", 512, 1000))
+            stride = 2 if b == 0 and stage > 0 else 1
+            p = f"layer{stage + 1}.{b}"
+            layers.append(_conv(f"{p}.conv1", c_in, c, size, 3, stride))
+            out = (size + 2 - 3) // stride + 1
+            layers.append(_conv(f"{p}.conv2", c, c, out, 3))
+            if stride != 1 or c_in != c:
+                layers.append(Layer(f"{p}.shortcut", "conv2d", c_in, c, size, size, 1, stride, 0))
+            c_in, size = c, out
+    layers.append(Layer("fc", "linear", c_in, classes))
     return layers
 
 
-def _resnet20():
-    layers = [_conv("conv1", 3, 16, 32, 3)]
-    size, c = 32, 16
-    for stage, width in enumerate((16, 32, 64), start=1):
-        for b in range(3):
-            stride = 2 if stage > 1 and b == 0 else 1
-            p = f"layer{stage}.{b}"
-            layers.append(_conv(f"{p}.conv1", c, width, size, 3, stride))
-            out = size // stride
-            layers.append(_conv(f"{p}.conv2", width, width, out, 3))
-            if stride != 1 or c != width:
-                layers.append(_conv(f"{p}.shortcut", c, width, size, 1, stride))
-            c, size = width, out
-    layers.append(Layer("fc", "linear", 64, 10))
-    return layers
+def resnet18() -> list[Layer]:
+    """ImageNet ResNet-18 (224x224 input, 7x7 stem, 3x3 max pool, projection shortcuts)."""
+    stem = [_conv("conv1", 3, 64, 224, 7, 2, quant=False)]
+    return _resnet_basic([2, 2, 2, 2], [64, 128, 256, 512], stem, 56, 1000)
 
 
-def _mobilenetv2():
-    layers = [_conv("conv1", 3, 32, 224, 3, 2)]
-    size, c = 112, 32
-    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                (6, 160, 3, 2), (6, 320, 1, 1)]
-    i = 0
-    for t, width, n, s in settings:
+def resnet34() -> list[Layer]:
+    """ImageNet ResNet-34."""
+    stem = [_conv("conv1", 3, 64, 224, 7, 2, quant=False)]
+    return _resnet_basic([3, 4, 6, 3], [64, 128, 256, 512], stem, 56, 1000)
+
+
+def resnet20() -> list[Layer]:
+    """CIFAR ResNet-20 (32x32 input, widths 16/32/64, 1x1 projection shortcut when the shape changes)."""
+    stem = [_conv("conv1", 3, 16, 32, 3, quant=False)]
+    return _resnet_basic([3, 3, 3], [16, 32, 64], stem, 32, 10)
+
+
+def mobilenetv2() -> list[Layer]:
+    """ImageNet MobileNet-V2 (width 1.0): inverted residual blocks (expand 1x1, depthwise 3x3, project 1x1)."""
+    layers = [_conv("conv1", 3, 32, 224, 3, 2, quant=False)]
+    size, c_in = 112, 32
+    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    for i, (t, c, n, s) in enumerate(cfg):
         for b in range(n):
             stride = s if b == 0 else 1
-            hidden = c * t
-            p = f"block{i}"
+            p = f"block{i + 1}.{b}"
+            hidden = c_in * t
             if t != 1:
-                layers.append(_conv(f"{p}.expand", c, hidden, size, 1))
+                layers.append(_conv(f"{p}.expand", c_in, hidden, size, 1))
             layers.append(_conv(f"{p}.dw", hidden, hidden, size, 3, stride, groups=hidden))
-            size //= stride
-            layers.append(_conv(f"{p}.project", hidden, width, size, 1))
-            c = width
-            i += 1
-    layers.append(_conv("conv_last", c, 1280, size, 1))
+            size = (size + 2 - 3) // stride + 1
+            layers.append(_conv(f"{p}.project", hidden, c, size, 1))
+            c_in = c
+    layers.append(_conv("conv_last", c_in, 1280, size, 1))
     layers.append(Layer("fc", "linear", 1280, 1000))
     return layers
 
 
-TOPOLOGIES = {
-    "resnet18": lambda: _resnet_imagenet((2, 2, 2, 2)),
-    "resnet34": lambda: _resnet_imagenet((3, 4, 6, 3)),
-    "resnet20": _resnet20,
-    "mobilenetv2": _mobilenetv2,
-}
+TOPOLOGIES = {"resnet18": resnet18, "resnet34": resnet34, "resnet20": resnet20, "mobilenetv2": mobilenetv2}
 
 
 def topology(name: str) -> list[Layer]:
-    """The layers of a built-in topology; UserError for an unknown name."""
+    """The layer list of a built-in topology by name."""
+    from .errors import UserError
+
     if name not in TOPOLOGIES:
-        raise UserError(f"unknown model {name!r}; built in: {', '.join(TOPOLOGIES)}")
+        raise UserError(f"unknown topology {name!r}; built in: {', '.join(TOPOLOGIES)}")
     return TOPOLOGIES[name]()

@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from asqhw import SPEC_VERSION
 from asqhw.errors import UserError
 from asqhw.vectors import load_cases, read_case, write_case, write_index
 from conftest import tiny_arrays, tiny_manifest
@@ -38,7 +39,7 @@ def test_round_trip_keeps_arrays_and_manifest(tiny_case):
     case = read_case(tiny_case)
     assert case.name == "tiny_uniform_linear" and case.fan_in == 3
     np.testing.assert_array_equal(case["acc"], tiny_arrays()["acc"])
-    assert case.manifest["spec_version"] == "1.0"
+    assert case.manifest["spec_version"] == SPEC_VERSION
 
 
 def test_missing_file_is_named(tmp_path):
