@@ -98,6 +98,18 @@ def parse_sweep(text: str) -> tuple[str, list[int]]:
     return "lanes", out
 
 
+def _adapter_rows(rows, layers, batch, reduction=4):
+    """Fill ``adapter_cycles`` for every layer whose input has an ASQ adapter."""
+    from hdl.engine.adapter import adapter_cycles
+
+    from .overhead import topology_sites
+
+    sites = {s.name: s for s in topology_sites(layers, reduction)}
+    for r in rows:
+        s = sites.get(r["layer"])
+        r["adapter_cycles"] = adapter_cycles(s.channels, s.hidden, batch) if s else 0
+
+
 def _layers_from_args(args):
     """``[(name, LayerShape)]`` and exact weights by name, from --model or case files."""
     if args.model and args.paths:
@@ -143,10 +155,17 @@ def cmd_cycles(args) -> int:
     for lanes in lanes_list:
         results[lanes] = layer_rows(layers, dp, lanes=lanes, schedule=args.schedule, batch=args.batch,
                                     out_bits=args.out_bits, clip=clip, weights=weights)
+    if args.adapter:
+        if not args.model:
+            raise UserError("--adapter needs --model (the adapter sites of a built-in topology)")
+        from .topologies import topology
+
+        for rows in results.values():
+            _adapter_rows(rows, topology(args.model), args.batch)
     mhz = args.clock
     summary = []
     for lanes, rows in results.items():
-        total = sum(r["cycles"] for r in rows)
+        total = sum(r["cycles"] + (r["adapter_cycles"] or 0) for r in rows)
         macs = sum(r["macs"] for r in rows)
         summary.append({"lanes": lanes, "cycles": total, "stall_cycles": sum(r["stall_cycles"] for r in rows),
                         "macs": macs, "macs_per_cycle": macs / total,
@@ -172,7 +191,8 @@ def cmd_cycles(args) -> int:
             for r in rows:
                 wr.writerow([lanes, r["layer"], r["shape"], r["batch"], r["macs"],
                              f"{r['entries_per_channel']:.3f}", r["cycles"], r["stall_cycles"],
-                             f"{100 * r['utilisation']:.2f}", f"{r['macs_per_cycle']:.3f}", "",
+                             f"{100 * r['utilisation']:.2f}", f"{r['macs_per_cycle']:.3f}",
+                             "" if r["adapter_cycles"] is None else r["adapter_cycles"],
                              r["load_cycles"], r["drain_cycles"], r["buffer_bytes"], r["exact"]])
         sys.stdout.write(buf.getvalue())
     else:
@@ -184,7 +204,8 @@ def cmd_cycles(args) -> int:
                           "MACs/cycle", "adapter cycles", "load+drain", "buffer bytes"],
                          [[r["layer"], r["shape"], _fmt_int(r["macs"]), f"{r['entries_per_channel']:.1f}",
                            _fmt_int(r["cycles"]), _fmt_int(r["stall_cycles"]),
-                           f"{100 * r['utilisation']:.1f}", f"{r['macs_per_cycle']:.1f}", "-",
+                           f"{100 * r['utilisation']:.1f}", f"{r['macs_per_cycle']:.1f}",
+                           "-" if r["adapter_cycles"] is None else _fmt_int(r["adapter_cycles"]),
                            _fmt_int(r["load_cycles"] + r["drain_cycles"]),
                            _fmt_int(r["buffer_bytes"])] for r in rows]))
         print()
@@ -195,9 +216,11 @@ def cmd_cycles(args) -> int:
                        f"{s['frames_per_s']:.2f}", "-"] for s in summary]))
         print("(cycles: start to done of one layer run, exact for the engine RTL given the entry counts;\n"
               " util: lane-cycles on valid outputs / (cycles x lanes); MACs/cycle: dense MACs, zero\n"
-              " weights included, per cycle; adapter: no adapter unit yet; load+drain: stream cycles\n"
-              " to fill the memories and read the outputs when not overlapped with the run (not in\n"
-              " the totals); buffer: on-chip bytes the layer needs: activations, terms, channels, outputs)")
+              " weights included, per cycle; adapter: ASQ adapter pass on the layer's input (--adapter;\n"
+              " a model of a companion unit not yet in RTL, hdl/engine/adapter.py; in the totals);\n"
+              " load+drain: stream cycles to fill the memories and read the outputs when not\n"
+              " overlapped with the run (not in the totals); buffer: on-chip bytes the layer needs:\n"
+              " activations, terms, channels, outputs)")
         print("exact entry counts from the weight codes" if exact else model_text)
     if args.plot:
         _plot(results, Path(args.plot), args.force, desc)
@@ -250,6 +273,9 @@ def register(sub) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
+    p.add_argument("--adapter", action="store_true",
+                   help="add the ASQ adapter pass before every quantised layer (model of a companion "
+                        "unit, not RTL-verified)")
     p.add_argument("--plot", metavar="PNG", help="bar chart of cycles per layer")
     p.add_argument("--force", action="store_true", help="overwrite an existing PNG")
     p.set_defaults(func=cmd_cycles)

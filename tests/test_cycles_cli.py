@@ -80,3 +80,18 @@ def test_every_topology_runs(capsys):
     for name in TOPOLOGIES:
         rc, _, _ = run(capsys, "cycles", "--model", name, "--json")
         assert rc == 0
+
+
+def test_adapter_pass_is_counted_on_quantised_inputs_only(capsys):
+    rc, out, _ = run(capsys, "cycles", "--model", "resnet20", "--adapter", "--json")
+    data = json.loads(out)
+    rows = {r["layer"]: r for r in data["layers"]["16"]}
+    assert rows["conv1"]["adapter_cycles"] == 0                      # the image has no adapter
+    # C = 16, hidden 16 // 4 = 4: 16 mean codes + 16*4 + 4 MACs + 16 divider + 3
+    assert rows["layer1.0.conv1"]["adapter_cycles"] == 16 + 68 + 16 + 3
+    assert data["summary"][0]["cycles"] == sum(r["cycles"] + r["adapter_cycles"] for r in rows.values())
+
+
+def test_adapter_needs_a_built_in_topology(capsys):
+    rc, _, err = run(capsys, "cycles", "--adapter", str(CORPUS / "post4_split_lin72.npz"))
+    assert rc == 2 and "--adapter needs --model" in err
