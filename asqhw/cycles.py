@@ -110,6 +110,20 @@ def _adapter_rows(rows, layers, batch, reduction=4):
         r["adapter_cycles"] = adapter_cycles(s.channels, s.hidden, batch) if s else 0
 
 
+def _synth_rows(path, dp, schedule) -> dict:
+    """``{lanes: row}`` of an ``engine_synth.json`` for this datapath and schedule."""
+    from hdl.engine.synth import ENGINE_DESIGNS
+
+    try:
+        data = json.loads(Path(path).read_text())
+        rows = data["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"cannot read engine synthesis results {path}: {exc}") from None
+    design = next(d for d, v in ENGINE_DESIGNS.items() if v == (dp.fmt, dp.arch, schedule))
+    return {r["lanes"]: r for r in rows
+            if r["design"] == design and r["b_w"] == dp.w_bits and r["b_a"] == dp.a_bits}
+
+
 def _layers_from_args(args):
     """``[(name, LayerShape)]`` and exact weights by name, from --model or case files."""
     if args.model and args.paths:
@@ -163,15 +177,20 @@ def cmd_cycles(args) -> int:
         for rows in results.values():
             _adapter_rows(rows, topology(args.model), args.batch)
     mhz = args.clock
+    synth = _synth_rows(args.synth, dp, results[lanes_list[0]][0]["schedule"]) if args.synth else {}
     summary = []
     for lanes, rows in results.items():
         total = sum(r["cycles"] + (r["adapter_cycles"] or 0) for r in rows)
         macs = sum(r["macs"] for r in rows)
+        s = synth.get(lanes)
+        clock = s["fmax_mhz"] if s and s.get("fmax_mhz") and args.clock_from_synth else mhz
         summary.append({"lanes": lanes, "cycles": total, "stall_cycles": sum(r["stall_cycles"] for r in rows),
                         "macs": macs, "macs_per_cycle": macs / total,
                         "utilisation": sum(r["utilisation"] * r["cycles"] for r in rows) / total,
-                        "frames_per_s": args.batch * mhz * 1e6 / total, "clock_mhz": mhz,
-                        "luts": None})
+                        "frames_per_s": args.batch * clock * 1e6 / total, "clock_mhz": clock,
+                        "luts": s["lut"] if s else None, "bram": s["bram"] if s else None,
+                        "fmax_mhz": s["fmax_mhz"] if s else None, "synth_target": s["target"] if s else None,
+                        "lut_x_cycles": s["lut"] * total if s and s["lut"] else None})
     exact = all(r["exact"] for rows in results.values() for r in rows)
     desc = (f"{label}: {dp.fmt} {dp.arch} a{dp.a_bits}/w{dp.w_bits}, schedule "
             f"{results[lanes_list[0]][0]['schedule']}, batch {args.batch}, {mhz:g} MHz")
@@ -209,11 +228,16 @@ def cmd_cycles(args) -> int:
                            _fmt_int(r["load_cycles"] + r["drain_cycles"]),
                            _fmt_int(r["buffer_bytes"])] for r in rows]))
         print()
-        print(_table(["lanes", "cycles", "stall cycles", "util %", "MACs/cycle",
-                      f"frames/s @ {mhz:g} MHz", "LUTs"],
+        print(_table(["lanes", "cycles", "stall cycles", "util %", "MACs/cycle", "clock MHz",
+                      "frames/s", "LUTs", "BRAM", "Fmax MHz", "LUT x cycles"],
                      [[s["lanes"], _fmt_int(s["cycles"]), _fmt_int(s["stall_cycles"]),
-                       f"{100 * s['utilisation']:.1f}", f"{s['macs_per_cycle']:.1f}",
-                       f"{s['frames_per_s']:.2f}", "-"] for s in summary]))
+                       f"{100 * s['utilisation']:.1f}", f"{s['macs_per_cycle']:.1f}", f"{s['clock_mhz']:g}",
+                       f"{s['frames_per_s']:.2f}", "-" if s["luts"] is None else s["luts"],
+                       "-" if s["bram"] is None else s["bram"],
+                       "-" if s["fmax_mhz"] is None else s["fmax_mhz"],
+                       "-" if s["lut_x_cycles"] is None else f"{s['lut_x_cycles']:.3g}"] for s in summary]))
+        if args.synth:
+            print(f"(LUTs, BRAM, Fmax: {args.synth}, target {next((s['synth_target'] for s in summary if s['synth_target']), '-')})")
         print("(cycles: start to done of one layer run, exact for the engine RTL given the entry counts;\n"
               " util: lane-cycles on valid outputs / (cycles x lanes); MACs/cycle: dense MACs, zero\n"
               " weights included, per cycle; adapter: ASQ adapter pass on the layer's input (--adapter;\n"
@@ -268,6 +292,10 @@ def register(sub) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--out-bits", type=int, default=None, help="output code bits (default: --a-bits)")
     p.add_argument("--clock", type=float, default=100.0, help="clock in MHz for frames/s")
+    p.add_argument("--synth", metavar="JSON",
+                   help="engine_synth.json of `asqhw synth --unit engine`: LUTs, BRAM, Fmax per lanes")
+    p.add_argument("--clock-from-synth", action="store_true",
+                   help="frames/s at the Fmax of --synth instead of --clock")
     p.add_argument("--clip", type=float, default=None,
                    help="weight model: largest level in sigmas (default: MSE-optimal)")
     fmt = p.add_mutually_exclusive_group()
