@@ -74,3 +74,15 @@ def test_cli_rejects_lanes_that_are_not_a_power_of_two(tmp_path, capsys):
     rc = main(["verilog", "--unit", "engine", "--lanes", "6", "-o", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("asqhw: error:") and "power of two" in err and len(err.splitlines()) == 1
+
+
+def test_synthesis_top_loads_the_wide_words_serially():
+    from amaranth.hdl import Value
+
+    from hdl.engine.synth import EngineSynthTop, engine_configs
+
+    (_, _, ecfg), = engine_configs(["post-split-grouped"], [4], lanes=(8,))
+    top = EngineSynthTop(ecfg)
+    pins = sum(Value.cast(v).shape().width for _, _, v in top.signature.flatten(top))
+    assert pins < 80                      # fits every iCE40/ECP5 package of asqhw synth
+    assert ecfg.param_bits > 80 and Value.cast(top.engine.layer).shape().width > 60
