@@ -128,26 +128,38 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
     sources = [_verilog(e) for _, _, e in configs]
     fams = sorted({TARGETS[t].family for t in targets})
     synth, pnr = {}, {}
+    # Designs can be identical (e.g. 3-bit pot-grouped and uniform-grouped): run each distinct
+    # tool job once, since two runs of one cache key would share a work directory.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futs = {pool.submit(synthesize, sources[i], f, allow_dsp=False, cache=cache, timeout=timeout): (i, f)
-                for i in range(len(configs)) for f in fams}
+        first = {}
+        for i in range(len(configs)):
+            for f in fams:
+                first.setdefault((sources[i], f), []).append(i)
+        futs = {pool.submit(synthesize, src, f, allow_dsp=False, cache=cache, timeout=timeout): (src, f)
+                for (src, f) in first}
         for fut in as_completed(futs):
-            i, f = futs[fut]
-            r = synth[i, f] = fut.result()
-            progress(f"{configs[i][0]} {f} synthesis: " + (r["error"] or f"{r['lut']} LUT"))
-        futs = {}
+            src, f = futs[fut]
+            r = fut.result()
+            for i in first[src, f]:
+                synth[i, f] = r
+                progress(f"{configs[i][0]} {f} synthesis: " + (r["error"] or f"{r['lut']} LUT"))
+        jobs_pnr = {}
         for i in range(len(configs)):
             for t in targets:
                 tg = TARGETS[t]
                 nl = synth[i, tg.family]["netlist"]
                 if tg.pnr_tool and nl:
                     for s in range(1, seeds + 1):
-                        futs[pool.submit(place_and_route, nl, tg, s, cache=cache, timeout=timeout)] = (i, t, s)
+                        jobs_pnr.setdefault((nl, t, s), []).append(i)
+        futs = {pool.submit(place_and_route, nl, TARGETS[t], s, cache=cache, timeout=timeout): (nl, t, s)
+                for (nl, t, s) in jobs_pnr}
         for fut in as_completed(futs):
-            i, t, s = futs[fut]
-            r = pnr[i, t, s] = fut.result()
-            progress(f"{configs[i][0]} {t} seed {s}: " + (f"{r['fmax_mhz']} MHz" if r["status"] == "ok"
-                                                           else f"{r['status']}: {r['error']}"))
+            nl, t, s = futs[fut]
+            r = fut.result()
+            for i in jobs_pnr[nl, t, s]:
+                pnr[i, t, s] = r
+                progress(f"{configs[i][0]} {t} seed {s}: " + (f"{r['fmax_mhz']} MHz" if r["status"] == "ok"
+                                                               else f"{r['status']}: {r['error']}"))
     rows = []
     for i, (label, design, e) in enumerate(configs):
         for t in targets:
