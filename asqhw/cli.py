@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import SPEC_VERSION, __version__, train_cmd
+from . import SPEC_VERSION, __version__
 from .errors import UserError
 
 __all__ = ["main"]
@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="synth-out", help="output directory")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_synth)
-    train_cmd.register(sub)
+    importlib.import_module(".overhead_cmd", __package__).register(sub)
+    importlib.import_module(".train_cmd", __package__).register(sub)
     return ap
 
 

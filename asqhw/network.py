@@ -25,7 +25,7 @@ from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS
 
 __all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap",
-           "expected_arrays", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED", "WIDE_UNSIGNED", "OPS"]
+           "expected_arrays", "validate", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED", "WIDE_UNSIGNED", "OPS"]
 
 FORMAT = "asqhw-network"
 FORMAT_VERSION = 1

@@ -1,9 +1,9 @@
 """PyTorch golden model of the asq-hw datapath: QAT quantisers, integer reference, vector export.
 
 Modules: :mod:`golden.quant` (LSQ / POT / POST / ASQ fake quantisers), :mod:`golden.intref`
-(the integer reference of docs/datapath.md), :mod:`golden.export` (one case) and
-:mod:`golden.corpus` (the committed corpus in ``golden/vectors``). Independent of ``sim``
-and ``hdl``.
+(the integer reference of docs/datapath.md), :mod:`golden.netref` (whole networks, sections
+10-16), :mod:`golden.export` (one case) and :mod:`golden.corpus` (the committed corpus in
+``golden/vectors``). Independent of ``sim`` and ``hdl``.
 """
 
 from pathlib import Path

@@ -89,7 +89,7 @@ class _Builder:
             typ = 100.0
         one = 1 << beta_frac
         w2 = rng.integers(-128, 128, size=(1, fan))
-        m2, sh2 = _shift_for(one * 0.5 / (np.sqrt(fan) * typ * 64), 65535)
+        m2, sh2 = _shift_for(one * 0.25 / (np.sqrt(fan) * typ * 64), 65535)
         self.params |= {f"{name}/w2": w2, f"{name}/M2": [[m2]], f"{name}/B2": [one << sh2], f"{name}/sh2": [sh2]}
         self.nodes.append({"name": name, "op": "adapter", "inputs": [src], "channels": channels,
                            "hidden": hidden, "beta_bits": beta_bits, "beta_frac": beta_frac})
