@@ -121,6 +121,8 @@ def cmd_conform(args) -> int:
 
 # --- golden -------------------------------------------------------------------------------
 def cmd_golden_export(args) -> int:
+    if args.model:
+        return importlib.import_module(".export_cmd", __package__).cmd_export_model(args)
     from golden.corpus import export_corpus
 
     out = Path(args.out) if args.out else default_corpus()
@@ -229,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", action="append", help="export only this case (repeatable)")
     p.add_argument("--force", action="store_true", help="overwrite files that differ")
     p.add_argument("-q", "--quiet", action="store_true")
+    importlib.import_module(".export_cmd", __package__).add_model_args(p)
     p.set_defaults(func=cmd_golden_export)
 
     p = sub.add_parser("levels", help="print (and plot) a weight level set")

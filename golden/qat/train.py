@@ -66,15 +66,35 @@ def evaluate(net: QatNet, x: torch.Tensor, y: torch.Tensor, batch: int = 500) ->
     return 100.0 * correct / max(len(y), 1)
 
 
+def _is_scale(name: str) -> bool:
+    """A quantiser's learned step or scale (``s`` of ASQ/LSQ, ``alpha`` of a weight quantiser)."""
+    return name.endswith(".s") or name.endswith(".alpha")
+
+
 def _optimizer(net: QatNet, recipe: Recipe, lr: float):
-    decay, plain = [], []
+    decay, plain, scales = [], [], []
     for name, p in net.named_parameters():
         # weight decay on conv/linear weights only, never on steps, scales, biases or BN
-        (decay if name.endswith(".weight") and p.dim() > 1 else plain).append(p)
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        if _is_scale(name):
+            scales.append(p)
+        else:
+            (decay if name.endswith("weight") and p.dim() > 1 else plain).append(p)
+    # Adam moves every parameter by about lr per step whatever its size; steps and scales are
+    # small numbers (1e-3 .. 1e-1), so they get a 100x smaller rate. SGD uses LSQ's gradient scale.
+    scale_lr = lr * (0.01 if recipe.optimizer == "adam" else 1.0)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": plain, "weight_decay": 0.0},
+              {"params": scales, "weight_decay": 0.0, "lr": scale_lr}]
     if recipe.optimizer == "adam":
         return torch.optim.Adam(groups, lr=lr)
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+
+@torch.no_grad()
+def _keep_scales_positive(net: QatNet) -> None:
+    """Project every step and scale onto ``>= 1e-8``: the integer export needs them positive."""
+    for name, p in net.named_parameters():
+        if _is_scale(name):
+            p.clamp_(min=1e-8)
 
 
 def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
@@ -103,6 +123,7 @@ def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: i
             loss.backward()
             opt.step()
             sched.step()
+            _keep_scales_positive(net)
             total += float(loss.detach()) * len(idx)
             n += len(idx)
         acc = evaluate(net, data.x_test, data.y_test)
