@@ -196,28 +196,28 @@ class _Exporter:
         f_b = ad.beta_frac
         where = f"adapter {name}"
         with torch.no_grad():
-            s_p = float(ad.pool_q.s)
+            s_p = float(ad.pool_q.s.detach())
             pm, _, psh = requant_constants_capped([s_z / (h * w * s_p)], 0.0, where=where + " pool")
             p = {f"{name}/pool_M": np.array(pm, np.int64), f"{name}/pool_sh": np.array([psh], np.int64)}
             s_prev = s_p
             if ad.hidden:
-                s_h = float(ad.hidden_q.s)
+                s_h = float(ad.hidden_q.s.detach())
                 w1 = ad.fc1.weight.detach().double()
                 a1 = ad.w1_q.alpha.detach().double()
                 M1 = np.zeros((ad.hidden, 1), np.int64)
                 B1 = np.zeros(ad.hidden, np.int64)
                 sh1 = np.zeros(ad.hidden, np.int64)
                 for j in range(ad.hidden):
-                    mj, bj, sj = requant_constants_capped([s_p * float(a1[j]) / s_h], float(ad.fc1.bias[j]) / s_h,
+                    mj, bj, sj = requant_constants_capped([s_p * float(a1[j]) / s_h], float(ad.fc1.bias.detach()[j]) / s_h,
                                                           where=f"{where} hidden {j}")
                     M1[j], B1[j], sh1[j] = mj, bj, sj
                 p |= {f"{name}/w1": ad.w1_q.codes(w1).numpy().astype(np.int16), f"{name}/M1": M1,
                       f"{name}/B1": B1, f"{name}/sh1": sh1}
                 s_prev = s_h
             w2 = ad.fc2.weight.detach().double()
-            a2 = float(ad.w2_q.alpha[0])
+            a2 = float(ad.w2_q.alpha.detach()[0])
             one = float(1 << f_b)
-            m2, b2, sh2 = requant_constants_capped([s_prev * a2 * one], float(ad.fc2.bias[0]) * one,
+            m2, b2, sh2 = requant_constants_capped([s_prev * a2 * one], float(ad.fc2.bias.detach()[0]) * one,
                                                    where=f"{where} output")
             p |= {f"{name}/w2": ad.w2_q.codes(w2).numpy().astype(np.int16), f"{name}/M2": np.array([m2], np.int64),
                   f"{name}/B2": np.array([b2], np.int64), f"{name}/sh2": np.array([sh2], np.int64)}

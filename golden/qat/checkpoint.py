@@ -57,7 +57,10 @@ def load_checkpoint(path) -> dict:
 
 def net_from_checkpoint(ckpt: dict, stage: str = "qat") -> QatNet:
     """Rebuild the network of a checkpoint in ``stage`` (``float`` or ``qat``) with its weights."""
-    scheme = Scheme(**ckpt["scheme"])
+    try:
+        scheme = Scheme(**ckpt["scheme"])
+    except TypeError:
+        raise UserError(f"checkpoint has a malformed scheme {ckpt['scheme']!r}") from None
     net = build_model(ckpt["model"], scheme)
     if stage == "float":
         state = ckpt["float_state"]
