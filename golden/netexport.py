@@ -78,6 +78,9 @@ def _steps(net: QatNet, shapes: dict) -> dict[str, float]:
         cons = net.consumers(nd.name)
         q = [c for c in cons if c.op == "quant"]
         mp = [c for c in cons if c.op == "maxpool"]
+        if len(q) + len(mp) > 1 or (mp and len(cons) > 1):
+            raise UserError(f"{nd.name}: a tensor read by a max pool, or by a quantiser, must have one such "
+                            f"reader and a max pool no other")
         if q:
             u = net.units[q[0].name]
             steps[nd.name] = u.step * 2.0 ** -u.g
@@ -86,10 +89,6 @@ def _steps(net: QatNet, shapes: dict) -> dict[str, float]:
         else:
             amax = net.amax(nd.name)
             steps[nd.name] = HEADROOM * amax / WIDE_MAX if amax > 0 else 1.0 / WIDE_MAX
-        if (q or mp) and len(q) + len(mp) != 1 or (q and mp):
-            raise UserError(f"{nd.name}: a tensor read by a quantiser or max pool must have one such reader")
-        if mp and any(c.op not in ("maxpool",) for c in cons):
-            raise UserError(f"{nd.name}: a tensor before a max pool must have no other reader")
     return steps
 
 
@@ -116,7 +115,7 @@ class _Exporter:
         return self.names[name]
 
     # --- layers ---------------------------------------------------------------------------
-    def layer(self, nd, last: bool):
+    def layer(self, nd):
         net, unit = self.net, self.net.units[nd.name]
         src = nd.inputs[0]
         if src not in self.code_step:
@@ -254,13 +253,12 @@ class _Exporter:
         self.nodes.append(node)
 
     def run(self) -> list[dict]:
-        last = self.net.nodes[-1].name
         for nd in self.net.nodes:
             if nd.op == "input":
                 self.code_step[nd.name] = self.net.units[nd.name].step
                 self.beta_of[nd.name] = None
             elif nd.op in ("conv", "linear"):
-                self.layer(nd, nd.name == last)
+                self.layer(nd)
             elif nd.op == "quant":
                 self.quant(nd)
             elif nd.op == "add":
