@@ -64,8 +64,20 @@ def _validate(unit, dp, lanes, acc_bits, out_bits, out_signed, schedule, pipelin
 
 
 def build_unit(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipeline):
-    """Instantiate the Amaranth component of a unit (parameters are validated here)."""
+    """Instantiate the Amaranth component of a unit (parameters are validated here).
+
+    A parameter the component itself refuses (e.g. more pipeline stages than the unit
+    has levels) raises UserError with the component's message.
+    """
     _validate(unit, dp, lanes, acc_bits, out_bits, out_signed, schedule, pipeline)
+    try:
+        return _build_unit(unit, dp, lanes=lanes, acc_bits=acc_bits, out_bits=out_bits,
+                           out_signed=out_signed, schedule=schedule, pipeline=pipeline)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{unit} unit: {e}") from None
+
+
+def _build_unit(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipeline):
     if unit == "requant":
         from .requant import MAX_PIPELINE, Requantiser
 
