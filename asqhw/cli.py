@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import SPEC_VERSION, __version__
-from .atomic import check_target, ensure_dir, os_reason
+from .atomic import check_target, os_reason
 from .errors import UserError
 
 __all__ = ["main"]
@@ -126,7 +126,6 @@ def cmd_golden_export(args) -> int:
     from golden.corpus import export_corpus
 
     out = Path(args.out) if args.out else default_corpus()
-    ensure_dir(out)
     entries = export_corpus(out, seed=args.seed, force=args.force, names=args.case or None,
                             progress=_progress(args.quiet))
     print(f"wrote {len(entries)} cases to {out}")
@@ -222,8 +221,17 @@ def _add_datapath_args(p, *, multi=False):
     p.add_argument("--frac-bits", type=int, default=None, help="F of the lut architecture")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the tool's one-line error format (``asqhw: error: ...``, exit 2)."""
+
+    def error(self, message):
+        cmd = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        where = f"{cmd}: " if cmd else ""
+        self.exit(2, f"asqhw: error: {where}{message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="asqhw", description="Bit-exact ASQ+POST datapath tools.")
+    ap = _Parser(prog="asqhw", description="Bit-exact ASQ+POST datapath tools.")
     ap.add_argument("--version", action="version", version=f"asqhw {__version__} (spec {SPEC_VERSION})")
     sub = ap.add_subparsers(dest="command", required=True)
 

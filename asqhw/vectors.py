@@ -357,7 +357,7 @@ def read_case(path) -> Case:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     where = str(path)
-    with SafeZip(path, max_entries=len(ARRAY_ORDER) + 1) as zf:
+    with SafeZip(path, max_entries=2 * len(ARRAY_ORDER)) as zf:
         if "manifest.json" not in zf.names:
             raise UserError(f"{path}: archive has no manifest.json")
         manifest = zf.read_json("manifest.json")

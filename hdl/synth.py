@@ -330,9 +330,6 @@ def _check_args(configs, targets, seeds, jobs, timeout, outdir, force):
     existing = [str(out / n) for n in OUTPUT_NAMES if (out / n).exists()]
     if existing and not force:
         raise UserError(f"{existing[0]} exists; use --force to overwrite")
-    ensure_dir(out)                     # fail now, not after every tool run
-    for n in OUTPUT_NAMES:
-        check_target(out / n, True)
     return out
 
 
@@ -377,10 +374,13 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
     """
     out = _check_args(configs, targets, seeds, jobs, timeout, outdir, force)
     say = progress or (lambda line: None)
-    tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
-    tool_versions(tools)  # every tool present, or a UserError before any work
     cache = Cache(cache_dir if cache_dir is not None else default_cache_dir())
     ensure_dir(cache.root)
+    tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
+    tool_versions(tools)  # every tool present, or a UserError before any work
+    ensure_dir(out)       # an output directory that cannot be written fails now, not after the runs
+    for name in OUTPUT_NAMES:
+        check_target(out / name, True)
 
     sources = [to_verilog(c) for c in configs]
     families = sorted({TARGETS[t].family for t in targets})
