@@ -325,10 +325,8 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
 def export_network(ckpt: dict, path, *, samples: int = 8, arch: str = "split", force: bool = False,
                    name: str | None = None) -> tuple[str, dict]:
     """Write the network export of a checkpoint to ``path``; return its SHA-256 and manifest."""
-    from pathlib import Path
+    from asqhw import atomic
 
-    path = Path(path)
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
+    atomic.check_target(path, force)
     manifest, params, vectors = build_network(ckpt, samples=samples, arch=arch, name=name)
-    return write_network(path, manifest, params, vectors), manifest
+    return write_network(path, manifest, params, vectors, force=force), manifest
