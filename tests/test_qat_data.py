@@ -46,7 +46,7 @@ def test_missing_cifar_directory_is_a_user_error(tmp_path):
 def test_missing_cifar_batch_is_a_user_error(tmp_path):
     write_tiny_cifar(tmp_path)
     (tmp_path / "data_batch_3").unlink()
-    with pytest.raises(UserError, match="data_batch_3 is missing"):
+    with pytest.raises(UserError, match="has no data_batch_3"):
         load_cifar10(tmp_path)
 
 

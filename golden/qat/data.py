@@ -8,13 +8,13 @@ CIFAR-10 directory holds the python pickle batches ``data_batch_1`` .. ``data_ba
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from asqhw.datasets import cifar10_batch, digits_split
 from asqhw.errors import UserError
 
 __all__ = ["Dataset", "load_digits", "load_cifar10", "load_data", "augment_batch",
@@ -22,8 +22,6 @@ __all__ = ["Dataset", "load_digits", "load_cifar10", "load_data", "augment_batch
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-DIGITS_TEST = 360
-DIGITS_SPLIT_SEED = 20240
 
 
 @dataclass
@@ -53,38 +51,18 @@ def _normalise(x: np.ndarray, mean, std) -> torch.Tensor:
 
 
 def load_digits() -> Dataset:
-    """scikit-learn's digits (pixels 0..16 scaled to [0, 1]); fixed 1437 / 360 split."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    d = sk_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None]
-    y = d.target.astype(np.int64)
-    perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(y))
-    test, train = perm[:DIGITS_TEST], perm[DIGITS_TEST:]
-    mean = (float(x[train].mean()),)
-    std = (float(x[train].std()),)
-    return Dataset("digits", _normalise(x[train], mean, std), torch.from_numpy(y[train]),
-                   _normalise(x[test], mean, std), torch.from_numpy(y[test]), mean, std, 10, False)
+    """scikit-learn's digits (pixels 0..16 scaled to [0, 1]); the fixed 1437 / 360 split of asqhw.datasets."""
+    xtr, ytr, xte, yte = digits_split()
+    xtr, xte = xtr.astype(np.float32), xte.astype(np.float32)
+    mean = (float(xtr.mean()),)
+    std = (float(xtr.std()),)
+    return Dataset("digits", _normalise(xtr, mean, std), torch.from_numpy(ytr),
+                   _normalise(xte, mean, std), torch.from_numpy(yte), mean, std, 10, False)
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise UserError(f"CIFAR-10 directory: {path.name} is missing in {path.parent}")
-    try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
-        labels = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
-        data = np.asarray(data)
-        labels = np.asarray(labels, dtype=np.int64)
-    except Exception as e:  # any unpickling problem is a malformed file
-        raise UserError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__})") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-        raise UserError(f"{path}: expected uint8 data N x 3072 and N labels, got {data.dtype} "
-                        f"{list(data.shape)} and {list(labels.shape)} labels")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise UserError(f"{path}: labels must be in 0..9")
-    return data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels
+    x, y = cifar10_batch(path)
+    return x.astype(np.float32), y
 
 
 def load_cifar10(directory) -> Dataset:
