@@ -49,9 +49,12 @@ def _table(headers: list[str], rows: list[list]) -> str:
 # --- conform ------------------------------------------------------------------------------
 def cmd_conform(args) -> int:
     from .conform import compare, float_fidelity
+    from .netconform import conform_networks, format_networks, split_paths
     from .vectors import load_cases
 
-    cases = load_cases(args.paths or [default_corpus()])
+    case_paths, net_paths = split_paths(args.paths or [default_corpus()])
+    cases = load_cases(case_paths) if case_paths else []
+    nets = conform_networks(net_paths)
     import sim
 
     t0 = time.perf_counter()
@@ -89,17 +92,19 @@ def cmd_conform(args) -> int:
     total_vec = sum(r.vectors for r in reports)
     total_bad = sum(r.mismatches for r in reports)
     rtl_bad = sum(rr.mismatches for _, rr in rtl) if rtl else 0
-    ok = total_bad == 0 and rtl_bad == 0
+    ok = total_bad == 0 and rtl_bad == 0 and all(r.ok for r in nets)
     summary = {"spec_version": SPEC_VERSION, "cases": len(cases), "vectors": total_vec,
-               "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok}
+               "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok,
+               "networks": len(nets), "network_vectors": sum(r.vectors for r in nets),
+               "network_mismatches": sum(r.mismatches for r in nets)}
     if rtl:
         cyc = sum(r.cycles for r, _ in rtl)
         secs = sum(r.seconds for r, _ in rtl)
         summary |= {"rtl_mismatches": rtl_bad, "rtl_cycles": cyc, "rtl_seconds": round(secs, 3),
                     "rtl_simulator": args.simulator}
     if args.json:
-        print(json.dumps({"summary": summary, "cases": records}, indent=1))
-    else:
+        print(json.dumps({"summary": summary, "cases": records, "networks": [r.record() for r in nets]}, indent=1))
+    elif cases or not nets:
         headers = ["case", "layer", "format", "bits", "mode", "E_max", "acc", "vectors", "mismatches",
                    "float agree"]
         if rtl:
@@ -115,6 +120,9 @@ def cmd_conform(args) -> int:
         if rtl:
             line += f"; RTL ({args.simulator}): {rtl_bad} mismatches, {summary['rtl_cycles']} cycles"
         print(line)
+    if nets and not args.json:
+        print(format_networks(nets))
+    if not args.json:
         print("PASS: bit-exact" if ok else "FAIL: mismatches found")
     return 0 if ok else 1
 
@@ -215,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("conform", help="run the bit-exact model (and RTL) over golden cases")
-    p.add_argument("paths", nargs="*", help="case files or directories (default: bundled corpus)")
+    p.add_argument("paths", nargs="*", help="case or network files, or directories (default: bundled corpus)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
     p.add_argument("--lanes", type=int, default=16, help="RTL dot-product lanes")
@@ -280,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
     importlib.import_module(".overhead_cmd", __package__).register(sub)
     importlib.import_module(".train_cmd", __package__).register(sub)
+    importlib.import_module(".run_cmd", __package__).register(sub)
     return ap
 
 

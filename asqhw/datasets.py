@@ -1,0 +1,107 @@
+"""Test images for ``asqhw run``: the digits test split and CIFAR-10's test batch, and input codes.
+
+Images are float64 ``N x C x H x W`` with raw pixels scaled to ``[0, 1]`` (digits: ``/16``,
+CIFAR-10: ``/255``), the scale the export's ``input.mean`` and ``input.std`` apply to. The
+digits test split is the first 360 indices of ``numpy.random.default_rng(20240).permutation(1797)``
+(the split QAT trains on; the rest is the training set). CIFAR-10's test split is the
+``test_batch`` file of the python pickle batches, read with an unpickler that accepts only
+numpy arrays, lists, dicts, strings and numbers. No torch here: this is the format layer.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+__all__ = ["load_test_set", "input_codes", "DIGITS_TEST", "DIGITS_SPLIT_SEED"]
+
+DIGITS_TEST = 360
+DIGITS_SPLIT_SEED = 20240
+_NP_CORE = "numpy._core" if hasattr(np, "_core") else "numpy.core"
+_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+            ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+_MAX_BATCH_BYTES = 1 << 28
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Resolves only the globals a pickled numpy array needs; anything else is refused."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        if module.startswith("numpy.core") or module.startswith("numpy._core"):
+            module = _NP_CORE + module.split("core", 1)[1]
+        return super().find_class(module, name)
+
+
+def _digits_test() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UserError("the digits data set needs scikit-learn (pip install scikit-learn)") from None
+    d = load_digits()
+    x = d.images.astype(np.float64)[:, None] / 16.0
+    y = d.target.astype(np.int64)
+    test = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(y))[:DIGITS_TEST]
+    return x[test], y[test]
+
+
+def _cifar_test(directory: str) -> tuple[np.ndarray, np.ndarray]:
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"CIFAR-10 directory {root} does not exist")
+    path = root / "test_batch"
+    if not path.is_file():
+        raise UserError(f"CIFAR-10 directory {root} has no test_batch (the python pickle batches)")
+    if path.stat().st_size > _MAX_BATCH_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes is too large for a CIFAR-10 batch")
+    try:
+        with open(path, "rb") as f:
+            d = _ArrayUnpickler(f, encoding="bytes").load()
+        data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
+        labels = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
+        data = np.asarray(data)
+        labels = np.asarray(labels)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is a malformed file
+        raise UserError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__})") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise UserError(f"{path}: expected uint8 data N x 3072, got {data.dtype} {list(data.shape)}")
+    if labels.dtype.kind not in "iu" or labels.shape != (data.shape[0],) or (
+            labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise UserError(f"{path}: expected {data.shape[0]} integer labels in 0..9")
+    return data.reshape(-1, 3, 32, 32).astype(np.float64) / 255.0, labels.astype(np.int64)
+
+
+def load_test_set(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(images, labels, description)`` of ``digits`` or ``cifar10:DIR``.
+
+    Returns float64 images ``N x C x H x W`` in ``[0, 1]``, int64 labels, and a short name.
+    """
+    if spec == "digits":
+        x, y = _digits_test()
+        return x, y, "digits test split"
+    if isinstance(spec, str) and spec.startswith("cifar10:") and len(spec) > len("cifar10:"):
+        x, y = _cifar_test(spec[len("cifar10:"):])
+        return x, y, "CIFAR-10 test_batch"
+    raise UserError(f"--data must be 'digits' or 'cifar10:DIR', not {spec!r}")
+
+
+def input_codes(images: np.ndarray, inp: dict) -> np.ndarray:
+    """Signed 8-bit input codes ``clamp(round((x - mean_c) / std_c / step), -128, 127)`` (docs/network.md).
+
+    ``inp`` is the export's ``input`` object; float64, round half to even (outside the
+    integer path). Raises UserError when the images' ``C x H x W`` is not ``inp["shape"]``.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4 or list(x.shape[1:]) != list(inp["shape"]):
+        raise UserError(f"the data set's images are {'x'.join(map(str, x.shape[1:]))}, "
+                        f"the network expects {'x'.join(map(str, inp['shape']))}")
+    mean = np.asarray(inp["mean"], dtype=np.float64).reshape(1, -1, 1, 1)
+    std = np.asarray(inp["std"], dtype=np.float64).reshape(1, -1, 1, 1)
+    q = np.round((x - mean) / std / float(inp["step"]))
+    return np.clip(q, -128, 127).astype(np.int16)
