@@ -131,6 +131,20 @@ def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: i
     return acc
 
 
+def load_float_state(net: QatNet, state: dict) -> None:
+    """Load the float network of another scheme's checkpoint (same model; adapters may differ).
+
+    The float networks of all schemes are the same function; only the (unused) adapters'
+    parameters differ, and those keep their initial values.
+    """
+    from asqhw.errors import UserError
+
+    res = net.load_state_dict(state, strict=False)
+    bad = [k for k in res.missing_keys + res.unexpected_keys if ".adapter." not in k]
+    if bad:
+        raise UserError(f"the float network does not match {net.name}: parameter {bad[0]!r}")
+
+
 def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epochs: int | None = None,
           qat_epochs: int | None = None, seed: int = 0, subset: int | None = None,
           float_state: dict | None = None, progress: bool = True, samples: int = 64) -> dict:
@@ -166,7 +180,7 @@ def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epoc
 
     net = build_model(model, scheme)
     if float_state is not None:
-        net.load_state_dict(float_state)
+        load_float_state(net, float_state)
         float_acc = evaluate(net, data.x_test, data.y_test)
         fe = 0
     else:
