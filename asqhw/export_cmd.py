@@ -38,8 +38,10 @@ def cmd_export_model(args) -> int:
     if path.exists() and not args.force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     out.mkdir(parents=True, exist_ok=True)
+    command = (f"asqhw golden export --model {args.model} --out {args.out} --samples {args.samples} "
+               f"--arch {args.arch} --name {name}")
     digest, manifest = export_network(ckpt, path, samples=args.samples, arch=args.arch, force=args.force,
-                                      name=name)
+                                      name=name, meta={"export_command": command})
     ops = [nd["op"] for nd in manifest["nodes"]]
     print(f"wrote {path}: {len(ops)} nodes ({ops.count('conv2d')} conv2d, {ops.count('linear')} linear, "
           f"{ops.count('adapter')} adapters), {manifest['samples']} golden samples, sha256 {digest[:16]}")
