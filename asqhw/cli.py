@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module(".train_cmd", __package__).register(sub)
     importlib.import_module(".run_cmd", __package__).register(sub)
     importlib.import_module(".results_cmd", __package__).register(sub)
+    importlib.import_module(".plot_cmd", __package__).register(sub)
     return ap
 
 
