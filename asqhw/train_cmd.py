@@ -61,11 +61,10 @@ def cmd_train(args) -> int:
     if not out.parent.is_dir():
         raise UserError(f"directory {out.parent} does not exist")
     threads = args.threads if args.threads is not None else (1 if args.data == "digits" else None)
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be at least 1, not {threads}")
-        torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, not {threads}")
+    if args.subset is not None and args.subset < 1:
+        raise UserError(f"--subset must be at least 1, not {args.subset}")
     data = load_data(args.data)
     float_state = None
     if args.init:
@@ -73,12 +72,19 @@ def cmd_train(args) -> int:
         if init["model"] != model or init["data"] != data.spec:
             raise UserError(f"{args.init} holds {init['model']} on {init['data']}, not {model} on {data.spec}")
         float_state = init["float_state"]
-    if args.subset is not None and args.subset < 1:
-        raise UserError(f"--subset must be at least 1, not {args.subset}")
     fe, qe = args.epochs if args.epochs else (None, None)
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     t0 = time.perf_counter()
-    ckpt = train(data, scheme, model=model, float_epochs=fe, qat_epochs=qe, seed=args.seed,
-                 subset=args.subset, float_state=float_state, progress=not args.quiet)
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+        used = torch.get_num_threads()
+        ckpt = train(data, scheme, model=model, float_epochs=fe, qat_epochs=qe, seed=args.seed,
+                     subset=args.subset, float_state=float_state, progress=not args.quiet)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
     secs = time.perf_counter() - t0
     ckpt["command"] = train_command(args, model, tuple(ckpt["epochs"]), threads)
     save_checkpoint(out, ckpt, force=args.force)
@@ -89,7 +95,7 @@ def cmd_train(args) -> int:
     print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({qe} epochs)")
     n_train = min(args.subset or len(data.y_train), len(data.y_train))
     print(f"train samples {n_train}, test samples {len(data.y_test)}, "
-          f"{secs:.1f} s, {torch.get_num_threads()} threads")
+          f"{secs:.1f} s, {used} thread{'s' if used > 1 else ''}")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

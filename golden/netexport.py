@@ -270,7 +270,7 @@ class _Exporter:
         return self.nodes
 
 
-def build_network(ckpt: dict, *, samples: int = 16, arch: str = "split", name: str | None = None,
+def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: str | None = None,
                   description: str | None = None, meta: dict | None = None) -> tuple[dict, dict, dict]:
     """Manifest, parameter arrays and golden vectors of a QAT checkpoint (nothing written).
 
@@ -328,7 +328,7 @@ def build_network(ckpt: dict, *, samples: int = 16, arch: str = "split", name: s
     return manifest, ex.params, vectors
 
 
-def export_network(ckpt: dict, path, *, samples: int = 16, arch: str = "split", force: bool = False,
+def export_network(ckpt: dict, path, *, samples: int = 8, arch: str = "split", force: bool = False,
                    name: str | None = None, meta: dict | None = None) -> tuple[str, dict]:
     """Write the network export of a checkpoint to ``path``; return its SHA-256 and manifest."""
     from pathlib import Path

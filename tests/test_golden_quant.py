@@ -181,3 +181,16 @@ def test_asq_init_step_is_lsq_init():
     a = AsqActivation(4)
     a.init_from(torch.tensor([1.0, 3.0], dtype=F64))
     assert float(a.s.detach()) == pytest.approx(2 * 2.0 / math.sqrt(15))
+
+
+def test_post_weight_alpha_gradient_is_level_minus_ratio_inside_and_sign_outside():
+    q = PowerWeight("post", 3, 1)  # E_max = 2: levels 0, 1/2, 1/sqrt(2), 1
+    with torch.no_grad():
+        q.alpha.fill_(2.0)
+    w = torch.tensor([[1.3, -0.9, 5.0, -4.0]], dtype=F64, requires_grad=True)
+    g = torch.tensor([[1.0, 2.0, 3.0, 0.5]], dtype=F64)
+    (q(w) * g).sum().backward()
+    # w/alpha = 0.65 (-> 1/sqrt(2)), -0.45 (-> -1/2), 2.5 (clipped, +1), -2 (clipped, -1)
+    expected = 1.0 * (2 ** -0.5 - 0.65) + 2.0 * (-0.5 + 0.45) + 3.0 * 1 + 0.5 * -1
+    assert q.alpha.grad.tolist() == pytest.approx([expected])
+    assert w.grad.tolist() == [[1.0, 2.0, 0.0, 0.0]]

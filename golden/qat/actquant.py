@@ -93,12 +93,16 @@ class ActQuant(nn.Module):
         """The learned step ``s``."""
         return float(self.act.s.detach())
 
+    @property
+    def wide_limit(self) -> float:
+        """The real value where the wide codes saturate, ``(2^15 - 1) * s * 2^-G``."""
+        return WIDE_MAX * 2.0 ** -self.g * float(self.act.s.detach())
+
     def wide_clip(self, x: torch.Tensor) -> torch.Tensor:
         """Clamp ``x`` where its wide codes saturate: ``(2^15 - 1) * s * 2^-G`` (identity when off)."""
         if not self.enabled:
             return x
-        limit = WIDE_MAX * 2.0 ** -self.g * self.act.s.detach().to(x.dtype)
-        return torch.minimum(x, limit)
+        return torch.clamp(x, max=self.wide_limit)
 
     def beta(self, x: torch.Tensor) -> torch.Tensor | None:
         """``beta`` per sample (``N x 1``), or None without an adapter."""

@@ -66,6 +66,8 @@ class QatNet(nn.Module):
                 if src in self.clip_by:
                     raise ValueError(f"{src} feeds two quantisers")
                 self.clip_by[src] = nd.name
+        # tensors read by a quantiser and by another node (a residual branch)
+        self.shared = {src for src in self.clip_by if len([n for n in self.nodes if src in n.inputs]) > 1}
         # running max |x| of every node output (calibrates wide-code and logit steps)
         for nd in self.nodes:
             if nd.op in ("conv", "linear", "add", "maxpool", "avgpool"):
@@ -135,7 +137,7 @@ class QatNet(nn.Module):
             else:
                 raise ValueError(f"unknown op {op!r}")
             q = self.clip_by.get(nd.name)
-            if q is not None:
+            if q is not None and nd.name in self.shared:  # the quantiser clips its own input
                 y = self.units[q].wide_clip(y)
             if self.calibrating and op not in ("input", "quant"):
                 buf = getattr(self, f"amax_{nd.name}")
