@@ -136,7 +136,7 @@ def register(sub) -> None:
     q = figs.add_parser("block-error", help="error of every block output against the float network, LSQ vs ASQ (Fig. 5)")
     q.add_argument("--lsq", required=True, metavar="CHECKPOINT", help="QAT checkpoint without adapters")
     q.add_argument("--asq", required=True, metavar="CHECKPOINT", help="QAT checkpoint of the same network with adapters")
-    q.add_argument("--images", type=int, default=None, help="test images (default: all the checkpoint keeps)")
+    q.add_argument("--images", type=int, default=256, help="the first N test images (default 256)")
     common(q)
     q.set_defaults(func=cmd_block_error)
 

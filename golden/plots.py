@@ -3,8 +3,8 @@
 :func:`plot_histograms` draws, for a few test images, the activation a quantiser receives
 and the codes it makes, LSQ beside ASQ, with each ASQ image's ``beta`` (Fig. 4).
 :func:`plot_block_error` draws the relative L2 error between the float network's and the QAT
-network's output of every block (Fig. 5). Both read the test images a checkpoint keeps
-(``samples_x``); the float network is the checkpoint's own (the one QAT started from).
+network's output of every block (Fig. 5). Both read the first test images of the checkpoint's
+data set; the float network is the checkpoint's own (the one QAT started from).
 """
 
 from __future__ import annotations
@@ -43,15 +43,16 @@ def _pair(lsq: dict, asq: dict) -> None:
         raise UserError(f"--asq needs a checkpoint with adapters, not scheme {asq['scheme']['name']}")
 
 
-def _images(ckpt: dict, count: int | None) -> torch.Tensor:
+def _images(ckpt: dict, count: int) -> torch.Tensor:
+    """The first ``count`` normalised test images of the checkpoint's data set (float64)."""
+    from .qat.data import load_data
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UserError(f"the number of images must be a positive integer, not {count!r}")
     x = ckpt.get("samples_x")
-    if x is None or len(x) == 0:
-        raise UserError("the checkpoint keeps no test images (samples_x)")
-    if count is not None:
-        if count < 1:
-            raise UserError(f"the number of images must be at least 1, not {count}")
-        x = x[:count]
-    return x.double()
+    if x is None or len(x) < count:
+        x = load_data(ckpt["data"]).x_test
+    return x[:count].double()
 
 
 @torch.no_grad()
@@ -154,11 +155,12 @@ def block_errors(ckpt: dict, x: torch.Tensor) -> tuple[list[str], np.ndarray]:
     return names, err
 
 
-def plot_block_error(lsq: dict, asq: dict, path, *, images: int | None = None) -> dict:
+def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256) -> dict:
     """Fig. 5: the error between float and quantised block outputs, LSQ against ASQ.
 
     Bars: the mean over the checkpoint's test images of the relative L2 error of every block
-    output; whiskers: one standard deviation. Returns the means per scheme.
+    output over the first ``images`` test images; whiskers: one standard deviation. Returns
+    the means and standard deviations per scheme.
     """
     _pair(lsq, asq)
     x = _images(lsq, images)
@@ -180,8 +182,8 @@ def plot_block_error(lsq: dict, asq: dict, path, *, images: int | None = None) -
     ax.set_ylabel("||quantised - float|| / ||float||")
     ax.set_xlabel("block output")
     ax.legend()
-    ax.set_title(f"{lsq['model']}: error of every block output against the float network, "
-                 f"mean over {len(x)} test images (paper Fig. 5)", fontsize=9)
+    ax.set_title(f"{lsq['model']}: error of every block output against the float network\n"
+                 f"mean and standard deviation over {len(x)} test images (paper Fig. 5)", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return res
