@@ -90,6 +90,23 @@ def _command(args) -> str:
     return " ".join(parts)
 
 
+def _commit() -> str | None:
+    """The git commit of the source tree, when it is a clean git checkout (else None)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode or dirty.returncode:
+        return None
+    return head.stdout.strip() + (" (with local changes)" if dirty.stdout.strip() else "")
+
+
 def _qat_predictions(net, x, batch: int = 500) -> np.ndarray:
     import torch
 
@@ -144,10 +161,11 @@ def measure(args) -> dict:
     if args.out and not Path(args.out).parent.is_dir():
         raise UserError(f"directory {Path(args.out).parent} does not exist")
     threads = args.threads if args.threads is not None else (1 if args.data == "digits" else None)
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be at least 1, not {threads}")
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, not {threads}")
+    torch_threads = threads or torch.get_num_threads()
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(torch_threads)
     torch.use_deterministic_algorithms(True)
 
     data = load_data(args.data)
@@ -200,9 +218,13 @@ def measure(args) -> dict:
                                                       meta={"results_command": _command(args)})
             write_network(net_path, manifest, params, vectors)
             net = read_network(net_path)
-            rep = check_network(net)
             qat_pred = _qat_predictions(net_from_checkpoint(ckpt, "qat").double(), x_test)
+            rep = check_network(net)
             int_pred = _int_predictions(net, input_codes(images, net.manifest["input"]))
+            # numba's OpenMP pool shares torch's libgomp and leaves it at numba's thread count:
+            # without this the next QAT runs with a second, spinning thread, many times slower
+            # and with another reduction order
+            torch.set_num_threads(torch_threads)
             n = len(labels)
             row = {"scheme": sch.name, "bits": sch.bits, "float_acc": float_acc,
                    "qat_acc": 100.0 * float(np.mean(qat_pred == labels)),
@@ -221,11 +243,13 @@ def measure(args) -> dict:
     finally:
         if work_tmp is not None:
             work_tmp.cleanup()
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
     return {"command": _command(args), "data": data.spec, "test_set": what, "model": model,
             "epochs": [base["epochs"][0], ckpt["epochs"][1]],
-            "seed": args.seed, "subset": args.subset, "threads": threads,
+            "seed": args.seed, "subset": args.subset, "threads": torch_threads,
             "seconds": round(time.perf_counter() - t_all, 1), "rows": rows,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
             "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
                        f"torch {torch.__version__}"}
 
@@ -297,7 +321,8 @@ def markdown(res: dict) -> str:
         "# Results: QAT against the integer network",
         "",
         f"Measured {res['date']} on {res['machine']}, {res['threads'] or 'default'} torch thread(s), "
-        f"numba model on all cores; {res['seconds'] / 60:.1f} minutes in all. Reproduce with",
+        f"numba model on all cores; {res['seconds'] / 60:.1f} minutes in all"
+        f"{'' if not res.get('commit') else ', source at commit ' + res['commit']}. Reproduce with",
         "",
         "```",
         res["command"],
