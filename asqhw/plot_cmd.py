@@ -2,8 +2,8 @@
 
 - ``activations``: activation histograms before and after quantisation, LSQ against ASQ, with
   each image's ``beta`` (the paper's Fig. 4), from two QAT checkpoints;
-- ``block-error``: the error between float and quantised block outputs, LSQ against ASQ
-  (Fig. 5), from two QAT checkpoints;
+- ``block-error``: the error between unquantised (or float) and quantised block outputs, LSQ
+  against ASQ (Fig. 5), from two QAT checkpoints;
 - ``beta``: the distribution of ``beta_q`` per adapter of a network export over a data set, in
   the integer model, with its range and percentiles (what sizes the ``1/beta`` unit).
 """
@@ -63,12 +63,12 @@ def cmd_block_error(args) -> int:
 
     out = _out(args.out, args.force)
     lsq, asq = _pair(args)
-    res = plot_block_error(lsq, asq, out, images=args.images)
+    res = plot_block_error(lsq, asq, out, images=args.images, reference=args.reference)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
         w = max(len(b) for b in res["lsq"]["blocks"])
-        print(f"{'block'.ljust(w)}  {res['lsq']['scheme']:>10}  {res['asq']['scheme']:>10}  (mean relative L2 error)")
+        print(f"{'block'.ljust(w)}  {res['lsq']['scheme']:>10}  {res['asq']['scheme']:>10}  (mean relative L2 error against the {args.reference} network)")
         for i, b in enumerate(res["lsq"]["blocks"]):
             print(f"{b.ljust(w)}  {res['lsq']['mean'][i]:10.4f}  {res['asq']['mean'][i]:10.4f}")
     print(f"wrote {out}", file=sys.stderr)
@@ -137,6 +137,9 @@ def register(sub) -> None:
     q.add_argument("--lsq", required=True, metavar="CHECKPOINT", help="QAT checkpoint without adapters")
     q.add_argument("--asq", required=True, metavar="CHECKPOINT", help="QAT checkpoint of the same network with adapters")
     q.add_argument("--images", type=int, default=256, help="the first N test images (default 256)")
+    q.add_argument("--reference", choices=["unquantised", "float"], default="unquantised",
+                   help="compare with the same network with its quantisers off (default), or with the float "
+                        "network QAT started from")
     common(q)
     q.set_defaults(func=cmd_block_error)
 

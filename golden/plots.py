@@ -3,8 +3,9 @@
 :func:`plot_histograms` draws, for a few test images, the activation a quantiser receives
 and the codes it makes, LSQ beside ASQ, with each ASQ image's ``beta`` (Fig. 4).
 :func:`plot_block_error` draws the relative L2 error between the float network's and the QAT
-network's output of every block (Fig. 5). Both read the first test images of the checkpoint's
-data set; the float network is the checkpoint's own (the one QAT started from).
+network's output of every block and that of the same network with its quantisers off, or of
+the float network QAT started from (Fig. 5). Both read the first test images of the
+checkpoint's data set.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from asqhw.errors import UserError
 
 from .qat.checkpoint import net_from_checkpoint
 
-__all__ = ["quantiser_activations", "plot_histograms", "block_errors", "plot_block_error"]
+__all__ = ["quantiser_activations", "plot_histograms", "block_errors", "plot_block_error", "REFERENCES"]
 
 
 def _pyplot():
@@ -136,37 +137,56 @@ def _blocks(net) -> list[str]:
     return [nd.name for nd in net.nodes if nd.op in ("conv", "linear", "maxpool", "avgpool")]
 
 
-@torch.no_grad()
-def block_errors(ckpt: dict, x: torch.Tensor) -> tuple[list[str], np.ndarray]:
-    """Relative L2 error ``||y_q - y_f|| / ||y_f||`` per block output and image (``blocks x N``).
+def _unquantised(ckpt: dict):
+    """The QAT network with every quantiser off: its own weights and activations in full precision."""
+    net = net_from_checkpoint(ckpt, "qat").double()
+    for nd in net.nodes:
+        unit = net.units[nd.name] if nd.name in net.units else None
+        if nd.op in ("quant", "input"):
+            unit.enabled = False
+        elif nd.op in ("conv", "linear"):
+            unit.wq = None
+    return net
 
-    ``y_f`` is the float network's output of the block (BatchNorm, no quantisation), ``y_q``
-    the QAT network's; both from the checkpoint.
+
+REFERENCES = ("unquantised", "float")
+
+
+@torch.no_grad()
+def block_errors(ckpt: dict, x: torch.Tensor, reference: str = "unquantised") -> tuple[list[str], np.ndarray]:
+    """Relative L2 error ``||y_q - y_r|| / ||y_r||`` per block output and image (``blocks x N``).
+
+    ``y_q`` is the QAT network's output of the block; ``y_r`` that of the ``reference``:
+    ``unquantised``, the same network with every quantiser off (the error quantisation adds
+    and accumulates), or ``float``, the float network QAT started from (which also counts
+    how far QAT moved the weights).
     """
-    fnet = net_from_checkpoint(ckpt, "float").double()
+    if reference not in REFERENCES:
+        raise UserError(f"reference must be one of {', '.join(REFERENCES)}, not {reference!r}")
+    rnet = _unquantised(ckpt) if reference == "unquantised" else net_from_checkpoint(ckpt, "float").double()
     qnet = net_from_checkpoint(ckpt, "qat").double()
-    fv, qv = fnet(x, keep=True), qnet(x, keep=True)
+    rv, qv = rnet(x, keep=True), qnet(x, keep=True)
     names = _blocks(qnet)
     err = np.zeros((len(names), len(x)))
     for b, name in enumerate(names):
-        f = fv[name].reshape(len(x), -1)
+        r = rv[name].reshape(len(x), -1)
         q = qv[name].reshape(len(x), -1)
-        err[b] = (torch.linalg.vector_norm(q - f, dim=1) / torch.linalg.vector_norm(f, dim=1).clamp_min(1e-12)).numpy()
+        err[b] = (torch.linalg.vector_norm(q - r, dim=1) / torch.linalg.vector_norm(r, dim=1).clamp_min(1e-12)).numpy()
     return names, err
 
 
-def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256) -> dict:
+def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256, reference: str = "unquantised") -> dict:
     """Fig. 5: the error between float and quantised block outputs, LSQ against ASQ.
 
     Bars: the mean over the checkpoint's test images of the relative L2 error of every block
-    output over the first ``images`` test images; whiskers: one standard deviation. Returns
-    the means and standard deviations per scheme.
+    output against ``reference`` (see :func:`block_errors`) over the first ``images`` test
+    images; whiskers: one standard deviation. Returns the means and standard deviations per scheme.
     """
     _pair(lsq, asq)
     x = _images(lsq, images)
     res = {}
     for key, ck in (("lsq", lsq), ("asq", asq)):
-        names, err = block_errors(ck, x)
+        names, err = block_errors(ck, x, reference)
         res[key] = {"scheme": ck["scheme"]["name"], "bits": ck["scheme"]["bits"], "blocks": names,
                     "mean": err.mean(axis=1).tolist(), "std": err.std(axis=1).tolist()}
     plt = _pyplot()
@@ -179,10 +199,13 @@ def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256) -> dict:
                color="C0" if key == "lsq" else "C1")
     ax.set_xticks(pos)
     ax.set_xticklabels(names, rotation=30 if len(names) > 8 else 0)
-    ax.set_ylabel("||quantised - float|| / ||float||")
+    ref = "unquantised" if reference == "unquantised" else "float"
+    ax.set_ylabel(f"||quantised - {ref}|| / ||{ref}||")
     ax.set_xlabel("block output")
     ax.legend()
-    ax.set_title(f"{lsq['model']}: error of every block output against the float network\n"
+    what = ("the same network unquantised" if reference == "unquantised"
+            else "the float network QAT started from")
+    ax.set_title(f"{lsq['model']}: error of every block output against {what}\n"
                  f"mean and standard deviation over {len(x)} test images (paper Fig. 5)", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
