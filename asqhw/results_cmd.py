@@ -357,8 +357,17 @@ def markdown(res: dict) -> str:
     else:
         out += ["Every row meets the targets.", ""]
     n = rows[0]["images"]
+    lo, hi = min(r["qat_acc"] for r in rows), max(r["qat_acc"] for r in rows)
     out += [f"On {n} test images one image is {100 / n:.2f} points of accuracy and of agreement, so "
-            f"the agreement target allows {int(n * (100 - AGREE_TARGET) / 100)} differing image(s) per row.", ""]
+            f"the agreement target allows {int(n * (100 - AGREE_TARGET) / 100)} differing image(s) per row. "
+            f"The QAT accuracies of the rows span {lo:.2f} to {hi:.2f} % ({round((hi - lo) * n / 100)} images): "
+            "with one seed and a test split this small, differences of a few images between schemes or bit "
+            "widths are not evidence that one is better; the table measures how faithfully the integer "
+            "network reproduces each QAT network, which is what it is for.", "",
+            "The bundled network (`golden/networks/`, docs/network.md) is trained by `asqhw train`, which "
+            "trains its own float network for its scheme, so it is not the ASQ+POST 4-bit row of this "
+            "table. The checkpoints and exports of every row stay in `--work DIR` when it is given; "
+            "`asqhw plot` draws figures from them (docs/figures.md).", ""]
     out.append(CIFAR_SECTION)
     return "\n".join(out)
 
