@@ -194,6 +194,7 @@ def measure(args) -> dict:
         work_tmp = tempfile.TemporaryDirectory(prefix="asqhw-results-")
         work = Path(work_tmp.name)
     t_all = time.perf_counter()
+    commit = _commit()
     try:
         t0 = time.perf_counter()
         _say(args.quiet, f"[float] {model} on {data.spec}, seed {args.seed} ...")
@@ -249,7 +250,7 @@ def measure(args) -> dict:
             "epochs": [base["epochs"][0], ckpt["epochs"][1]],
             "seed": args.seed, "subset": args.subset, "threads": torch_threads,
             "seconds": round(time.perf_counter() - t_all, 1), "rows": rows,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
             "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
                        f"torch {torch.__version__}"}
 
