@@ -55,7 +55,7 @@ def beta_stats(net, betas: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
-def plot_betas(net, betas: dict[str, np.ndarray], path, data: str) -> None:
+def plot_betas(net, betas: dict[str, np.ndarray], path, data: str, force: bool = False) -> None:
     """One histogram of ``beta_q`` per adapter (bottom axis ``beta_q``, top axis ``beta``)."""
     import matplotlib
 
@@ -85,5 +85,11 @@ def plot_betas(net, betas: dict[str, np.ndarray], path, data: str) -> None:
         ax.set_title(f"{name} ({nd['channels']} channels): beta_q in [{lo}, {hi}] of [1, {top}], "
                      f"{np.unique(b).size} distinct values, {int(hi).bit_length()} bits used", fontsize=9)
     fig.suptitle(f"{net.name}: beta per adapter over {len(b)} images of {data} (integer model)", fontsize=10)
-    fig.savefig(path, dpi=110)
+    import io
+
+    from .atomic import write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    write_bytes(path, buf.getvalue(), force=force)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import atomic
 from .errors import UserError
 
 __all__ = ["add_model_args", "cmd_export_model"]
@@ -35,10 +36,8 @@ def cmd_export_model(args) -> int:
     ckpt = load_checkpoint(args.model)
     sch = ckpt["scheme"]
     name = args.name or f"{ckpt['model']}_{sch['name'].replace('+', '_')}{sch['bits']}"
-    path = out / f"{name}.npz"
-    if path.exists() and not args.force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.ensure_dir(out)
+    path = atomic.check_target(out / f"{name}.npz", args.force)
     command = (f"asqhw golden export --model {args.model} --out {args.out} --samples {args.samples} "
                f"--arch {args.arch} --name {name}")
     digest, manifest = export_network(ckpt, path, samples=args.samples, arch=args.arch, force=args.force,

@@ -24,14 +24,11 @@ def _out(path: str | None, force: bool, required: bool = True) -> Path | None:
         if required:
             raise UserError("--out PNG is required")
         return None
-    out = Path(path)
-    if out.suffix.lower() != ".png":
+    from .atomic import check_target
+
+    if Path(path).suffix.lower() != ".png":
         raise UserError(f"--out must name a .png file, not {path!r}")
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise UserError(f"directory {out.parent} does not exist")
-    return out
+    return check_target(path, force, need_dir=True)
 
 
 def _pair(args):
@@ -45,7 +42,7 @@ def cmd_activations(args) -> int:
 
     out = _out(args.out, args.force)
     lsq, asq = _pair(args)
-    res = plot_histograms(lsq, asq, out, node=args.node, images=args.images)
+    res = plot_histograms(lsq, asq, out, node=args.node, images=args.images, force=args.force)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -63,7 +60,7 @@ def cmd_block_error(args) -> int:
 
     out = _out(args.out, args.force)
     lsq, asq = _pair(args)
-    res = plot_block_error(lsq, asq, out, images=args.images, reference=args.reference)
+    res = plot_block_error(lsq, asq, out, images=args.images, reference=args.reference, force=args.force)
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -92,7 +89,7 @@ def cmd_beta(args) -> int:
     betas = collect_betas(net, input_codes(images, net.manifest["input"]))
     rows = beta_stats(net, betas)
     if out is not None:
-        plot_betas(net, betas, out, what)
+        plot_betas(net, betas, out, what, force=args.force)
     if args.json:
         print(json.dumps({"model": net.name, "data": data, "images": len(images), "adapters": rows}, indent=1))
     else:

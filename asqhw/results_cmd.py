@@ -156,10 +156,10 @@ def measure(args) -> dict:
             raise UserError(f"--{opt} must be at least 1, not {v}")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, not {args.samples}")
-    if args.out and Path(args.out).exists() and not args.force:
-        raise UserError(f"{args.out} exists; pass --force to overwrite it")
-    if args.out and not Path(args.out).parent.is_dir():
-        raise UserError(f"directory {Path(args.out).parent} does not exist")
+    if args.out:
+        from .atomic import check_target
+
+        check_target(args.out, args.force, need_dir=True)
     threads = args.threads if args.threads is not None else (1 if args.data == "digits" else None)
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, not {threads}")
@@ -381,7 +381,9 @@ def cmd_results(args) -> int:
     else:
         print(table(res))
     if args.out:
-        Path(args.out).write_text(markdown(res) + "\n")
+        from .atomic import write_text
+
+        write_text(args.out, markdown(res) + "\n", force=args.force)
         _say(args.quiet, f"wrote {args.out}")
     return 0 if all(r["golden_mismatches"] == 0 for r in res["rows"]) else 1
 

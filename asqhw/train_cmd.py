@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-
+from . import atomic
 from .errors import UserError
 
 __all__ = ["register", "cmd_train", "train_command"]
@@ -55,11 +54,7 @@ def cmd_train(args) -> int:
 
     scheme = Scheme(args.scheme, args.bits, e_max=args.e_max, reduction=args.reduction)
     model = args.model or default_model(args.data if args.data == "digits" else "cifar10")
-    out = Path(args.out or default_out(model, args.scheme, args.bits))
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise UserError(f"directory {out.parent} does not exist")
+    out = atomic.check_target(args.out or default_out(model, args.scheme, args.bits), args.force, need_dir=True)
     threads = args.threads if args.threads is not None else (1 if args.data == "digits" else None)
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1, not {threads}")

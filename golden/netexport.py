@@ -78,6 +78,9 @@ def _steps(net: QatNet, shapes: dict) -> dict[str, float]:
         cons = net.consumers(nd.name)
         q = [c for c in cons if c.op == "quant"]
         mp = [c for c in cons if c.op == "maxpool"]
+        if len(q) + len(mp) > 1 or (mp and len(cons) > 1):
+            raise UserError(f"{nd.name}: a tensor read by a max pool, or by a quantiser, must have one such "
+                            f"reader and a max pool no other")
         if q:
             u = net.units[q[0].name]
             steps[nd.name] = u.step * 2.0 ** -u.g
@@ -86,10 +89,6 @@ def _steps(net: QatNet, shapes: dict) -> dict[str, float]:
         else:
             amax = net.amax(nd.name)
             steps[nd.name] = HEADROOM * amax / WIDE_MAX if amax > 0 else 1.0 / WIDE_MAX
-        if (q or mp) and len(q) + len(mp) != 1 or (q and mp):
-            raise UserError(f"{nd.name}: a tensor read by a quantiser or max pool must have one such reader")
-        if mp and any(c.op not in ("maxpool",) for c in cons):
-            raise UserError(f"{nd.name}: a tensor before a max pool must have no other reader")
     return steps
 
 
@@ -116,7 +115,7 @@ class _Exporter:
         return self.names[name]
 
     # --- layers ---------------------------------------------------------------------------
-    def layer(self, nd, last: bool):
+    def layer(self, nd):
         net, unit = self.net, self.net.units[nd.name]
         src = nd.inputs[0]
         if src not in self.code_step:
@@ -196,28 +195,28 @@ class _Exporter:
         f_b = ad.beta_frac
         where = f"adapter {name}"
         with torch.no_grad():
-            s_p = float(ad.pool_q.s)
+            s_p = float(ad.pool_q.s.detach())
             pm, _, psh = requant_constants_capped([s_z / (h * w * s_p)], 0.0, where=where + " pool")
             p = {f"{name}/pool_M": np.array(pm, np.int64), f"{name}/pool_sh": np.array([psh], np.int64)}
             s_prev = s_p
             if ad.hidden:
-                s_h = float(ad.hidden_q.s)
+                s_h = float(ad.hidden_q.s.detach())
                 w1 = ad.fc1.weight.detach().double()
                 a1 = ad.w1_q.alpha.detach().double()
                 M1 = np.zeros((ad.hidden, 1), np.int64)
                 B1 = np.zeros(ad.hidden, np.int64)
                 sh1 = np.zeros(ad.hidden, np.int64)
                 for j in range(ad.hidden):
-                    mj, bj, sj = requant_constants_capped([s_p * float(a1[j]) / s_h], float(ad.fc1.bias[j]) / s_h,
+                    mj, bj, sj = requant_constants_capped([s_p * float(a1[j]) / s_h], float(ad.fc1.bias.detach()[j]) / s_h,
                                                           where=f"{where} hidden {j}")
                     M1[j], B1[j], sh1[j] = mj, bj, sj
                 p |= {f"{name}/w1": ad.w1_q.codes(w1).numpy().astype(np.int16), f"{name}/M1": M1,
                       f"{name}/B1": B1, f"{name}/sh1": sh1}
                 s_prev = s_h
             w2 = ad.fc2.weight.detach().double()
-            a2 = float(ad.w2_q.alpha[0])
+            a2 = float(ad.w2_q.alpha.detach()[0])
             one = float(1 << f_b)
-            m2, b2, sh2 = requant_constants_capped([s_prev * a2 * one], float(ad.fc2.bias[0]) * one,
+            m2, b2, sh2 = requant_constants_capped([s_prev * a2 * one], float(ad.fc2.bias.detach()[0]) * one,
                                                    where=f"{where} output")
             p |= {f"{name}/w2": ad.w2_q.codes(w2).numpy().astype(np.int16), f"{name}/M2": np.array([m2], np.int64),
                   f"{name}/B2": np.array([b2], np.int64), f"{name}/sh2": np.array([sh2], np.int64)}
@@ -254,13 +253,12 @@ class _Exporter:
         self.nodes.append(node)
 
     def run(self) -> list[dict]:
-        last = self.net.nodes[-1].name
         for nd in self.net.nodes:
             if nd.op == "input":
                 self.code_step[nd.name] = self.net.units[nd.name].step
                 self.beta_of[nd.name] = None
             elif nd.op in ("conv", "linear"):
-                self.layer(nd, nd.name == last)
+                self.layer(nd)
             elif nd.op == "quant":
                 self.quant(nd)
             elif nd.op == "add":
@@ -331,10 +329,8 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
 def export_network(ckpt: dict, path, *, samples: int = 8, arch: str = "split", force: bool = False,
                    name: str | None = None, meta: dict | None = None) -> tuple[str, dict]:
     """Write the network export of a checkpoint to ``path``; return its SHA-256 and manifest."""
-    from pathlib import Path
+    from asqhw import atomic
 
-    path = Path(path)
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
+    atomic.check_target(path, force)
     manifest, params, vectors = build_network(ckpt, samples=samples, arch=arch, name=name, meta=meta)
-    return write_network(path, manifest, params, vectors), manifest
+    return write_network(path, manifest, params, vectors, force=force), manifest

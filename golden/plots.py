@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from asqhw.atomic import write_bytes
 from asqhw.errors import UserError
 
 from .qat.checkpoint import net_from_checkpoint
@@ -27,6 +28,16 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path, force: bool) -> None:
+    """Write ``fig`` as a PNG to exactly ``path``, atomically (an existing file only with ``force``)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    write_bytes(path, buf.getvalue(), force=force)
 
 
 def _label(ckpt: dict) -> str:
@@ -82,7 +93,7 @@ def quantiser_activations(ckpt: dict, node: str, x: torch.Tensor) -> dict:
             "bits": unit.bits}
 
 
-def plot_histograms(lsq: dict, asq: dict, path, *, node: str = "q1", images: int = 3) -> dict:
+def plot_histograms(lsq: dict, asq: dict, path, *, node: str = "q1", images: int = 3, force: bool = False) -> dict:
     """Fig. 4: activation histograms before and after quantisation, LSQ beside ASQ.
 
     One row per test image; per quantiser two panels: the histogram of the activation with
@@ -124,8 +135,7 @@ def plot_histograms(lsq: dict, asq: dict, path, *, node: str = "q1", images: int
                         "beta": [float(b) for b in a["beta"]], "codes_in_use": used}
     fig.suptitle(f"{lsq['model']}: quantiser {node} before and after quantisation, LSQ against ASQ "
                  "(paper Fig. 4); activation counts on a log scale", fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, force)
     return summary
 
 
@@ -175,7 +185,8 @@ def block_errors(ckpt: dict, x: torch.Tensor, reference: str = "unquantised") ->
     return names, err
 
 
-def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256, reference: str = "unquantised") -> dict:
+def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256, reference: str = "unquantised",
+                     force: bool = False) -> dict:
     """Fig. 5: the error between float and quantised block outputs, LSQ against ASQ.
 
     Bars: the mean over the checkpoint's test images of the relative L2 error of every block
@@ -207,6 +218,5 @@ def plot_block_error(lsq: dict, asq: dict, path, *, images: int = 256, reference
             else "the float network QAT started from")
     ax.set_title(f"{lsq['model']}: error of every block output against {what}\n"
                  f"mean and standard deviation over {len(x)} test images (paper Fig. 5)", fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, force)
     return res

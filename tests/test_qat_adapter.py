@@ -119,3 +119,9 @@ def test_disabled_quantisers_are_the_identity():
     aq = ActQuant(3, 16, adapter=True)
     x = torch.randn(2, 16, 3, 3)
     assert torch.equal(aq(x), x) and torch.equal(aq.wide_clip(x * 1e6), x * 1e6)
+
+
+def test_a_dead_tensor_still_gets_a_positive_step():
+    aq = ActQuant(4, 16, adapter=True)
+    aq.enable(torch.zeros(2, 16, 3, 3))
+    assert aq.step == pytest.approx(1 / 15) and float(aq.adapter.pool_q.s.detach()) > 0

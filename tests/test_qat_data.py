@@ -79,3 +79,9 @@ def test_augmentation_is_a_seeded_crop_or_flip_of_the_padded_image():
     for n in range(2):  # every output row is a (possibly flipped) window of a padded input row
         vals = set(a[n].flatten().tolist()) - {0.0}
         assert vals <= set(x[n].flatten().tolist())
+
+
+def test_a_model_for_other_image_shapes_is_a_user_error(tmp_path, capsys):
+    args = ["train", "--model", "resnet20", "--epochs", "0,0", "--out", str(tmp_path / "c.pt"), "-q"]
+    assert main(args) == 2
+    assert "takes [3, 32, 32] images" in capsys.readouterr().err

@@ -9,13 +9,15 @@ Until :meth:`ActQuant.enable` both classes are the identity (float training).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..quant import AsqActivation
 from .adapter import Adapter
 
-__all__ = ["ActQuant", "InputQuant", "wide_shift"]
+__all__ = ["ActQuant", "InputQuant", "wide_shift", "init_step"]
 
 WIDE_MAX = 2**15 - 1
 
@@ -30,6 +32,14 @@ def wide_shift(bits: int, adapter: bool, beta_bits: int = 10, beta_frac: int = 8
     return g
 
 
+@torch.no_grad()
+def init_step(q: AsqActivation, x: torch.Tensor) -> None:
+    """LSQ initialisation of ``q`` from ``x``; an all-zero ``x`` (a dead tensor) gives ``1/Q_p``."""
+    q.init_from(x)
+    if not (math.isfinite(float(q.s.detach())) and float(q.s.detach()) > 0):
+        q.s.fill_(1.0 / q.qp)
+
+
 class InputQuant(nn.Module):
     """Signed 8-bit input codes with a learned static LSQ step (no adapter)."""
 
@@ -41,7 +51,7 @@ class InputQuant(nn.Module):
     def enable(self, x: torch.Tensor | None = None) -> None:
         """Switch quantisation on; LSQ-initialise the step from ``x`` if given."""
         if x is not None:
-            self.act.init_from(x)
+            init_step(self.act, x)
         self.enabled = True
 
     @property
@@ -83,7 +93,7 @@ class ActQuant(nn.Module):
             self.adapter.quantise()
         if x is not None:
             with torch.no_grad():
-                self.act.init_from(x)
+                init_step(self.act, x)
                 if self.adapter is not None:
                     self.adapter.init_quantisers(self.wide_clip(x))
         self.enabled = True

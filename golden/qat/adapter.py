@@ -70,11 +70,13 @@ class Adapter(nn.Module):
     @torch.no_grad()
     def init_quantisers(self, x: torch.Tensor) -> None:
         """LSQ-initialise every step from a batch ``x`` of the adapter's input."""
+        from .actquant import init_step
+
         p = self.pool(x)
-        self.pool_q.init_from(p)
+        init_step(self.pool_q, p)
         if self.hidden:
             self.w1_q.init_from(self.fc1.weight.double())
-            self.hidden_q.init_from(torch.relu(self.fc1(p)))
+            init_step(self.hidden_q, torch.relu(self.fc1(p)))
         self.w2_q.init_from(self.fc2.weight.double())
 
     @staticmethod

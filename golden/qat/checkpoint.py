@@ -11,10 +11,12 @@ checkpoint), ``float_acc`` and ``qat_acc`` (test accuracy, %), and ``samples_x``
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 
+from asqhw import atomic
 from asqhw.errors import UserError
 
 from .graph import QatNet
@@ -28,13 +30,10 @@ VERSION = 1
 
 
 def save_checkpoint(path, ckpt: dict, force: bool = False) -> None:
-    """Write ``ckpt`` to ``path``; an existing file is kept unless ``force``."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise UserError(f"directory {path.parent} does not exist")
-    torch.save(dict(ckpt, format=FORMAT, version=VERSION), path)
+    """Write ``ckpt`` to ``path`` atomically; an existing file is kept unless ``force``."""
+    buf = io.BytesIO()
+    torch.save(dict(ckpt, format=FORMAT, version=VERSION), buf)
+    atomic.write_bytes(path, buf.getvalue(), force)
 
 
 def load_checkpoint(path) -> dict:
@@ -58,7 +57,10 @@ def load_checkpoint(path) -> dict:
 
 def net_from_checkpoint(ckpt: dict, stage: str = "qat") -> QatNet:
     """Rebuild the network of a checkpoint in ``stage`` (``float`` or ``qat``) with its weights."""
-    scheme = Scheme(**ckpt["scheme"])
+    try:
+        scheme = Scheme(**ckpt["scheme"])
+    except TypeError:
+        raise UserError(f"checkpoint has a malformed scheme {ckpt['scheme']!r}") from None
     net = build_model(ckpt["model"], scheme)
     if stage == "float":
         state = ckpt["float_state"]

@@ -179,6 +179,11 @@ def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epoc
         x, y = x[:subset], y[:subset]
 
     net = build_model(model, scheme)
+    if tuple(data.x_train.shape[1:]) != net.input_shape:
+        from asqhw.errors import UserError
+
+        raise UserError(f"{model} takes {list(net.input_shape)} images, {data.spec} has "
+                        f"{list(data.x_train.shape[1:])}")
     if float_state is not None:
         load_float_state(net, float_state)
         float_acc = evaluate(net, data.x_test, data.y_test)
