@@ -26,6 +26,11 @@ def default_corpus() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "vectors"
 
 
+def default_networks() -> Path:
+    """The bundled trained network(s), next to the corpus."""
+    return default_corpus().parent / "networks"
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -54,7 +59,7 @@ def cmd_conform(args) -> int:
     from .netconform import conform_networks, format_networks, split_paths
     from .vectors import load_cases
 
-    case_paths, net_paths = split_paths(args.paths or [default_corpus()])
+    case_paths, net_paths = split_paths(args.paths or [default_corpus(), default_networks()])
     cases = load_cases(case_paths) if case_paths else []
     nets = conform_networks(net_paths)
     import sim
@@ -246,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("conform", help="run the bit-exact model (and RTL) over golden cases")
-    p.add_argument("paths", nargs="*", help="case or network files, or directories (default: bundled corpus)")
+    p.add_argument("paths", nargs="*",
+                   help="case or network files, or directories (default: the bundled corpus and networks)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
     p.add_argument("--lanes", type=int, default=16, help="RTL dot-product lanes")
@@ -312,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     importlib.import_module(".overhead_cmd", __package__).register(sub)
     importlib.import_module(".run_cmd", __package__).register(sub)
     importlib.import_module(".train_cmd", __package__).register(sub)
+    importlib.import_module(".results_cmd", __package__).register(sub)
+    importlib.import_module(".plot_cmd", __package__).register(sub)
     return ap
 
 

@@ -38,8 +38,10 @@ def cmd_export_model(args) -> int:
     name = args.name or f"{ckpt['model']}_{sch['name'].replace('+', '_')}{sch['bits']}"
     atomic.ensure_dir(out)
     path = atomic.check_target(out / f"{name}.npz", args.force)
+    command = (f"asqhw golden export --model {args.model} --out {args.out} --samples {args.samples} "
+               f"--arch {args.arch} --name {name}")
     digest, manifest = export_network(ckpt, path, samples=args.samples, arch=args.arch, force=args.force,
-                                      name=name)
+                                      name=name, meta={"export_command": command})
     ops = [nd["op"] for nd in manifest["nodes"]]
     print(f"wrote {path}: {len(ops)} nodes ({ops.count('conv2d')} conv2d, {ops.count('linear')} linear, "
           f"{ops.count('adapter')} adapters), {manifest['samples']} golden samples, sha256 {digest[:16]}")

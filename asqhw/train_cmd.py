@@ -7,7 +7,7 @@ import time
 from . import atomic
 from .errors import UserError
 
-__all__ = ["register", "cmd_train"]
+__all__ = ["register", "cmd_train", "train_command"]
 
 
 def _epochs(text: str) -> tuple[int, int]:
@@ -26,6 +26,22 @@ def _epochs(text: str) -> tuple[int, int]:
 def default_out(model: str, scheme: str, bits: int) -> str:
     """Checkpoint name used when ``--out`` is not given."""
     return f"{model}_{scheme.replace('+', '_')}{bits}.pt"
+
+
+def train_command(args, model: str, epochs: tuple[int, int], threads: int | None) -> str:
+    """The ``asqhw train`` command line that reproduces a run, every setting spelt out."""
+    parts = ["asqhw train", f"--data {args.data}", f"--model {model}", f"--scheme {args.scheme}",
+             f"--bits {args.bits}", f"--e-max {args.e_max}", f"--reduction {args.reduction}",
+             f"--epochs {epochs[0]},{epochs[1]}", f"--seed {args.seed}"]
+    if threads is not None:
+        parts.append(f"--threads {threads}")
+    if args.subset is not None:
+        parts.append(f"--subset {args.subset}")
+    if args.init:
+        parts.append(f"--init {args.init}")
+    if args.out:
+        parts.append(f"--out {args.out}")
+    return " ".join(parts)
 
 
 def cmd_train(args) -> int:
@@ -65,6 +81,7 @@ def cmd_train(args) -> int:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
     secs = time.perf_counter() - t0
+    ckpt["command"] = train_command(args, model, tuple(ckpt["epochs"]), threads)
     save_checkpoint(out, ckpt, force=args.force)
     fe, qe = ckpt["epochs"]
     print(f"{model} on {data.spec}, scheme {scheme.name} {scheme.bits}-bit"

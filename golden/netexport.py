@@ -269,7 +269,7 @@ class _Exporter:
 
 
 def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: str | None = None,
-                  description: str | None = None) -> tuple[dict, dict, dict]:
+                  description: str | None = None, meta: dict | None = None) -> tuple[dict, dict, dict]:
     """Manifest, parameter arrays and golden vectors of a QAT checkpoint (nothing written).
 
     Parameters
@@ -280,6 +280,9 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
         Golden samples (the first test images stored in the checkpoint); 0 for none.
     arch : {"split", "lut"}
         Architecture of POST layers.
+    meta : dict, optional
+        Extra ``meta`` entries (e.g. ``export_command``); the checkpoint's ``command`` is
+        recorded as ``train_command``.
     """
     if arch not in ("split", "lut"):
         raise UserError(f"POST architecture must be 'split' or 'lut', not {arch!r}")
@@ -306,9 +309,10 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
         "meta": {"scheme": sch["name"], "bits": sch["bits"], "e_max": sch["e_max"], "post_arch": arch,
                  "model": ckpt["model"], "data": ckpt["data"], "seed": ckpt.get("seed"),
                  "float_acc": ckpt.get("float_acc"), "qat_acc": ckpt.get("qat_acc"),
+                 "train_command": ckpt.get("command"),
                  "headroom": HEADROOM,
                  "steps": {k: v for k, v in ex.steps.items()},
-                 "code_steps": {ex.src(k): v for k, v in ex.code_step.items()}},
+                 "code_steps": {ex.src(k): v for k, v in ex.code_step.items()}} | (meta or {}),
     }
     vectors = {}
     if samples:
@@ -323,10 +327,10 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
 
 
 def export_network(ckpt: dict, path, *, samples: int = 8, arch: str = "split", force: bool = False,
-                   name: str | None = None) -> tuple[str, dict]:
+                   name: str | None = None, meta: dict | None = None) -> tuple[str, dict]:
     """Write the network export of a checkpoint to ``path``; return its SHA-256 and manifest."""
     from asqhw import atomic
 
     atomic.check_target(path, force)
-    manifest, params, vectors = build_network(ckpt, samples=samples, arch=arch, name=name)
+    manifest, params, vectors = build_network(ckpt, samples=samples, arch=arch, name=name, meta=meta)
     return write_network(path, manifest, params, vectors, force=force), manifest

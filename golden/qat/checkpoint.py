@@ -5,7 +5,8 @@ A checkpoint is a ``torch.save`` dict (read back with ``weights_only=True``): ``
 ``cifar10:DIR``), ``mean``, ``std``, ``classes``, ``seed``, ``epochs`` ``[float, qat]``,
 ``float_state`` and ``qat_state`` (state dicts; ``qat_state`` None for a float-only
 checkpoint), ``float_acc`` and ``qat_acc`` (test accuracy, %), and ``samples_x`` /
-``samples_y``: the first normalised test images and labels, for golden vectors.
+``samples_y``: the first normalised test images and labels, for golden vectors; and, when
+``asqhw train`` wrote it, ``command``: the command line that reproduces it.
 """
 
 from __future__ import annotations
