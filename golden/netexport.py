@@ -268,6 +268,24 @@ class _Exporter:
         return self.nodes
 
 
+def qat_test_top1(net, data_spec: str) -> list[int] | None:
+    """The QAT network's top-1 class (float64, eval mode) for every image of the test split.
+
+    Stored in the export's ``meta.qat_top1`` so that ``asqhw run`` measures integer-vs-QAT
+    agreement over the whole split; None when the data set cannot be loaded here.
+    """
+    from golden.qat.data import load_data
+
+    try:
+        data = load_data(data_spec)
+    except UserError:
+        return None
+    net.eval()
+    with torch.no_grad():
+        out = [net(data.x_test[i:i + 500].double()).argmax(1) for i in range(0, len(data.y_test), 500)]
+    return [int(v) for v in torch.cat(out)]
+
+
 def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: str | None = None,
                   description: str | None = None, meta: dict | None = None) -> tuple[dict, dict, dict]:
     """Manifest, parameter arrays and golden vectors of a QAT checkpoint (nothing written).
@@ -314,6 +332,9 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
                  "steps": {k: v for k, v in ex.steps.items()},
                  "code_steps": {ex.src(k): v for k, v in ex.code_step.items()}} | (meta or {}),
     }
+    top1 = qat_test_top1(net, ckpt["data"])
+    if top1 is not None:
+        manifest["meta"]["qat_top1"] = top1
     vectors = {}
     if samples:
         x = ckpt["samples_x"][:samples]

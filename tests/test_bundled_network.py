@@ -42,3 +42,12 @@ def test_the_bundled_network_reaches_its_recorded_qat_accuracy_over_the_digits_t
     assert rec["images"] == 360
     assert 100 * rec["correct"] / rec["images"] >= qat_acc - 1e-9
     assert rec["qat_agreement"] == 1.0
+
+
+def test_agreement_with_the_qat_network_is_measured_over_the_whole_test_split(capsys):
+    path = default_networks() / BUNDLED
+    assert len(read_network(path).manifest["meta"]["qat_top1"]) == 360
+    assert main(["run", "--json", "--model", str(path)]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert (rec["qat_agreement_samples"], rec["qat_agreement"]) == (360, 1.0)
+    assert rec["qat_agreement_over"].startswith("test images")
