@@ -15,6 +15,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/asqhw conform
+	$(BIN)/asqhw run --model golden/networks/digits_cnn_asq_post4.npz --data digits
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import json
 import os
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import SPEC_VERSION, __version__
+from .atomic import check_target, os_reason
 from .errors import UserError
 
 __all__ = ["main"]
@@ -22,6 +24,11 @@ def default_corpus() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise UserError("the bundled corpus (package 'golden') is not installed")
     return Path(list(spec.submodule_search_locations)[0]) / "vectors"
+
+
+def default_networks() -> Path:
+    """The bundled trained network(s), next to the corpus."""
+    return default_corpus().parent / "networks"
 
 
 def _int_list(text: str) -> list[int]:
@@ -52,7 +59,7 @@ def cmd_conform(args) -> int:
     from .netconform import conform_networks, format_networks, split_paths
     from .vectors import load_cases
 
-    case_paths, net_paths = split_paths(args.paths or [default_corpus()])
+    case_paths, net_paths = split_paths(args.paths or [default_corpus(), default_networks()])
     cases = load_cases(case_paths) if case_paths else []
     nets = conform_networks(net_paths)
     import sim
@@ -144,10 +151,11 @@ def cmd_conform(args) -> int:
 
 # --- golden -------------------------------------------------------------------------------
 def cmd_golden_export(args) -> int:
+    if args.model:
+        return importlib.import_module(".export_cmd", __package__).cmd_export_model(args)
     from golden.corpus import export_corpus
 
     out = Path(args.out) if args.out else default_corpus()
-    out.mkdir(parents=True, exist_ok=True)
     entries = export_corpus(out, seed=args.seed, force=args.force, names=args.case or None,
                             progress=_progress(args.quiet))
     print(f"wrote {len(entries)} cases to {out}")
@@ -159,8 +167,16 @@ def cmd_levels(args) -> int:
     from .levels import level_table, plot_levels
     from .params import Datapath
 
-    dp = Datapath(fmt=args.weights, a_bits=4, w_bits=args.bits, e_max=args.e_max,
-                  arch="lut" if args.weights == "post" else None)
+    try:
+        dp = Datapath(fmt=args.weights, a_bits=4, w_bits=args.bits, e_max=args.e_max,
+                      arch="lut" if args.weights == "post" else None)
+    except UserError:
+        if args.weights != "post":
+            raise
+        # a level set too deep for a look-up table (E_max > 32) is listed as split products
+        dp = Datapath(fmt="post", a_bits=4, w_bits=args.bits, e_max=args.e_max, arch="split")
+    if args.plot:
+        check_target(args.plot, args.force, need_dir=True)      # before any output
     rows = level_table(dp)
     if args.json:
         print(json.dumps({"format": dp.fmt, "bits": dp.w_bits, "e_max": dp.e_max,
@@ -174,9 +190,7 @@ def cmd_levels(args) -> int:
                        f"{r['level']:+.6f}", r["product"]] for r in rows]))
     if args.plot:
         path = Path(args.plot)
-        if path.exists() and not args.force:
-            raise UserError(f"{path} exists; pass --force to overwrite it")
-        plot_levels(dp, path)
+        plot_levels(dp, path, force=args.force)
         print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -194,7 +208,9 @@ def cmd_verilog(args) -> int:
     from hdl.verilog import generate
 
     dp = _datapath_from(args)
-    acc_bits = args.acc_bits or dp.natural_acc_bits(args.fan_in)
+    if args.fan_in < 1:
+        raise UserError(f"--fan-in must be a positive integer, not {args.fan_in}")
+    acc_bits = dp.natural_acc_bits(args.fan_in) if args.acc_bits is None else args.acc_bits
     if args.unit == "engine":
         from hdl.engine.emit import generate_from_args
 
@@ -226,6 +242,11 @@ def cmd_synth(args) -> int:
                            outdir=Path(args.out), force=args.force, allow_dsp=args.dsp,
                            timeout=args.timeout)
     print(synth.markdown_table(rows))
+    failed = [r for r in rows if r["error"]]
+    if failed:
+        print(f"asqhw: error: {len(failed)} of {len(rows)} results failed, first: "
+              f"{failed[0]['label']} {failed[0]['target']}: {failed[0]['error']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -240,13 +261,23 @@ def _add_datapath_args(p, *, multi=False):
     p.add_argument("--frac-bits", type=int, default=None, help="F of the lut architecture")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the tool's one-line error format (``asqhw: error: ...``, exit 2)."""
+
+    def error(self, message):
+        cmd = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        where = f"{cmd}: " if cmd else ""
+        self.exit(2, f"asqhw: error: {where}{message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="asqhw", description="Bit-exact ASQ+POST datapath tools.")
+    ap = _Parser(prog="asqhw", description="Bit-exact ASQ+POST datapath tools.")
     ap.add_argument("--version", action="version", version=f"asqhw {__version__} (spec {SPEC_VERSION})")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("conform", help="run the bit-exact model (and RTL) over golden cases")
-    p.add_argument("paths", nargs="*", help="case or network files, or directories (default: bundled corpus)")
+    p.add_argument("paths", nargs="*",
+                   help="case or network files, or directories (default: the bundled corpus and networks)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
     p.add_argument("--unit", choices=["top", "engine"], default="top",
@@ -266,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", action="append", help="export only this case (repeatable)")
     p.add_argument("--force", action="store_true", help="overwrite files that differ")
     p.add_argument("-q", "--quiet", action="store_true")
+    importlib.import_module(".export_cmd", __package__).add_model_args(p)
     p.set_defaults(func=cmd_golden_export)
 
     p = sub.add_parser("levels", help="print (and plot) a weight level set")
@@ -319,23 +351,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
     importlib.import_module(".overhead_cmd", __package__).register(sub)
     importlib.import_module(".run_cmd", __package__).register(sub)
+    importlib.import_module(".train_cmd", __package__).register(sub)
+    importlib.import_module(".results_cmd", __package__).register(sub)
+    importlib.import_module(".plot_cmd", __package__).register(sub)
     importlib.import_module(".cycles", __package__).register(sub)
     return ap
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except UserError as e:
-        print(f"asqhw: error: {e}", file=sys.stderr)
+        _say("asqhw: error: " + " ".join(str(e).split("\n")[0].split()) + _more(e))
         return 2
     except KeyboardInterrupt:
-        print("asqhw: interrupted", file=sys.stderr)
+        _say("asqhw: interrupted")
         return 130
     except BrokenPipeError:                      # e.g. `asqhw conform | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 1
+    except OSError as e:                         # e.g. standard output on a full disk
+        if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            _silence_stdout()
+            _say(f"asqhw: error: cannot write output ({os_reason(e)})")
+            return 2
+        raise
+
+
+def _more(e: UserError) -> str:
+    lines = str(e).split("\n")
+    return f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""
 
 
 if __name__ == "__main__":

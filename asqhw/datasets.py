@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["load_test_set", "input_codes", "DIGITS_TEST", "DIGITS_SPLIT_SEED"]
+__all__ = ["load_test_set", "input_codes", "digits_split", "cifar10_batch", "DIGITS_TEST", "DIGITS_SPLIT_SEED"]
 
 DIGITS_TEST = 360
 DIGITS_SPLIT_SEED = 20240
@@ -39,7 +39,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _digits_test() -> tuple[np.ndarray, np.ndarray]:
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits as ``(x_train, y_train, x_test, y_test)``: 1437 / 360, pixels in [0, 1]."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -47,17 +48,19 @@ def _digits_test() -> tuple[np.ndarray, np.ndarray]:
     d = load_digits()
     x = d.images.astype(np.float64)[:, None] / 16.0
     y = d.target.astype(np.int64)
-    test = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(y))[:DIGITS_TEST]
-    return x[test], y[test]
+    perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(y))
+    test, train = perm[:DIGITS_TEST], perm[DIGITS_TEST:]
+    return x[train], y[train], x[test], y[test]
 
 
-def _cifar_test(directory: str) -> tuple[np.ndarray, np.ndarray]:
-    root = Path(directory)
-    if not root.is_dir():
-        raise UserError(f"CIFAR-10 directory {root} does not exist")
-    path = root / "test_batch"
+def cifar10_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch file: float64 images ``N x 3 x 32 x 32`` in [0, 1], int64 labels.
+
+    Read with an unpickler that resolves only what a pickled numpy array needs.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise UserError(f"CIFAR-10 directory {root} has no test_batch (the python pickle batches)")
+        raise UserError(f"CIFAR-10 directory {path.parent} has no {path.name} (the python pickle batches)")
     if path.stat().st_size > _MAX_BATCH_BYTES:
         raise UserError(f"{path}: {path.stat().st_size} bytes is too large for a CIFAR-10 batch")
     try:
@@ -77,16 +80,23 @@ def _cifar_test(directory: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).astype(np.float64) / 255.0, labels.astype(np.int64)
 
 
+def _cifar_dir(directory: str) -> Path:
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"CIFAR-10 directory {root} does not exist")
+    return root
+
+
 def load_test_set(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
     """``(images, labels, description)`` of ``digits`` or ``cifar10:DIR``.
 
     Returns float64 images ``N x C x H x W`` in ``[0, 1]``, int64 labels, and a short name.
     """
     if spec == "digits":
-        x, y = _digits_test()
+        _, _, x, y = digits_split()
         return x, y, "digits test split"
     if isinstance(spec, str) and spec.startswith("cifar10:") and len(spec) > len("cifar10:"):
-        x, y = _cifar_test(spec[len("cifar10:"):])
+        x, y = cifar10_batch(_cifar_dir(spec[len("cifar10:"):]) / "test_batch")
         return x, y, "CIFAR-10 test_batch"
     raise UserError(f"--data must be 'digits' or 'cifar10:DIR', not {spec!r}")
 

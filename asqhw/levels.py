@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+from .atomic import write_bytes
 from .params import Datapath
 
-__all__ = ["level_table", "plot_levels"]
+__all__ = ["level_table", "plot_levels", "plot_png"]
 
 
 def level_table(dp: Datapath) -> list[dict]:
@@ -39,8 +40,19 @@ def level_table(dp: Datapath) -> list[dict]:
     return rows
 
 
-def plot_levels(dp: Datapath, path) -> None:
-    """Draw the level set on a number line (like the paper's Fig. 3) into a PNG."""
+def plot_levels(dp: Datapath, path, force: bool = False) -> None:
+    """Draw the level set on a number line (like the paper's Fig. 3) into the PNG file ``path``.
+
+    Exactly ``path`` is written (no suffix is added), atomically; an existing file is
+    only replaced when ``force`` is true (else UserError).
+    """
+    write_bytes(path, plot_png(dp), force=force)
+
+
+def plot_png(dp: Datapath) -> bytes:
+    """The level plot of :func:`plot_levels` as PNG bytes."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,5 +73,7 @@ def plot_levels(dp: Datapath, path) -> None:
     extra = "" if dp.fmt == "uniform" else f", E_max = {dp.e_max}"
     ax.set_title(f"{dp.w_bits}-bit {name}: {len(levels)} levels{extra} (normalised to the largest)")
     zoom.set_title("near zero", fontsize=9)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    return buf.getvalue()

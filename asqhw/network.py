@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SPEC_VERSION
+from . import SPEC_VERSION, atomic
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS
+from .safezip import SafeZip
 
 __all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap",
            "expected_arrays", "validate", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED", "WIDE_UNSIGNED", "OPS"]
@@ -36,6 +37,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _MAX_MANIFEST = 1 << 22
 _MAX_ELEMENTS = 1 << 31
+_MAX_ENTRIES = 1 << 14
 
 
 def m_cap(beta_bits: int, beta_frac: int) -> int:
@@ -412,11 +414,13 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_network(path, manifest: dict, params: dict, vectors: dict | None = None) -> str:
-    """Validate and write a network export deterministically; return its SHA-256.
+def write_network(path, manifest: dict, params: dict, vectors: dict | None = None, *,
+                  force: bool = True) -> str:
+    """Validate and write a network export deterministically and atomically; return its SHA-256.
 
     ``params`` maps ``NODE/ARRAY`` and ``vectors`` maps ``vec/...`` keys to arrays (cast to
-    the documented dtypes). Overwrites ``path``: callers decide whether that is allowed.
+    the documented dtypes). An existing ``path`` is replaced only when ``force`` (pass the
+    user's ``--force``); otherwise it is a UserError.
     """
     vectors = vectors or {}
     manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION, spec_version=SPEC_VERSION)
@@ -438,89 +442,53 @@ def write_network(path, manifest: dict, params: dict, vectors: dict | None = Non
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
     data = buf.getvalue()
-    Path(path).write_bytes(data)
+    atomic.write_bytes(path, data, force)
     return hashlib.sha256(data).hexdigest()
 
 
 # --- reading --------------------------------------------------------------------------------
-def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str) -> bytes:
-    if info.flag_bits & 0x1:
-        raise UserError(f"{where}: entry {info.filename!r} is encrypted")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise UserError(f"{where}: entry {info.filename!r} uses an unsupported compression method")
-    if info.file_size > limit:
-        raise UserError(f"{where}: entry {info.filename!r} is {info.file_size} bytes, more than the {limit} declared")
-    with zf.open(info) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise UserError(f"{where}: entry {info.filename!r} inflates beyond its declared size")
-    return data
-
-
-def _read_manifest(zf: zipfile.ZipFile, where: str) -> dict:
-    try:
-        info = zf.getinfo("manifest.json")
-    except KeyError:
-        raise UserError(f"{where}: archive has no manifest.json") from None
-    raw = _read_entry(zf, info, _MAX_MANIFEST, where)
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise UserError(f"{where}: manifest.json is not valid JSON ({type(e).__name__})") from None
-    if not isinstance(manifest, dict):
-        raise UserError(f"{where}: manifest.json is not a JSON object")
-    return manifest
-
-
 def is_network_file(path) -> bool:
-    """True when ``path`` is a ZIP whose manifest says ``format: asqhw-network``."""
+    """True when ``path`` is a readable archive whose manifest says ``format: asqhw-network``."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            return _read_manifest(zf, str(path)).get("format") == FORMAT
-    except (UserError, zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile):
+        with SafeZip(path, max_entries=_MAX_ENTRIES) as zf:
+            m = zf.read_json("manifest.json", _MAX_MANIFEST)
+        return isinstance(m, dict) and m.get("format") == FORMAT
+    except (UserError, OSError):
         return False
 
 
 def read_network(path) -> Network:
-    """Read and fully validate one network export; raise UserError on any defect."""
+    """Read and fully validate one network export; raise UserError on any defect.
+
+    Reading is bounded (asqhw/safezip.py): the manifest and its ``arrays`` table are
+    checked against the nodes before any array entry is inflated.
+    """
     path = Path(path)
     where = str(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            manifest = _read_manifest(zf, where)
-            tensors = validate(manifest, None, where)
-            exp = expected_arrays(manifest, tensors)
-            table = manifest.get("arrays")
-            if not isinstance(table, dict):
-                raise UserError(f"{where}: manifest lacks the 'arrays' table")
-            for key, (dtype, shape) in exp.items():
-                if table.get(key) != {"dtype": dtype, "shape": list(shape)}:
-                    raise UserError(f"{where}: arrays table entry {key!r} is {table.get(key)!r}, "
-                                    f"expected {dtype} {list(shape)}")
-            if set(table) != set(exp):
-                raise UserError(f"{where}: arrays table lists {sorted(set(table) - set(exp))[0]!r}, which is not expected")
-            names = set(zf.namelist())
-            arrays = {}
-            for key, (dtype, shape) in exp.items():
-                entry = f"{key}.npy"
-                if entry not in names:
-                    raise UserError(f"{where}: array {key!r} is missing")
-                count = math.prod(shape)
-                if count > _MAX_ELEMENTS:
-                    raise UserError(f"{where}: array {key!r} declares {count} elements")
-                limit = count * np.dtype(dtype).itemsize + 4096
-                raw = _read_entry(zf, zf.getinfo(entry), limit, where)
-                try:
-                    a = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
-                except (ValueError, EOFError, OSError) as e:
-                    raise UserError(f"{where}: array {key!r} is corrupt ({e})") from None
-                if a.dtype != np.dtype(dtype) or tuple(a.shape) != tuple(shape):
-                    raise UserError(f"{where}: array {key!r} is {a.dtype} {list(a.shape)}, expected {dtype} {list(shape)}")
-                arrays[key] = a
-    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as e:
-        raise UserError(f"{where}: not a readable network archive (truncated or corrupt: {e})") from None
+    with SafeZip(path, max_entries=_MAX_ENTRIES) as zf:
+        if "manifest.json" not in zf.names:
+            raise UserError(f"{where}: archive has no manifest.json")
+        manifest = zf.read_json("manifest.json", _MAX_MANIFEST)
+        tensors = validate(manifest, None, where)
+        exp = expected_arrays(manifest, tensors)
+        table = manifest.get("arrays")
+        if not isinstance(table, dict):
+            raise UserError(f"{where}: manifest lacks the 'arrays' table")
+        for key, (dtype, shape) in exp.items():
+            if table.get(key) != {"dtype": dtype, "shape": list(shape)}:
+                raise UserError(f"{where}: arrays table entry {key!r} is {table.get(key)!r}, "
+                                f"expected {dtype} {list(shape)}")
+            if math.prod(shape) > _MAX_ELEMENTS:
+                raise UserError(f"{where}: array {key!r} declares {math.prod(shape)} elements")
+        if set(table) != set(exp):
+            raise UserError(f"{where}: arrays table lists {sorted(set(table) - set(exp))[0]!r}, which is not expected")
+        arrays = {}
+        for key, (dtype, shape) in exp.items():
+            if f"{key}.npy" not in zf.names:
+                raise UserError(f"{where}: array {key!r} is missing")
+            arrays[key] = zf.read_npy(f"{key}.npy", dtype, shape, label=f"array {key!r}")
     validate(manifest, arrays, where)
     params = {k: v for k, v in arrays.items() if not k.startswith("vec/")}
     vectors = {k: v for k, v in arrays.items() if k.startswith("vec/")}

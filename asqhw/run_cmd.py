@@ -77,11 +77,17 @@ def cmd_run(args) -> int:
     pred = np.concatenate(preds)
     n = int(pred.size)
     correct = int(np.count_nonzero(pred == labels))
-    agree, agree_n = None, 0
-    if net.samples:
+    agree, agree_n, agree_what = None, 0, ""
+    top1 = meta.get("qat_top1")
+    if (isinstance(top1, list) and trained_on == args.data and len(top1) >= n
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in top1)):
+        agree_n, agree_what = n, "test images (meta.qat_top1)"
+        agree = float(np.mean(pred == np.asarray(top1[:n], dtype=np.int64)))
+    elif net.samples:
         golden = np.argmax(model.run(net.vectors["vec/input"], keep=False)[key], axis=1)
         agree_n = net.samples
         agree = float(np.mean(golden == np.argmax(net.vectors["vec/qat_logits"], axis=1)))
+        agree_what = "golden samples (vec/qat_logits)"
     # the QAT network's accuracy on the same full test split, if the exporter recorded it (percent)
     qat_acc = meta.get("qat_acc")
     if not (isinstance(qat_acc, (int, float)) and not isinstance(qat_acc, bool) and trained_on == args.data
@@ -91,6 +97,7 @@ def cmd_run(args) -> int:
            "correct": correct, "accuracy": round(correct / n, 6),
            "qat_accuracy": None if qat_acc is None else round(qat_acc / 100, 6),
            "qat_agreement": None if agree is None else round(agree, 6), "qat_agreement_samples": agree_n,
+           "qat_agreement_over": agree_what,
            "images_per_second": round(n / seconds, 1) if seconds > 0 else None,
            "seconds": round(seconds, 4), "batch": args.batch, "method": args.method,
            "threads": numba.get_num_threads()}
@@ -105,7 +112,7 @@ def cmd_run(args) -> int:
     if agree is None:
         print("QAT top-1 agreement     - (the export has no golden samples with QAT logits)")
     else:
-        print(f"QAT top-1 agreement     {100 * agree:.2f}% of the {agree_n} golden samples (vec/qat_logits)")
+        print(f"QAT top-1 agreement     {100 * agree:.2f}% of the {agree_n} {agree_what}")
     print(f"speed                   {rec['images_per_second']} images/s "
           f"(numba integer model, batch {args.batch}, {rec['threads']} threads, {seconds:.3f} s)")
     return 0

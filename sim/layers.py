@@ -66,7 +66,8 @@ def _wrap_int(v: int, n: int) -> int:
 
 @lru_cache(maxsize=64)
 def _exact_tab(dp: Datapath) -> np.ndarray:
-    return np.ascontiguousarray(product_table(dp).transpose(0, 2, 1))
+    """Products modulo 2^64 as uint64 (the exact kernel sums them in uint64)."""
+    return np.ascontiguousarray(product_table(dp).transpose(0, 2, 1)).view(np.uint64)
 
 
 @lru_cache(maxsize=64)
@@ -101,10 +102,10 @@ class GemmPlan:
 
 
 def _conv_exact(x, w, dp, stride, pad, groups, nbits, ho, wo):
-    out = np.zeros((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.int64)
+    out = np.zeros((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.uint64)
     kernels.conv_exact(x, w, _exact_tab(dp), dp.a_range[0], dp.w_range[0], stride, pad, groups, out)
     kernels.wrap_inplace(out.reshape(-1), nbits)
-    return out
+    return out.view(np.int64)
 
 
 class _GemmWeights:

@@ -181,3 +181,91 @@ def test_asq_init_step_is_lsq_init():
     a = AsqActivation(4)
     a.init_from(torch.tensor([1.0, 3.0], dtype=F64))
     assert float(a.s.detach()) == pytest.approx(2 * 2.0 / math.sqrt(15))
+
+
+def test_post_weight_alpha_gradient_is_level_minus_ratio_inside_and_sign_outside():
+    q = PowerWeight("post", 3, 1)  # E_max = 2: levels 0, 1/2, 1/sqrt(2), 1
+    with torch.no_grad():
+        q.alpha.fill_(2.0)
+    w = torch.tensor([[1.3, -0.9, 5.0, -4.0]], dtype=F64, requires_grad=True)
+    g = torch.tensor([[1.0, 2.0, 3.0, 0.5]], dtype=F64)
+    (q(w) * g).sum().backward()
+    # w/alpha = 0.65 (-> 1/sqrt(2)), -0.45 (-> -1/2), 2.5 (clipped, +1), -2 (clipped, -1)
+    expected = 1.0 * (2 ** -0.5 - 0.65) + 2.0 * (-0.5 + 0.45) + 3.0 * 1 + 0.5 * -1
+    assert q.alpha.grad.tolist() == pytest.approx([expected])
+    assert w.grad.tolist() == [[1.0, 2.0, 0.0, 0.0]]
+
+
+# --- exactly nearest level at every midpoint ----------------------------------
+def _exact_nearest_index(x: float, fmt: str, e_max: int) -> int:
+    """Index into power_levels of the level nearest to x, decided with exact arithmetic."""
+    from fractions import Fraction
+
+    def level(i):                                 # (p, q): p + q*sqrt(2), index 0 is zero
+        if i == 0:
+            return Fraction(0), Fraction(0)
+        w = e_max + 1 - i
+        if fmt == "pot" or w % 2 == 0:
+            return Fraction(1, 2 ** (w if fmt == "pot" else w // 2)), Fraction(0)
+        return Fraction(0), Fraction(1, 2 ** (w // 2 + 1))
+
+    def above_mid(i):                             # x > (level(i) + level(i+1)) / 2 ?
+        (p0, q0), (p1, q1) = level(i), level(i + 1)
+        d, q = Fraction(x) - (p0 + p1) / 2, (q0 + q1) / 2
+        return d > 0 and (q == 0 or d * d > 2 * q * q)
+
+    i = 0
+    while i <= e_max and above_mid(i):
+        i += 1
+    return i
+
+
+def _near_midpoints(fmt, e_max, np_dtype):
+    import numpy as np
+
+    lv = [0.0] + [math.sqrt(2) ** -w if fmt == "post" else 2.0 ** -w for w in range(e_max, -1, -1)]
+    out = []
+    for a, b in zip(lv[:-1], lv[1:]):
+        c = np_dtype((a + b) / 2)
+        for _ in range(3):
+            c = np.nextafter(c, np_dtype(0))
+        for _ in range(7):                        # mid - 3 ulp .. mid + 3 ulp
+            out.append(float(c))
+            c = np.nextafter(c, np_dtype(2))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fmt,e_max,m_bits", [("post", 6, 3), ("post", 7, 4), ("post", 126, 7),
+                                              ("pot", 6, 3), ("pot", 127, 8)])
+def test_codes_choose_the_exactly_nearest_level_within_3_ulp_of_every_midpoint(dtype, fmt, e_max, m_bits):
+    import numpy as np
+
+    xs = _near_midpoints(fmt, e_max, np.float32 if dtype == torch.float32 else np.float64)
+    want = [_exact_nearest_index(x, fmt, e_max) for x in xs]
+    codes = power_codes(torch.tensor(xs, dtype=dtype), fmt, e_max, m_bits)
+    got = [0 if c == 0 else e_max + 2 - c for c in codes.tolist()]
+    bad = [(x.hex(), w, g) for x, w, g in zip(xs, want, got) if w != g]
+    assert not bad, bad[:5]
+
+
+def test_the_float32_value_0x3f5a827a_goes_to_one():
+    import struct
+
+    x = struct.unpack("<f", bytes.fromhex("7a825a3f"))[0]       # just above (1 + sqrt(0.5)) / 2
+    assert power_codes(torch.tensor([x], dtype=torch.float32), "post", 6, 3).tolist() == [1]
+
+
+@pytest.mark.parametrize("fmt,e_max", [("post", 6), ("post", 7), ("pot", 6)])
+def test_forward_and_codes_agree_near_every_midpoint(fmt, e_max):
+    import numpy as np
+
+    q = PowerWeight(fmt, 4, 1, e_max)
+    with torch.no_grad():
+        q.alpha.fill_(0.37)                       # w / alpha rounds differently in float32 and float64
+    xs = [v * 0.37 for v in _near_midpoints(fmt, e_max, np.float64)]
+    for w in (torch.tensor(xs, dtype=torch.float32), torch.tensor(xs, dtype=F64)):
+        w = torch.cat([w, -w]).reshape(1, -1)
+        lv = power_decode(q.codes(w), fmt, e_max, q.m_bits)
+        fq = q(w).detach().to(F64) / 0.37
+        assert torch.allclose(fq, lv, rtol=1e-6, atol=0), (fq - lv).abs().max()

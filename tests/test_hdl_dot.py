@@ -86,6 +86,7 @@ CONFIGS = [
     dict(fmt="post", a_bits=4, w_bits=3, arch="split", e_max=3, a_signed=True),
     dict(fmt="pot", a_bits=2, w_bits=2),                                  # E_max = 0
     dict(fmt="post", a_bits=3, w_bits=2, arch="split", e_max=1),          # S = 0
+    dict(fmt="post", a_bits=3, w_bits=2, arch="split"),                   # E_max = 0: no odd exponent
 ]
 GROUPED = [c for c in CONFIGS if c.get("arch", "shift" if c["fmt"] == "pot" else None) in ("shift", "split")]
 

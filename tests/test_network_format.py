@@ -72,7 +72,8 @@ def test_m_cap_keeps_the_per_sample_multiplier_in_16_bits():
     (lambda m: m["nodes"][3].update(beta_from=None), "beta_from is None"),
     (lambda m: m["nodes"][2].update(g=40), "g must be in 0..30"),
     (lambda m: m.update(classes=7), "classes 7 != logits 10"),
-    (lambda m: m["input"].update(step=float("nan")), "step must be a positive finite number"),
+    (lambda m: m["input"].update(step=float("nan")), "NaN is not allowed"),
+    (lambda m: m["input"].update(step=-1.0), "step must be a positive finite number"),
     (lambda m: m["nodes"][1].update(name="c1"), "name is used twice"),
 ])
 def test_manifest_defects_are_named(tmp_path, edit, message):

@@ -22,6 +22,8 @@ DPS = {
     "post4_split": Datapath("post", 4, 4, arch="split"),
     "post4_split_eq17": Datapath("post", 4, 4, arch="split", e_max=7),
     "post5s_split": Datapath("post", 5, 5, arch="split", a_signed=True),
+    "post2_split_e0": Datapath("post", 4, 2, arch="split"),          # E_max = 0: no odd exponent
+    "post3_lut_e0": Datapath("post", 4, 3, arch="lut", e_max=0),
 }
 
 
@@ -36,6 +38,9 @@ for key, dp in DPS.items():
         CONFIGS.append(("mac", key, sched, 1, 12, 1))
         CONFIGS.append(("top", key, sched, 8, 20, 2))
 CONFIGS += [("dot", "post4_split", "grouped", 3, 10, 1), ("dot", "uniform4", "any", 5, 40, 2)]
+# one lane and odd lane counts, with E_max = 0 (zero-width exponent field)
+CONFIGS += [("dot", key, sched, lanes, 12, p) for key in ("post2_split_e0", "pot2")
+            for sched in ("any", "grouped") for lanes, p in ((1, 0), (1, 1), (3, 2), (7, 3))]
 CONFIGS += [("requant", "uniform4", "any", 1, ab, p) for ab in (2, 20, 40) for p in range(4)]
 CONFIGS += [("requant", "post4_split", "any", 1, ab, p) for ab in (16, 40) for p in (0, 3)]
 

