@@ -49,19 +49,22 @@ def _buffer_bytes(ecfg, shape, entries_total) -> int:
 
 
 def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, clip=None,
-               weights=None) -> list[dict]:
+               weights=None, dps=None) -> list[dict]:
     """One dict per layer: name, shape, macs, entries (mean per channel), cycles, stalls, ...
 
     ``layers`` are ``(name, LayerShape)``; ``weights`` optionally maps a name to its weight
-    codes (then the entry counts are exact).
+    codes (then the entry counts are exact); ``dps`` optionally maps a name to its own
+    datapath (a network export's layers differ, e.g. the first layer's signed input).
     """
+    base_dp = dp
     from hdl.engine.cycles import io_cycles, run_cycles
     from hdl.engine.expect import expected_entries
     from hdl.engine.program import channel_entry_counts
 
-    out_bits = out_bits or dp.a_bits
     rows = []
     for name, shape in layers:
+        dp = (dps or {}).get(name, base_dp)
+        out_bits = out_bits or dp.a_bits
         probe = _engine(dp, lanes, schedule, out_bits, shape)
         if weights and name in weights:
             counts = channel_entry_counts(probe, weights[name])
@@ -129,8 +132,10 @@ def _layers_from_args(args):
     if args.model and args.paths:
         raise UserError("give either --model or case files, not both")
     if args.model:
-        from .topologies import topology
+        from .topologies import TOPOLOGIES, topology
 
+        if args.model not in TOPOLOGIES and Path(args.model).is_file():
+            return _network_layers(args.model, args.batch)
         return [(lay.name, _shape(lay, args.batch)) for lay in topology(args.model)], None, args.model
     if not args.paths:
         raise UserError("give --model NAME or golden case files")
@@ -146,6 +151,41 @@ def _layers_from_args(args):
     return layers, {c.name: c["w"] for c in cases}, "cases", next(iter(dps))
 
 
+def _network_layers(path, batch):
+    """Layers, weight codes, label, main datapath, per-layer datapaths and adapters of an export."""
+    from collections import Counter
+
+    from hdl.engine.program import LayerShape
+
+    from .network import read_network
+
+    net = read_network(path)
+    layers, weights, dps, adapters = [], {}, {}, {}
+    quant_adapter = {nd["name"]: nd.get("adapter") for nd in net.nodes if nd["op"] == "quant"}
+    adapter_nodes = {nd["name"]: nd for nd in net.nodes if nd["op"] == "adapter"}
+    for nd in net.nodes:
+        if nd["op"] not in ("conv2d", "linear"):
+            continue
+        name, src = nd["name"], nd["inputs"][0]
+        if nd["op"] == "linear":
+            shape = LayerShape("linear", nd["in_features"], nd["out_features"], n=batch)
+        else:
+            c, h, w = net.tensors[src].shape
+            (kh, kw) = nd["kernel"]
+            shape = LayerShape("conv2d", c, nd["out_channels"], h=h, w=w, kh=kh, kw=kw, stride=nd["stride"],
+                               pad=nd["padding"], groups=nd["groups"], n=batch)
+        layers.append((name, shape))
+        weights[name] = net.param(name, "w")
+        dps[name] = net.datapath(nd)
+        ad = adapter_nodes.get(quant_adapter.get(src) or "")
+        if ad is not None:
+            adapters[name] = (ad["channels"], ad["hidden"])
+    if not layers:
+        raise UserError(f"{path}: the network has no conv2d or linear node")
+    main = Counter(dps.values()).most_common(1)[0][0]
+    return layers, weights, f"network {net.name}", main, dps, adapters
+
+
 def _fmt_int(v):
     return f"{v:,}".replace(",", " ")
 
@@ -154,7 +194,10 @@ def cmd_cycles(args) -> int:
     from .cli import _datapath_from, _table
 
     got = _layers_from_args(args)
-    if len(got) == 4:
+    dps = adapters = None
+    if len(got) == 6:
+        layers, weights, label, dp, dps, adapters = got
+    elif len(got) == 4:
         layers, weights, label, dp = got
     else:
         (layers, weights, label), dp = got, _datapath_from(args)
@@ -168,10 +211,17 @@ def cmd_cycles(args) -> int:
     results = {}
     for lanes in lanes_list:
         results[lanes] = layer_rows(layers, dp, lanes=lanes, schedule=args.schedule, batch=args.batch,
-                                    out_bits=args.out_bits, clip=clip, weights=weights)
-    if args.adapter:
+                                    out_bits=args.out_bits, clip=clip, weights=weights, dps=dps)
+    if args.adapter and adapters is not None:
+        from hdl.engine.adapter import adapter_cycles
+
+        for rows in results.values():
+            for r in rows:
+                c_h = adapters.get(r["layer"])
+                r["adapter_cycles"] = adapter_cycles(c_h[0], c_h[1], args.batch) if c_h else 0
+    elif args.adapter:
         if not args.model:
-            raise UserError("--adapter needs --model (the adapter sites of a built-in topology)")
+            raise UserError("--adapter needs --model (a built-in topology or a network export)")
         from .topologies import topology
 
         for rows in results.values():
@@ -192,8 +242,12 @@ def cmd_cycles(args) -> int:
                         "fmax_mhz": s["fmax_mhz"] if s else None, "synth_target": s["target"] if s else None,
                         "lut_x_cycles": s["lut"] * total if s and s["lut"] else None})
     exact = all(r["exact"] for rows in results.values() for r in rows)
-    desc = (f"{label}: {dp.fmt} {dp.arch} a{dp.a_bits}/w{dp.w_bits}, schedule "
-            f"{results[lanes_list[0]][0]['schedule']}, batch {args.batch}, {mhz:g} MHz")
+    if dps:
+        desc = (f"{label}: datapath and schedule of each layer from the export (most layers {dp.fmt} "
+                f"{dp.arch} a{dp.a_bits}/w{dp.w_bits}), batch {args.batch}, {mhz:g} MHz")
+    else:
+        desc = (f"{label}: {dp.fmt} {dp.arch} a{dp.a_bits}/w{dp.w_bits}, schedule "
+                f"{results[lanes_list[0]][0]['schedule']}, batch {args.batch}, {mhz:g} MHz")
     if args.json:
         print(json.dumps({"network": label, "datapath": {"fmt": dp.fmt, "arch": dp.arch, "a_bits": dp.a_bits,
                                                          "w_bits": dp.w_bits, "e_max": dp.e_max},
@@ -283,7 +337,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("cycles", help="cycles per layer of the layer engine (exact cycle model)")
     p.add_argument("paths", nargs="*", help="golden case files (exact entry counts from their weights)")
-    p.add_argument("--model", help="built-in topology: resnet18, resnet34, resnet20, mobilenetv2")
+    p.add_argument("--model", help="built-in topology (resnet18, resnet34, resnet20, mobilenetv2) or a "
+                                   "network export NET.npz (exact entry counts from its weights)")
     _add_datapath_args(p)
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto",
                    help="auto: grouped except post lut")

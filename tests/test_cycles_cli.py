@@ -108,3 +108,14 @@ def test_synth_results_fill_luts_and_area_times_cycles(capsys, tmp_path):
     s = json.loads(out)["summary"][0]
     assert rc == 0 and s["luts"] == 1000 and s["lut_x_cycles"] == 1000 * s["cycles"]
     assert s["frames_per_s"] == pytest.approx(50e6 / s["cycles"])
+
+
+def test_network_export_gives_exact_counts_and_its_adapters(capsys):
+    net = CORPUS.parent / "networks" / "digits_cnn_asq_post4.npz"
+    rc, out, _ = run(capsys, "cycles", "--model", str(net), "--lanes", "8", "--adapter", "--json")
+    data = json.loads(out)
+    rows = {r["layer"]: r for r in data["layers"]["8"]}
+    assert rc == 0 and data["exact"] is True
+    assert list(rows) == ["conv1", "conv2", "conv3", "fc"]
+    assert rows["conv1"]["adapter_cycles"] == 0                    # reads the image
+    assert rows["conv2"]["adapter_cycles"] == 16 + 16 * 4 + 4 + 16 + 3
