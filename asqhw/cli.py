@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, default in (("act-depth", 4096), ("term-depth", 4096), ("out-depth", 2048),
                           ("max-channels", 64)):
         p.add_argument(f"--{name}", type=int, default=default, help="engine memory depth")
+    p.add_argument("--rq-pipeline", type=int, default=1, help="engine: requantiser register stages, 1..3")
     p.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("synth", help="synthesise and place-and-route configurations")

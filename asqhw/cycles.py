@@ -49,7 +49,7 @@ def _buffer_bytes(ecfg, shape, entries_total) -> int:
 
 
 def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, clip=None,
-               weights=None, dps=None) -> list[dict]:
+               weights=None, dps=None, rq_pipeline=1) -> list[dict]:
     """One dict per layer: name, shape, macs, entries (mean per channel), cycles, stalls, ...
 
     ``layers`` are ``(name, LayerShape)``; ``weights`` optionally maps a name to its weight
@@ -73,7 +73,7 @@ def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, cl
             counts = [expected_entries(probe, shape.fan_in, clip)] * shape.c_out
             exact = False
         ecfg = _engine(dp, lanes, schedule, out_bits, shape, sum(counts))
-        res = run_cycles(lanes, shape.engine_geometry, counts)
+        res = run_cycles(lanes, shape.engine_geometry, counts, rq_pipeline)
         cyc = res.cycles
         load, drain = io_cycles(int(round(sum(counts))), shape.act_words, shape.c_out, shape.out_words)
         rows.append({
@@ -113,7 +113,7 @@ def _adapter_rows(rows, layers, batch, reduction=4):
         r["adapter_cycles"] = adapter_cycles(s.channels, s.hidden, batch) if s else 0
 
 
-def _synth_rows(path, dp, schedule) -> dict:
+def _synth_rows(path, dp, schedule, rq_pipeline=1) -> dict:
     """``{lanes: row}`` of an ``engine_synth.json`` for this datapath and schedule."""
     from hdl.engine.synth import ENGINE_DESIGNS
 
@@ -124,7 +124,8 @@ def _synth_rows(path, dp, schedule) -> dict:
         raise UserError(f"cannot read engine synthesis results {path}: {exc}") from None
     design = next(d for d, v in ENGINE_DESIGNS.items() if v == (dp.fmt, dp.arch, schedule))
     return {r["lanes"]: r for r in rows
-            if r["design"] == design and r["b_w"] == dp.w_bits and r["b_a"] == dp.a_bits}
+            if r["design"] == design and r["b_w"] == dp.w_bits and r["b_a"] == dp.a_bits
+            and r.get("rq_pipeline", 1) == rq_pipeline}
 
 
 def _layers_from_args(args):
@@ -211,7 +212,8 @@ def cmd_cycles(args) -> int:
     results = {}
     for lanes in lanes_list:
         results[lanes] = layer_rows(layers, dp, lanes=lanes, schedule=args.schedule, batch=args.batch,
-                                    out_bits=args.out_bits, clip=clip, weights=weights, dps=dps)
+                                    out_bits=args.out_bits, clip=clip, weights=weights, dps=dps,
+                                    rq_pipeline=args.rq_pipeline)
     if args.adapter and adapters is not None:
         from hdl.engine.adapter import adapter_cycles
 
@@ -227,7 +229,8 @@ def cmd_cycles(args) -> int:
         for rows in results.values():
             _adapter_rows(rows, topology(args.model), args.batch)
     mhz = args.clock
-    synth = _synth_rows(args.synth, dp, results[lanes_list[0]][0]["schedule"]) if args.synth else {}
+    synth = (_synth_rows(args.synth, dp, results[lanes_list[0]][0]["schedule"], args.rq_pipeline)
+             if args.synth else {})
     summary = []
     for lanes, rows in results.items():
         total = sum(r["cycles"] + (r["adapter_cycles"] or 0) for r in rows)
@@ -343,6 +346,8 @@ def register(sub) -> None:
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto",
                    help="auto: grouped except post lut")
     p.add_argument("--lanes", type=int, default=16)
+    p.add_argument("--rq-pipeline", type=int, default=1, choices=[1, 2, 3],
+                   help="requantiser register stages of the engine")
     p.add_argument("--sweep", help="lanes=8,16,32: one table per array size")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--out-bits", type=int, default=None, help="output code bits (default: --a-bits)")

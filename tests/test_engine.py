@@ -197,6 +197,19 @@ def test_sweep_cycle_model_has_zero_error(sweep):
     assert not off
 
 
+def test_a_deeper_requantiser_adds_its_stages_to_the_run_and_stays_exact():
+    dp = Datapath("post", 4, 4, arch="split")
+    ecfg = EngineConfig(dp, LANES, ACC_BITS, OUT_BITS, False, "grouped", rq_pipeline=3, **DEFAULT_DEPTHS)
+    exe, sidecar = build_engine(ecfg)
+    rng = np.random.default_rng(3)
+    for shape in (SWEEP_SHAPES[2], SWEEP_SHAPES[3], SWEEP_SHAPES[8]):
+        x, w, M, B, sh = _layer_data(dp, shape, rng)
+        y, cycles, est, missing, _ = run_engine(ecfg, exe, sidecar, shape, x, w, M, B, sh)
+        counts = channel_entry_counts(ecfg, w)
+        assert missing == 0 and np.array_equal(y, spec_layer_y(dp, shape, x, w, M, B, sh))
+        assert cycles == est == run_cycles(LANES, shape.engine_geometry, counts).cycles + 2
+
+
 def test_cycle_model_would_see_one_entry_more(sweep):
     r = sweep[0]
     counts = list(r["counts"])

@@ -91,7 +91,7 @@ def _stream(n, start, words_list):
 def run_engine(ecfg: EngineConfig, exe: Path, sidecar: dict, shape, x, w, M, B, sh, *, name="run"):
     """Run one layer on a built engine; return ``(y, cycles, estimate, missing, wall_s)``."""
     prog = build_program(ecfg, shape, x, w, M, B, sh)
-    est = run_cycles(ecfg.lanes, shape.engine_geometry, prog.counts).cycles
+    est = run_cycles(ecfg.lanes, shape.engine_geometry, prog.counts, ecfg.rq_pipeline).cycles
     load = max(len(prog.terms), len(prog.act), len(prog.params))
     s = load
     n_out = shape.out_words

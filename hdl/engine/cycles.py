@@ -11,8 +11,9 @@ docs/engine.md):
   then needs ``nv + 1`` cycles (one channel-word read, ``nv`` valid lanes); a tile
   starts no earlier than ``i0_prev + n_prev + nv_prev + 1 - n_c``, so the next capture
   never meets a busy drain;
-- ``done`` is high ``n_c + nv + 5`` cycles after the last tile starts (capture, drain,
-  requantiser register, output write, the FSM's done register).
+- ``done`` is high ``n_c + nv + 4 + rq_pipeline`` cycles after the last tile starts
+  (capture, the channel-word read, the requantiser's ``rq_pipeline`` registers, the
+  output write, the FSM's done register).
 
 Within a channel tile ``j + 1`` therefore starts ``max(n_c, nv_j + 1)`` cycles after tile
 ``j``: the array is drain-bound when a tile has fewer entries than valid lanes.
@@ -26,10 +27,10 @@ __all__ = ["RunCycles", "run_cycles", "io_cycles", "FETCH_CYCLES", "DONE_AFTER",
 
 FETCH_CYCLES = 2     # HDR + LOAD per channel
 START_CYCLES = 1     # the cycle that samples start
-DONE_AFTER = 5       # done = i0_last + n_last + nv_last + DONE_AFTER
+DONE_AFTER = 4       # done = i0_last + n_last + nv_last + DONE_AFTER + rq_pipeline
 
 formula_text = (
-    "cycles = i0_last + n_last + nv_last + 5, where channel c's first tile starts at "
+    "cycles = i0_last + n_last + nv_last + 4 + rq_pipeline, where channel c's first tile starts at "
     "max(t_c, i0_prev + n_prev + nv_prev + 1 - n_c) with t_c = (end of the previous channel's "
     "issue, or 1) + 2, and tile j+1 of a channel starts max(n_c, nv_j + 1) cycles after tile j; "
     "tiles per channel = n_img * h_out * ceil(w_out / lanes), nv = lanes except w_out - "
@@ -52,7 +53,7 @@ class RunCycles:
         return self.cycles - self.issue
 
 
-def run_cycles(lanes: int, geometry: dict, counts) -> RunCycles:
+def run_cycles(lanes: int, geometry: dict, counts, rq_pipeline: int = 1) -> RunCycles:
     """Cycles from ``start`` to ``done`` for entry counts ``counts`` (one per output channel).
 
     Parameters
@@ -62,6 +63,8 @@ def run_cycles(lanes: int, geometry: dict, counts) -> RunCycles:
         ``LayerShape.engine_geometry`` (``n_img``, ``h_out``, ``w_out`` are used).
     counts : sequence of int or float
         Entries per channel; floats give the expectation under a stated weight model.
+    rq_pipeline : int
+        Register stages of the requantiser (``EngineConfig.rq_pipeline``).
     """
     rows = geometry["n_img"] * geometry["h_out"]
     w_out = geometry["w_out"]
@@ -81,7 +84,7 @@ def run_cycles(lanes: int, geometry: dict, counts) -> RunCycles:
         prev = (i0_last, n, last_l)
         issue += n * n_tiles
         work += n * rows * w_out
-    cycles = prev[0] + prev[1] + prev[2] + DONE_AFTER
+    cycles = prev[0] + prev[1] + prev[2] + DONE_AFTER + rq_pipeline
     return RunCycles(cycles=cycles, issue=issue, tiles=n_tiles, tiles_x=tiles_x, work=work)
 
 

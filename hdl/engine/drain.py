@@ -4,21 +4,20 @@ When the lane array captures a tile (``cap``), the drain reads the channel's
 ``M``/``B``/``sh`` from the channel memory (one cycle), then feeds lanes ``0 .. nv-1``
 of the shadow bank, one per cycle, to the ``hdl.requant.Requantiser``; each code it
 produces is written to the next address of the output buffer. A capture takes
-``nv + 1`` cycles of the drain; the engine's FSM never captures sooner.
+``nv + 1`` cycles of the drain; the engine's FSM never captures sooner. The
+requantiser has ``rq_pipeline`` register stages (``EngineConfig``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..requant import Requantiser
 from .params import EngineConfig
 
-__all__ = ["Drain", "RQ_PIPELINE"]
-
-RQ_PIPELINE = 1
+__all__ = ["Drain"]
 
 
 class Drain(wiring.Component):
@@ -40,7 +39,7 @@ class Drain(wiring.Component):
     def __init__(self, ecfg: EngineConfig):
         self._e = ecfg
         self.rq = Requantiser(n_acc=ecfg.n_acc, acc_bits=ecfg.acc_bits, out_bits=ecfg.out_bits,
-                              out_signed=ecfg.out_signed, pipeline=RQ_PIPELINE)
+                              out_signed=ecfg.out_signed, pipeline=ecfg.rq_pipeline)
         super().__init__({
             "cap": In(1),
             "cap_chan": In(unsigned(ecfg.chan_bits)),
@@ -71,8 +70,13 @@ class Drain(wiring.Component):
             m.d.sync += idx.eq(idx + 1)
             with m.If(idx == nv - 1):
                 m.d.sync += run.eq(0)
-        inflight = Signal()
-        m.d.sync += inflight.eq(run)
+        inflight = Signal()              # a lane is inside the requantiser's pipeline
+        stages = [run]
+        for i in range(e.rq_pipeline):
+            nxt = Signal(name=f"rq_v{i + 1}")
+            m.d.sync += nxt.eq(stages[-1])
+            stages.append(nxt)
+        m.d.comb += inflight.eq(Cat(*stages[1:]).any())
         m.d.comb += [
             rq.valid.eq(run),
             rq.acc.eq(words[idx] if e.lanes > 1 else words[0]),

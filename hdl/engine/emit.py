@@ -10,7 +10,6 @@ from asqhw.atomic import check_target, ensure_dir, write_text
 
 from ..verilog import _header, convert, ports_of
 from .cycles import formula_text
-from .drain import RQ_PIPELINE
 from .params import EngineConfig
 from .top import Engine
 
@@ -41,7 +40,10 @@ def command_line(ecfg: EngineConfig) -> str:
         args += ["--out-signed"]
     args += ["--schedule", ecfg.schedule, "--act-depth", str(ecfg.act_depth),
              "--term-depth", str(ecfg.term_depth), "--out-depth", str(ecfg.out_depth),
-             "--max-channels", str(ecfg.max_channels), "-o", "OUT/"]
+             "--max-channels", str(ecfg.max_channels)]
+    if ecfg.rq_pipeline != 1:
+        args += ["--rq-pipeline", str(ecfg.rq_pipeline)]
+    args += ["-o", "OUT/"]
     return " ".join(args)
 
 
@@ -53,7 +55,8 @@ def _params(ecfg: EngineConfig) -> dict:
             "acc_bits": ecfg.acc_bits, "n_acc": dp.n_acc, "out_bits": ecfg.out_bits,
             "out_signed": ecfg.out_signed, "schedule": ecfg.schedule,
             "act_depth": ecfg.act_depth, "term_depth": ecfg.term_depth,
-            "out_depth": ecfg.out_depth, "max_channels": ecfg.max_channels}
+            "out_depth": ecfg.out_depth, "max_channels": ecfg.max_channels,
+            "rq_pipeline": ecfg.rq_pipeline}
 
 
 def render(ecfg: EngineConfig, command: str | None = None) -> tuple[str, dict]:
@@ -77,7 +80,7 @@ def render(ecfg: EngineConfig, command: str | None = None) -> tuple[str, dict]:
                "command": cmd, "parameters": params, "clock": "clk", "reset": "rst",
                "reset_kind": "synchronous, active high", "ports": ports_of(text, module),
                "layer_fields": layout, "memories": words,
-               "memory_bits": ecfg.memory_bits(), "requant_pipeline": RQ_PIPELINE,
+               "memory_bits": ecfg.memory_bits(), "requant_pipeline": ecfg.rq_pipeline,
                "cycle_formula": formula_text, "verilog": f"{module}.v",
                "core": f"{module}.core"}
     return text, sidecar
@@ -122,5 +125,6 @@ def generate_from_args(args, dp, acc_bits: int, command: str) -> list[Path]:
     """``asqhw verilog --unit engine``: the EngineConfig from the parsed arguments, written."""
     ecfg = EngineConfig(dp, args.lanes, acc_bits, args.out_bits, args.out_signed, args.schedule,
                         act_depth=args.act_depth, term_depth=args.term_depth,
-                        out_depth=args.out_depth, max_channels=args.max_channels)
+                        out_depth=args.out_depth, max_channels=args.max_channels,
+                        rq_pipeline=args.rq_pipeline)
     return generate(ecfg, args.out, force=args.force, command=command)

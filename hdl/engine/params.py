@@ -50,6 +50,9 @@ class EngineConfig:
     act_depth, term_depth, out_depth, max_channels : int
         Depth of the activation buffer (codes), the term memory (entries), the output
         buffer (codes) and the channel memory (output channels).
+    rq_pipeline : int
+        Register stages of the drain's requantiser, 1..3 (``hdl.requant``); each one adds
+        a cycle to the end of a run and shortens the requantiser's critical path.
     """
 
     dp: Datapath
@@ -62,6 +65,7 @@ class EngineConfig:
     term_depth: int = 4096
     out_depth: int = 4096
     max_channels: int = 64
+    rq_pipeline: int = 1
 
     def __post_init__(self):
         if not isinstance(self.dp, Datapath):
@@ -81,6 +85,7 @@ class EngineConfig:
             raise UserError("schedule 'grouped' needs uniform, pot or post split weights, not post lut")
         for name in ("act_depth", "term_depth", "out_depth", "max_channels"):
             _check(name, getattr(self, name), 1, 1 << 24)
+        _check("rq_pipeline", self.rq_pipeline, 1, 3)
         if self.act_depth % self.lanes:
             raise UserError(f"act_depth must be a multiple of lanes ({self.lanes}), not {self.act_depth}")
 
@@ -169,6 +174,8 @@ class EngineConfig:
         t += (f"_l{self.lanes}_acc{self.acc_bits}_{self.schedule}_o{self.out_bits}"
               f"{'s' if self.out_signed else 'u'}_d{self.act_depth}x{self.term_depth}x"
               f"{self.out_depth}x{self.max_channels}")
+        if self.rq_pipeline != 1:
+            t += f"_rq{self.rq_pipeline}"
         return t
 
     def memory_bits(self) -> dict:

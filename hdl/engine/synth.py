@@ -82,7 +82,7 @@ class EngineSynthTop(wiring.Component):
         return m
 
 
-def engine_configs(designs, w_bits, *, a_bits=4, lanes=(8,), out_bits=4, depths=None):
+def engine_configs(designs, w_bits, *, a_bits=4, lanes=(8,), out_bits=4, depths=None, rq_pipeline=1):
     """``[(label, EngineConfig)]`` for every design x b_w x lanes."""
     out = []
     for d in designs:
@@ -93,8 +93,9 @@ def engine_configs(designs, w_bits, *, a_bits=4, lanes=(8,), out_bits=4, depths=
             for n in lanes:
                 dp = Datapath(fmt, a_bits, bw, arch=arch)
                 ecfg = EngineConfig(dp, n, dp.natural_acc_bits(FAN_IN), out_bits, False, sched,
-                                    **(depths or SYNTH_DEPTHS))
-                out.append((f"engine {d} b_w={bw} b_a={a_bits} lanes={n}", d, ecfg))
+                                    rq_pipeline=rq_pipeline, **(depths or SYNTH_DEPTHS))
+                rq = f" rq={rq_pipeline}" if rq_pipeline != 1 else ""
+                out.append((f"engine {d} b_w={bw} b_a={a_bits} lanes={n}{rq}", d, ecfg))
     return out
 
 
@@ -104,8 +105,8 @@ def _verilog(ecfg):
     return verilog.convert(EngineSynthTop(ecfg), name="top", emit_src=False)
 
 
-COLUMNS = ("label", "design", "b_w", "b_a", "lanes", "acc_bits", "target", "lut", "carry", "ff",
-           "bram", "dsp", "cells", "fmax_mhz", "fmax_seeds", "error")
+COLUMNS = ("label", "design", "b_w", "b_a", "lanes", "acc_bits", "rq_pipeline", "target", "lut", "carry",
+           "ff", "bram", "dsp", "cells", "fmax_mhz", "fmax_seeds", "error")
 
 
 def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, timeout=600.0,
@@ -169,7 +170,8 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
             ok = [r["fmax_mhz"] for r in runs if r["status"] == "ok"]
             bram = sum(s["cells"].get(c, 0) for c in BRAM_CELLS[tg.family]) if not s["error"] else None
             rows.append({"label": label, "design": design, "b_w": e.dp.w_bits, "b_a": e.dp.a_bits,
-                         "lanes": e.lanes, "acc_bits": e.acc_bits, "target": t, "lut": s["lut"],
+                         "lanes": e.lanes, "acc_bits": e.acc_bits, "rq_pipeline": e.rq_pipeline,
+                         "target": t, "lut": s["lut"],
                          "carry": s["carry"], "ff": s["ff"], "bram": bram, "dsp": s["dsp"],
                          "cells": next((r["cells"] for r in runs if r["cells"] is not None), None),
                          "fmax_mhz": round(statistics.median(ok), 2) if ok else None,
@@ -193,7 +195,8 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
 def cmd_engine_synth(args) -> int:
     """``asqhw synth --unit engine``."""
     designs = args.design if args.design != DEFAULT_DOT_DESIGNS else list(ENGINE_DESIGNS)
-    cfgs = engine_configs(designs, args.w_bits, a_bits=args.a_bits[0], lanes=args.lanes)
+    cfgs = engine_configs(designs, args.w_bits, a_bits=args.a_bits[0], lanes=args.lanes,
+                          rq_pipeline=min(max(args.pipeline, 1), 3))
     rows = run_engine_synth(cfgs, args.target, seeds=args.seeds, jobs=args.jobs, outdir=args.out,
                             force=args.force, timeout=args.timeout)
     print(Path(args.out, "engine_synth.md").read_text(), end="")
