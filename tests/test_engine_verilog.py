@@ -87,3 +87,12 @@ def test_synthesis_top_loads_the_wide_words_serially():
     assert pins < 80                      # fits every iCE40/ECP5 package of asqhw synth
     assert ecfg.param_bits > 80 and Value.cast(top.engine.layer).shape().width > 60
     top._MustUse__silence = top.engine._MustUse__silence = True   # inspected, never elaborated
+
+
+def test_engine_synthesis_refuses_to_overwrite_its_tables(tmp_path, capsys):
+    (tmp_path / "engine_synth.md").write_text("earlier results\n")
+    rc = main(["synth", "--unit", "engine", "--design", "uniform", "--w-bits", "4", "--lanes", "2",
+               "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "engine_synth.md exists; pass --force" in err
+    assert (tmp_path / "engine_synth.md").read_text() == "earlier results\n"
