@@ -4,7 +4,9 @@ Modules: ``params`` (engine parameters, word layouts), ``program`` (host side: l
 memory images and term lists), ``memories`` (stream loaders), ``tiles`` (address
 generation), ``lanes`` (the lane array), ``drain`` (requantisation and output
 buffer), ``top`` (the ``Engine`` component and its FSM), ``cycles`` (the exact cycle
-model), ``cosim`` (Verilator co-simulation of golden cases).
+model), ``expect`` (entry counts under a Gaussian weight model), ``adapter`` (cycle
+model of the ASQ adapter companion unit), ``emit`` (Verilog, sidecar, FuseSoC core),
+``cosim`` (Verilator co-simulation of golden cases), ``synth`` (synthesis).
 """
 
 from .params import EngineConfig, ENGINE_SCHEDULES
