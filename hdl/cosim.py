@@ -406,9 +406,9 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
         if simulator == "verilator":
             designs[cfg] = _design(cfg)
         else:
-            from .verilog import build_unit
+            from .verilog import _validate
 
-            build_unit("top", cfg.dp, **cfg.kwargs())
+            _validate("top", cfg.dp, **cfg.kwargs())
     results: list = [None] * len(cases)
     done = 0
     with JobRunner(jobs, scheduler) as runner:

@@ -120,8 +120,11 @@ class JobRunner:
 
     def _connect(self, Client, jobs):
         if not self.remote:
+            # The scheduler and worker always serve HTTP (health, metrics); keep it on
+            # the loopback address, on free ports.
             return Client(processes=False, n_workers=1, threads_per_worker=jobs,
-                          dashboard_address=None, set_as_default=False)
+                          dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
+                          set_as_default=False)
         try:
             return Client(self.address, timeout=self._timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as e:
