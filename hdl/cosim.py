@@ -26,7 +26,7 @@ from asqhw.params import Datapath
 from asqhw.vectors import Case
 
 from .cosim_harness import harness_cpp, input_ports, output_ports, words
-from .jobs import JobRunner
+from .jobs import JobRunner, check_jobs, scheduler_address
 
 __all__ = ["CaseResult", "HwConfig", "auto_schedule", "hw_config", "fan_in_vectors",
            "stimulus", "run_cases_rtl", "compare", "SIMULATORS", "SCHEDULES"]
@@ -393,6 +393,8 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
         raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise UserError(f"lanes must be a positive integer, not {lanes!r}")
+    check_jobs(jobs)
+    scheduler_address(scheduler)        # an empty address fails now
     cfgs = [hw_config(c, lanes=lanes, schedule=schedule, pipeline=pipeline) for c in cases]
     for case, cfg in zip(cases, cfgs):
         if cfg.schedule == "grouped" and cfg.dp.arch not in ("shift", "split"):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from asqhw.errors import UserError
 
-__all__ = ["ENV", "Outcome", "JobRunner", "scheduler_address", "describe_failure"]
+__all__ = ["ENV", "Outcome", "JobRunner", "scheduler_address", "describe_failure", "check_jobs"]
 
 #: Environment variable naming the scheduler when ``--scheduler`` is not given.
 ENV = "ASQHW_SCHEDULER"
@@ -55,6 +55,12 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
     return address.strip()
 
 
+def check_jobs(jobs) -> None:
+    """UserError unless ``jobs`` is an integer in 1..64."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
+        raise UserError(f"jobs must be in 1..64, not {jobs!r}")
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -67,7 +73,7 @@ def describe_failure(exc: BaseException) -> str:
     if name in ("CancelledError", "FutureCancelledError"):
         return f"cancelled by the Dask scheduler ({_one_line(exc) or 'lost connection?'})"
     if isinstance(exc, UserError):
-        return _one_line(exc).split(" (+")[0]
+        return _one_line(str(exc).split("\n")[0])
     return f"{name}: {_one_line(exc)}"
 
 
@@ -94,8 +100,7 @@ class JobRunner:
 
     def __init__(self, jobs: int = 1, scheduler: str | None = None, *,
                  connect_timeout: float = 10.0):
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
-            raise UserError(f"jobs must be in 1..64, not {jobs!r}")
+        check_jobs(jobs)
         self.address = scheduler_address(scheduler)
         self.remote = self.address is not None
         self._timeout = connect_timeout
@@ -168,7 +173,9 @@ class JobRunner:
         results = self.client.run(fn, *args, on_error="return")
         for worker, value in sorted(results.items()):
             if isinstance(value, BaseException):
-                raise UserError(f"on Dask worker {worker}: {describe_failure(value)}")
+                hint = ("; install asq-hw on every worker"
+                        if isinstance(value, ModuleNotFoundError) else "")
+                raise UserError(f"on Dask worker {worker}: {describe_failure(value)}{hint}")
         return results
 
     def submit(self, fn: Callable, *args, tag: Any, name: str = "task", **kwargs) -> None:
