@@ -196,6 +196,15 @@ def test_conform_rtl_through_the_scheduler_equals_the_local_run(cluster, tmp_pat
         assert np.array_equal(a.acc, b.acc) and np.array_equal(a.y, b.y) and a.cycles == b.cycles
 
 
+def test_conform_command_takes_the_scheduler_option(cluster, tiny_case, capsys):
+    from asqhw.cli import main
+
+    code = main(["conform", "-q", "--rtl", "--simulator", "amaranth", "--lanes", "2",
+                 "--scheduler", cluster.address, str(tiny_case)])
+    out = capsys.readouterr().out
+    assert code == 0 and "RTL (amaranth): 0 mismatches" in out and "PASS" in out
+
+
 # ---- last: a worker dies mid-sweep -------------------------------------------------------------
 
 def test_a_killed_worker_is_survived_and_its_task_retried(cluster, local_rows, tmp_path):
