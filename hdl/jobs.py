@@ -5,7 +5,8 @@ cluster inside this process, whose ``jobs`` threads each run one task at a time 
 task starts its own tool subprocess); with a scheduler address (``--scheduler`` or
 ``$ASQHW_SCHEDULER``) to the user's running cluster. Tasks take their inputs as
 values and return their results as values, so workers need no shared file system:
-the client alone writes output files and caches. Dask gives a task whose worker dies
+the client alone writes output files and the result cache (a worker keeps only what
+belongs to its machine: compiled Verilator simulators). Dask gives a task whose worker dies
 to another worker; a task that fails for good comes back as an :class:`Outcome` with
 a one-line ``error``, and the sweep goes on.
 """
