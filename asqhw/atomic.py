@@ -7,9 +7,9 @@ API
 ---
 ``ensure_dir(path)``
     Create a directory (and parents); refuse a path that is, or lies under, a file.
-``check_target(path, force)``
+``check_target(path, force, need_dir=False)``
     Refuse, before any work, an output path that is a directory, lies under a file,
-    exists without ``force`` or whose directory cannot be written.
+    exists without ``force`` or whose directory cannot be written (or is missing).
 ``write_bytes(path, data, force=False)`` / ``write_text(path, text, force=False)``
     Write to a temporary file beside ``path``, flush it to disk, then rename it over
     ``path``: a reader sees the old file or the new one, never a partial one, and a
@@ -73,14 +73,16 @@ def ensure_dir(path) -> Path:
     return path
 
 
-def check_target(path, force: bool) -> Path:
+def check_target(path, force: bool, need_dir: bool = False) -> Path:
     """Check that ``path`` can be written as a new file, before any work is done.
+
+    ``need_dir``: its directory must already exist (no one will create it).
 
     Raises
     ------
     UserError
         If ``path`` is a directory, lies under a file, exists and ``force`` is false, or its
-        existing directory is not writable.
+        existing directory is not writable (or, with ``need_dir``, missing).
     """
     path = Path(path)
     if path.is_dir():
@@ -91,6 +93,8 @@ def check_target(path, force: bool) -> Path:
     if (path.exists() or path.is_symlink()) and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     parent = path.parent
+    if need_dir and not parent.is_dir():
+        raise UserError(f"{path}: directory {parent} does not exist")
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{path}: directory {parent} is not writable")
     return path

@@ -154,7 +154,7 @@ def cmd_levels(args) -> int:
         # a level set too deep for a look-up table (E_max > 32) is listed as split products
         dp = Datapath(fmt="post", a_bits=4, w_bits=args.bits, e_max=args.e_max, arch="split")
     if args.plot:
-        check_target(args.plot, args.force)          # before any output
+        check_target(args.plot, args.force, need_dir=True)      # before any output
     rows = level_table(dp)
     if args.json:
         print(json.dumps({"format": dp.fmt, "bits": dp.w_bits, "e_max": dp.e_max,

@@ -615,6 +615,11 @@ def _(user):
     return levels("--plot", str(user / "f" / "fig.png"), fragment="under the file")
 
 
+@kind("levels-plot-directory-missing")
+def _(user):
+    return levels("--plot", str(user / "figs" / "fig.png"), fragment="does not exist")
+
+
 @kind("levels-plot-unwritable")
 def _(user):
     return levels("--plot", "/proc/asqhw-test.png", fragment="/proc/asqhw-test.png")
