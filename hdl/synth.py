@@ -437,6 +437,7 @@ def _sweep(runner, configs, sources, targets, seeds, allow_dsp, timeout, cache, 
     pnr_targets = [t for t in targets if TARGETS[t].pnr_tool]
     total = count_runs(configs, targets, seeds)
     done = 0
+    scratch = None if runner.remote else cache.root   # a worker elsewhere: its own cache dir
     synth: dict[tuple[int, str], dict] = {}
     pnr: dict[tuple[int, str, int], dict] = {}
 
@@ -474,7 +475,7 @@ def _sweep(runner, configs, sources, targets, seeds, allow_dsp, timeout, cache, 
             got_pnr(i, t, seed, hit)
         else:
             runner.submit(tools_.run_nextpnr, netlist, TARGETS[t], seed, timeout=timeout,
-                          tag=("pnr", i, t, seed, key), name="nextpnr")
+                          scratch=scratch, tag=("pnr", i, t, seed, key), name="nextpnr")
 
     for i in range(len(configs)):
         for fam in families:
@@ -484,7 +485,8 @@ def _sweep(runner, configs, sources, targets, seeds, allow_dsp, timeout, cache, 
                 got_synth(i, fam, hit)
             else:
                 runner.submit(tools_.run_yosys, sources[i][0], fam, allow_dsp=allow_dsp,
-                              timeout=timeout, tag=("synth", i, fam, key), name="yosys")
+                              timeout=timeout, scratch=scratch, tag=("synth", i, fam, key),
+                              name="yosys")
     for outcome in runner.results():
         if outcome.tag[0] == "synth":
             _, i, fam, key = outcome.tag

@@ -7,7 +7,7 @@ key that hashes everything that determines them (Verilog text, tool versions, ta
 DSP option, seed), so a rerun only repeats what changed. A tool run itself
 (:func:`run_yosys`, :func:`run_nextpnr`) takes and returns values and works in a scratch
 directory of its own machine, so it can run on a Dask worker (:mod:`hdl.jobs`); only
-the caller reads and writes the cache.
+the caller reads and writes the cache entries.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -301,8 +300,8 @@ def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, time
     hit = cached_synthesis(cache, key, family)
     if hit is not None:
         return hit
-    return store_synthesis(cache, key, family,
-                           run_yosys(verilog, family, allow_dsp=allow_dsp, timeout=timeout))
+    return store_synthesis(cache, key, family, run_yosys(verilog, family, allow_dsp=allow_dsp,
+                                                         timeout=timeout, scratch=cache.root))
 
 
 def synth_key(verilog: str, family: str, allow_dsp: bool, versions: dict) -> str:
@@ -323,14 +322,19 @@ def cached_synthesis(cache: Cache, key: str, family: str) -> dict | None:
     return None
 
 
-def scratch_dir(key: str) -> Path:
-    """A new private directory for one tool run on this machine (remove it when done)."""
-    uid = getattr(os, "getuid", lambda: 0)()
-    return Cache(Path(tempfile.gettempdir()) / f"asqhw-{uid}").work_dir(key)
+def scratch_dir(key: str, root=None) -> Path:
+    """A new private directory for one tool run (remove it when done).
+
+    It lies in ``root/asqhw_run``, by default in this machine's
+    :func:`default_cache_dir`; directories of killed runs there are removed.
+    """
+    return Cache(root if root is not None else default_cache_dir()).work_dir(key)
 
 
-def run_yosys(verilog: str, family: str, *, allow_dsp: bool, timeout: float) -> dict:
-    """Run yosys in a scratch directory of this machine; no cache (a worker's task).
+def run_yosys(verilog: str, family: str, *, allow_dsp: bool, timeout: float, scratch=None) -> dict:
+    """Run yosys in a scratch directory (:func:`scratch_dir` in ``scratch``); no cache.
+
+    This is the part of :func:`synthesize` that a Dask worker runs.
 
     Returns
     -------
@@ -338,7 +342,7 @@ def run_yosys(verilog: str, family: str, *, allow_dsp: bool, timeout: float) -> 
         As :func:`synthesize` without ``netlist`` and ``cached``, plus ``netlist_json``
         (the netlist as bytes, None for xilinx or on error) and ``netlist_sha256``.
     """
-    work = scratch_dir("yosys")
+    work = scratch_dir("yosys", scratch)
     try:
         return _run_yosys(verilog, family, allow_dsp=allow_dsp, timeout=timeout, work=work)
     finally:
@@ -426,7 +430,8 @@ def place_and_route(netlist: str, target: Target, seed: int, *, cache: Cache, ti
     hit = cached_pnr(cache, key, timeout)
     if hit is not None:
         return hit
-    return store_pnr(cache, key, run_nextpnr(nl_bytes, target, seed, timeout=timeout))
+    return store_pnr(cache, key, run_nextpnr(nl_bytes, target, seed, timeout=timeout,
+                                             scratch=cache.root))
 
 
 def pnr_key(netlist: bytes, target: Target, seed: int, versions: dict) -> str:
@@ -446,12 +451,13 @@ def cached_pnr(cache: Cache, key: str, timeout: float) -> dict | None:
     return None
 
 
-def run_nextpnr(netlist: bytes, target: Target, seed: int, *, timeout: float) -> dict:
-    """Run nextpnr on netlist bytes in a scratch directory of this machine (a worker's task).
+def run_nextpnr(netlist: bytes, target: Target, seed: int, *, timeout: float, scratch=None) -> dict:
+    """Run nextpnr on netlist bytes in a scratch directory (:func:`scratch_dir` in ``scratch``).
 
-    Returns the result of :func:`place_and_route` without ``cached``.
+    This is the part of :func:`place_and_route` that a Dask worker runs. Returns its
+    result without ``cached``.
     """
-    work = scratch_dir("nextpnr")
+    work = scratch_dir("nextpnr", scratch)
     try:
         (work / "netlist.json").write_bytes(netlist)
         return _run_nextpnr(target, seed, timeout=timeout, work=work)

@@ -68,8 +68,9 @@ class Cluster:
         return Client(self.address, timeout=20, set_as_default=False)
 
 
-def _spawn(args, log):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))    # workers import this worktree's hdl/
+def _spawn(args, log, cache):
+    # workers import this worktree's hdl/ and keep their scratch directories in `cache`
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ASQHW_CACHE=str(cache))
     env.pop(ENV, None)
     return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -92,7 +93,7 @@ def cluster(tmp_path_factory):
     info = d / "scheduler.json"
     http = ["--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0"]   # HTTP on loopback too
     scheduler = _spawn(["distributed.cli.dask_scheduler", "--host", LOOPBACK, "--port", "0", *http,
-                        "--scheduler-file", str(info)], log)
+                        "--scheduler-file", str(info)], log, d / "cache")
     procs = [scheduler]
     try:
         deadline = time.monotonic() + 60
@@ -102,7 +103,8 @@ def cluster(tmp_path_factory):
         address = json.loads(info.read_text())["address"]
         assert address.startswith(f"tcp://{LOOPBACK}:")
         workers = [_spawn(["distributed.cli.dask_worker", address, "--host", LOOPBACK,
-                           "--nthreads", "1", "--no-nanny", *http, "--name", f"w{i}"], log)
+                           "--nthreads", "1", "--no-nanny", *http, "--name", f"w{i}"], log,
+                          d / "cache")
                    for i in range(2)]
         procs += workers
         cl = Cluster(address, scheduler, workers)
