@@ -70,7 +70,10 @@ def describe_failure(exc: BaseException) -> str:
     """One line on a task's exception; a worker death names itself as such."""
     name = type(exc).__name__
     if name == "KilledWorker":
-        return f"its worker died while running it, on every retry ({_one_line(exc)})"
+        tries = getattr(exc, "allowed_failures", None)
+        last = getattr(getattr(exc, "last_worker", None), "address", None)
+        return (f"its worker died while running it{f', {tries + 1} times' if tries is not None else ''}"
+                f"{f' (last on {last})' if last else ''}")
     if name in ("CancelledError", "FutureCancelledError"):
         return f"cancelled by the Dask scheduler ({_one_line(exc) or 'lost connection?'})"
     if isinstance(exc, UserError):

@@ -2,8 +2,9 @@
 
 The module starts a Dask scheduler and two worker processes (one thread each) on
 127.0.0.1 with ports the system picks, and stops them at the end; nothing listens on
-or connects to any other address. Tool runs are real (yosys, nextpnr, Verilator), on
-the smallest units; the test that kills a worker runs last.
+or connects to any other address. Tool runs are real (yosys, nextpnr), on the smallest
+units; the RTL runs use Amaranth's simulator (a Verilator build takes a minute here).
+The test that kills a worker runs last.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,13 +23,15 @@ import pytest
 from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from distributed import get_task_stream
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 from asqhw.vectors import load_cases
 from hdl.cosim import compare, run_cases_rtl
 from hdl.jobs import ENV, JobRunner
-from hdl.synth import make_config, run_synth
+from hdl.synth import make_config, run_synth, to_verilog
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -69,8 +71,10 @@ class Cluster:
 
 
 def _spawn(args, log, cache):
-    # workers import this worktree's hdl/ and keep their scratch directories in `cache`
-    env = dict(os.environ, PYTHONPATH=str(ROOT), ASQHW_CACHE=str(cache))
+    # workers import this worktree's hdl/ (and this module, for the plugin below) and
+    # keep their scratch directories in `cache`
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+               ASQHW_CACHE=str(cache))
     env.pop(ENV, None)
     return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -145,6 +149,38 @@ def test_a_failing_task_comes_back_as_a_one_line_error():
     assert outcomes["bad"].value is None and outcomes["bad"].error.startswith("ValueError: ")
 
 
+def test_a_failed_task_is_reported_in_its_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from hdl import synth_tools
+
+    real = synth_tools.run_yosys
+    label_of = {to_verilog(c)[0]: c.label for c in configs()}
+
+    def broken(verilog, family, **kwargs):            # the b_w=3 task fails on its worker
+        if "b_w=3" in label_of[verilog]:
+            raise RuntimeError("the worker's disk is gone")
+        return real(verilog, family, **kwargs)
+
+    monkeypatch.setattr(synth_tools, "run_yosys", broken)
+    rows = run_synth(configs(), ["xilinx"], outdir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                     progress=None)
+    ok, bad = rows
+    assert ok["error"] is None and ok["lut"] > 0
+    assert bad["error"] == "yosys task failed: RuntimeError: the worker's disk is gone"
+    assert "yosys task failed" in (tmp_path / "out" / "synth.md").read_text()
+
+
+def test_a_task_whose_workers_all_died_is_described_as_such():
+    from distributed.scheduler import KilledWorker
+
+    from hdl.jobs import describe_failure
+
+    from types import SimpleNamespace
+
+    worker = SimpleNamespace(address="tcp://127.0.0.1:4000")
+    text = describe_failure(KilledWorker("asqhw-nextpnr-1", worker, 3))
+    assert text == "its worker died while running it, 4 times (last on tcp://127.0.0.1:4000)"
+
+
 def test_unreachable_scheduler_is_a_user_error():
     with socket.socket() as s:              # a loopback port with nobody listening
         s.bind((LOOPBACK, 0))
@@ -209,37 +245,39 @@ def test_conform_command_takes_the_scheduler_option(cluster, tiny_case, capsys):
 
 # ---- last: a worker dies mid-sweep -------------------------------------------------------------
 
-def test_a_killed_worker_is_survived_and_its_task_retried(cluster, local_rows, tmp_path):
-    from distributed import get_task_stream
+class DieOnFirstNextpnr(WorkerPlugin):
+    """Worker plugin: the first worker to start a nextpnr task kills itself (SIGKILL) right then."""
 
-    killed = {}
+    name = "die-on-first-nextpnr"
 
-    def kill_a_worker_running_nextpnr(watch, pids, stop):
-        while not stop.is_set():
-            busy = {w: keys for w, keys in watch.processing().items()
-                    if any("nextpnr" in k for k in keys)}
-            if busy:
-                worker, keys = sorted(busy.items())[0]
-                time.sleep(0.5)                          # let nextpnr get going
-                os.kill(pids[worker], signal.SIGKILL)
-                killed.update(worker=worker, keys=keys)
-                return
-            time.sleep(0.05)
+    def __init__(self, marker):
+        self.marker = str(marker)
 
+    def setup(self, worker):
+        self.address = worker.address
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or "nextpnr" not in str(key):
+            return
+        try:                                   # one death in the whole cluster
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, json.dumps({"key": str(key), "worker": self.address}).encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_mid_task_is_survived_and_its_task_retried(cluster, local_rows, tmp_path):
+    marker = tmp_path / "killed.json"
     with cluster.client() as watch, get_task_stream(client=watch) as stream:
-        stop = threading.Event()
-        killer = threading.Thread(target=kill_a_worker_running_nextpnr,
-                                  args=(watch, watch.run(os.getpid), stop))
-        killer.start()
-        try:
-            rows = run_synth(configs()[:1], ["ice40-up5k"], seeds=2, outdir=tmp_path / "out",
-                             cache_dir=tmp_path / "cache", progress=None, scheduler=cluster.address)
-        finally:
-            stop.set()
-            killer.join()
-    assert killed, "no nextpnr task was seen running"
-    ran_on = {t["key"]: t["worker"] for t in stream.data}
-    assert all(ran_on[k] != killed["worker"] for k in killed["keys"])  # retried elsewhere
+        watch.register_plugin(DieOnFirstNextpnr(marker))
+        rows = run_synth(configs()[:1], ["ice40-up5k"], seeds=2, outdir=tmp_path / "out",
+                         cache_dir=tmp_path / "cache", progress=None, scheduler=cluster.address)
+    killed = json.loads(marker.read_text())
+    assert sum(p.poll() is not None for p in cluster.workers) == 1       # one worker died ...
+    ran_on = {str(t["key"]): t["worker"] for t in stream.data}
+    assert ran_on[killed["key"]] != killed["worker"]                      # ... its task ran elsewhere
     (row,) = rows
     assert row["error"] is None and len(row["fmax_seeds"]) == 2
     assert row["fmax_seeds"][0] == local_rows[0]["fmax_seeds"][0]   # seed 1 as in the local run
