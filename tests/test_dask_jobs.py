@@ -169,6 +169,21 @@ def test_a_failed_task_is_reported_in_its_row_and_the_sweep_goes_on(tmp_path, mo
     assert "yosys task failed" in (tmp_path / "out" / "synth.md").read_text()
 
 
+def test_conform_reports_a_failed_rtl_task_in_its_row_and_exits_1(tiny_case, capsys, monkeypatch):
+    from asqhw.cli import main
+    from hdl import cosim
+
+    def lost(*args):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(cosim, "_simulate", lost)
+    code = main(["conform", "-q", "--rtl", "--simulator", "amaranth", str(tiny_case)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "RTL ERROR tiny_uniform_linear: RuntimeError: worker lost" in out
+    assert out.rstrip().endswith("FAIL: RTL runs failed")
+
+
 def test_a_task_whose_workers_all_died_is_described_as_such():
     from distributed.scheduler import KilledWorker
 
