@@ -76,7 +76,8 @@ def cmd_conform(args) -> int:
         from hdl.cosim import run_cases_rtl
 
         results = run_cases_rtl(cases, lanes=args.lanes or 16, schedule=args.schedule,
-                                simulator=args.simulator, progress=_progress(args.quiet))
+                                simulator=args.simulator, progress=_progress(args.quiet),
+                                jobs=args.jobs, scheduler=args.scheduler)
         rtl = [(r, compare(c, r.acc, r.y, label="rtl:")) for c, r in zip(cases, results)]
 
     rows, records = [], []
@@ -96,8 +97,9 @@ def cmd_conform(args) -> int:
         if rtl:
             res, rrep = rtl[i]
             rec |= {"rtl_mismatches": rrep.mismatches, "rtl_cycles": res.cycles,
+                    "rtl_error": res.error,
                     "rtl_mismatch_list": [vars(m) | {"index": list(m.index)} for m in rrep.listed]}
-            row += [rrep.mismatches, res.cycles]
+            row += ["error" if res.error else rrep.mismatches, res.cycles]
             if args.unit == "engine":
                 rec["model_cycles"] = res.estimate
                 row.append(res.estimate)
@@ -105,9 +107,10 @@ def cmd_conform(args) -> int:
         records.append(rec)
     total_vec = sum(r.vectors for r in reports)
     total_bad = sum(r.mismatches for r in reports)
-    rtl_bad = sum(rr.mismatches for _, rr in rtl) if rtl else 0
+    rtl_bad = sum(rr.mismatches for r, rr in rtl if not r.error) if rtl else 0
+    rtl_errors = [(c.name, r.error) for c, (r, _) in zip(cases, rtl) if r.error] if rtl else []
     model_off = sum(r.cycles != r.estimate for r, _ in rtl) if rtl and args.unit == "engine" else 0
-    ok = total_bad == 0 and rtl_bad == 0 and model_off == 0 and all(r.ok for r in nets)
+    ok = total_bad == 0 and rtl_bad == 0 and not rtl_errors and model_off == 0 and all(r.ok for r in nets)
     summary = {"spec_version": SPEC_VERSION, "cases": len(cases), "vectors": total_vec,
                "mismatches": total_bad, "sim_seconds": round(sim_seconds, 3), "ok": ok,
                "networks": len(nets), "network_vectors": sum(r.vectors for r in nets),
@@ -118,8 +121,8 @@ def cmd_conform(args) -> int:
     if rtl:
         cyc = sum(r.cycles for r, _ in rtl)
         secs = sum(r.seconds for r, _ in rtl)
-        summary |= {"rtl_mismatches": rtl_bad, "rtl_cycles": cyc, "rtl_seconds": round(secs, 3),
-                    "rtl_simulator": args.simulator}
+        summary |= {"rtl_mismatches": rtl_bad, "rtl_errors": len(rtl_errors), "rtl_cycles": cyc,
+                    "rtl_seconds": round(secs, 3), "rtl_simulator": args.simulator}
     if args.json:
         print(json.dumps({"summary": summary, "cases": records, "networks": [r.record() for r in nets]}, indent=1))
     elif cases or not nets:
@@ -132,20 +135,25 @@ def cmd_conform(args) -> int:
         print(_table(headers, rows))
         print("(acc: accumulator bits, w = narrower than natural, wraps; float agree: share of codes\n"
               " equal to the float fake-quant output rounded, a fidelity figure, not conformance)\n")
-        for rep in reports + ([rr for _, rr in rtl] if rtl else []):
+        for rep in reports + ([rr for r, rr in rtl if not r.error] if rtl else []):
             for m in rep.listed:
                 print(f"MISMATCH {m}")
+        for name, error in rtl_errors:
+            print(f"RTL ERROR {name}: {error}")
         line = (f"{len(cases)} cases, {total_vec} vectors, {total_bad} mismatches "
                 f"(numba model, {sim_seconds:.2f} s)")
         if rtl:
             line += f"; RTL ({args.simulator}): {rtl_bad} mismatches, {summary['rtl_cycles']} cycles"
+            if rtl_errors:
+                line += f", {len(rtl_errors)} cases not run"
             if args.unit == "engine":
                 line += f"; cycle model off in {model_off} cases"
         print(line)
     if nets and not args.json:
         print(format_networks(nets))
     if not args.json:
-        print("PASS: bit-exact" if ok else "FAIL: mismatches found")
+        print("PASS: bit-exact" if ok else "FAIL: mismatches found" if not rtl_errors
+              else "FAIL: RTL runs failed")
     return 0 if ok else 1
 
 
@@ -240,7 +248,7 @@ def cmd_synth(args) -> int:
                                       acc_bits=args.acc_bits)
     rows = synth.run_synth(configs, args.target, seeds=args.seeds, jobs=args.jobs,
                            outdir=Path(args.out), force=args.force, allow_dsp=args.dsp,
-                           timeout=args.timeout)
+                           timeout=args.timeout, scheduler=args.scheduler)
     print(synth.markdown_table(rows))
     failed = [r for r in rows if r["error"]]
     if failed:
@@ -259,6 +267,12 @@ def _add_datapath_args(p, *, multi=False):
     p.add_argument("--a-signed", action="store_true", help="signed activation codes")
     p.add_argument("--e-max", type=int, default=None, help="largest exponent (default 2^(b_w-1)-2)")
     p.add_argument("--frac-bits", type=int, default=None, help="F of the lut architecture")
+
+
+def _add_scheduler_arg(p):
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the tool jobs on this Dask scheduler, e.g. tcp://HOST:8786 "
+                        "(default: $ASQHW_SCHEDULER, else a local cluster of --jobs threads)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -287,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RTL lanes (default 16 for top, 8 for engine)")
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")
     p.add_argument("--simulator", choices=["verilator", "amaranth"], default="verilator")
+    p.add_argument("--jobs", type=int, default=2, help="RTL tasks at the same time (local cluster)")
+    _add_scheduler_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_conform)
 
@@ -345,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=lambda s: s.split(","), default=["ice40-hx8k"],
                    help="ice40-up5k, ice40-hx8k, ecp5-25k, xilinx (comma-separated)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="tool runs at the same time (local cluster)")
+    _add_scheduler_arg(p)
     p.add_argument("--dsp", action="store_true", help="allow DSP blocks")
     p.add_argument("-o", "--out", default="synth-out", help="output directory")
     p.add_argument("--force", action="store_true")

@@ -448,9 +448,13 @@ def write_network(path, manifest: dict, params: dict, vectors: dict | None = Non
 
 # --- reading --------------------------------------------------------------------------------
 def is_network_file(path) -> bool:
-    """True when ``path`` is a readable archive whose manifest says ``format: asqhw-network``."""
+    """True when ``path`` is an archive of a network: its manifest says ``format: asqhw-network``,
+    or (when the manifest cannot be read) its entries are named ``NODE/ARRAY.npy``, which no
+    layer case has; :func:`read_network` then names what is wrong with it."""
     try:
         with SafeZip(path, max_entries=_MAX_ENTRIES) as zf:
+            if any("/" in n for n in zf.names):
+                return True
             m = zf.read_json("manifest.json", _MAX_MANIFEST)
         return isinstance(m, dict) and m.get("format") == FORMAT
     except (UserError, OSError):

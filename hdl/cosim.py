@@ -6,7 +6,9 @@ stride) are cut into beats by :func:`hdl.schedule.beats`, the channel's
 ``M``/``B``/``sh`` ride along, and the dot products are sent back to back.
 The RTL's ``acc`` (where ``out_valid``) and ``y`` (where ``y_valid``) are read
 back in order.  Simulators: Verilator (a generated C++ harness, compiled once
-per hardware configuration and cached) or Amaranth's own simulator.
+per hardware configuration and cached) or Amaranth's own simulator. Each
+hardware configuration, its build and the runs of its cases, is one task on Dask
+(:mod:`hdl.jobs`), on a local cluster or on the user's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from asqhw.params import Datapath
 from asqhw.vectors import Case
 
 from .cosim_harness import harness_cpp, input_ports, output_ports, words
+from .jobs import JobRunner, check_jobs, scheduler_address
 
 __all__ = ["CaseResult", "HwConfig", "auto_schedule", "hw_config", "fan_in_vectors",
            "stimulus", "run_cases_rtl", "compare", "SIMULATORS", "SCHEDULES"]
@@ -40,7 +42,8 @@ class CaseResult:
 
     ``acc`` and ``y`` have the shapes and dtypes of the case's ``acc`` (int64)
     and ``y`` (int16); an output the RTL never produced holds the dtype's
-    minimum and ``missing`` counts such outputs.
+    minimum and ``missing`` counts such outputs. ``error`` is set (and every
+    output missing) when the case's task failed: build error, dead worker.
     """
 
     name: str
@@ -54,6 +57,7 @@ class CaseResult:
     module: str
     missing: int = 0
     build_s: float = 0.0
+    error: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -222,13 +226,44 @@ def _design(cfg: HwConfig):
     return text, sidecar, module_name("top", cfg.dp, **cfg.kwargs())
 
 
-def _build_verilator(cfg: HwConfig, cache):
+def _build_verilator(design, cache):
     from .verilator import build
 
-    text, sidecar, module = _design(cfg)
+    text, sidecar, module = design
     t0 = time.perf_counter()
     exe = build(text, module, harness_cpp(module, sidecar["ports"]), cache=cache)
     return exe, sidecar, time.perf_counter() - t0
+
+
+def _verilator_ready(cache) -> str:
+    """Verilator, perl, make, a C++ compiler and a writable build cache, or a UserError."""
+    from asqhw.atomic import ensure_dir
+
+    from .verilator import cache_dir, check_build_tools, verilator_version
+
+    check_build_tools()
+    version = verilator_version()
+    ensure_dir(Path(cache) if cache is not None else cache_dir())
+    return version
+
+
+def _simulate(cfg: HwConfig, cases: list, simulator: str, design, cache) -> list[CaseResult]:
+    """One task: build the configuration's simulator (Verilator) and run its cases."""
+    if simulator == "amaranth":
+        return [_run_amaranth(case, cfg, cfg.schedule) for case in cases]
+    exe, sidecar, build_s = _build_verilator(design, cache)
+    results = []
+    for case in cases:
+        res = _run_verilator(case, cfg, exe, sidecar, cfg.schedule)
+        res.build_s = build_s
+        results.append(res)
+    return results
+
+
+def _failed(case: Case, cfg: HwConfig, simulator: str, error: str) -> CaseResult:
+    return _Collector(case, cfg).result(cycles=0, wall_s=0.0, simulator=simulator,
+                                        schedule=cfg.schedule, lanes=cfg.lanes, module="",
+                                        error=error)
 
 
 def _run_verilator(case: Case, cfg: HwConfig, exe: Path, sidecar: dict, sched: str) -> CaseResult:
@@ -316,8 +351,13 @@ def _run_amaranth(case: Case, cfg: HwConfig, sched: str) -> CaseResult:
 
 
 def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: str = "verilator",
-                  progress=None, cache=None, pipeline: int = PIPELINE) -> list[CaseResult]:
+                  progress=None, cache=None, pipeline: int = PIPELINE, jobs: int = 2,
+                  scheduler: str | None = None) -> list[CaseResult]:
     """Run every case through the RTL; return one CaseResult per case, in order.
+
+    The cases of one hardware configuration form one task (build and runs) on Dask;
+    a task that fails (build error, dead worker) gives its cases a result with
+    ``error`` set and every output missing, and the others go on.
 
     Parameters
     ----------
@@ -329,11 +369,22 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
         "grouped" with uniform or post lut weights raises UserError.
     simulator : {"verilator", "amaranth"}
     progress : callable, optional
-        Called as ``progress(done, total, case_name)`` after each case (done counts from 1).
+        Called as ``progress(done, total, case_name)`` as results arrive (done counts from 1).
     cache : path-like, optional
-        Verilator build cache (default :func:`hdl.verilator.cache_dir`).
+        Verilator build cache of this machine (default :func:`hdl.verilator.cache_dir`);
+        workers of a remote cluster keep theirs in their own default place.
     pipeline : int
         ``pipeline`` of the DotRequant (default 1).
+    jobs : int
+        Tasks at the same time on the local cluster (ignored with a scheduler).
+    scheduler : str, optional
+        Address of a running Dask scheduler (default ``$ASQHW_SCHEDULER``, else a local
+        cluster in this process).
+
+    Raises
+    ------
+    UserError
+        On bad parameters, a missing tool (on any worker) or an unreachable scheduler.
     """
     cases = list(cases)
     if simulator not in SIMULATORS:
@@ -342,28 +393,41 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
         raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise UserError(f"lanes must be a positive integer, not {lanes!r}")
+    check_jobs(jobs)
+    scheduler_address(scheduler)        # an empty address fails now
     cfgs = [hw_config(c, lanes=lanes, schedule=schedule, pipeline=pipeline) for c in cases]
     for case, cfg in zip(cases, cfgs):
         if cfg.schedule == "grouped" and cfg.dp.arch not in ("shift", "split"):
             raise UserError(f"{case.name}: schedule 'grouped' needs pot or post split weights, "
                             f"not arch {cfg.dp.arch!r}")
-    builds = {}
-    if simulator == "verilator":
-        distinct = list(dict.fromkeys(cfgs))
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for cfg, built in zip(distinct, pool.map(lambda c: _build_verilator(c, cache), distinct)):
-                builds[cfg] = built
-    results = []
-    for i, (case, cfg) in enumerate(zip(cases, cfgs)):
+    groups: dict[HwConfig, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(cfg, []).append(i)
+    designs = {}
+    for cfg in groups:                 # parameter errors now, on this machine, before any task
         if simulator == "verilator":
-            exe, sidecar, build_s = builds[cfg]
-            res = _run_verilator(case, cfg, exe, sidecar, cfg.schedule)
-            res.build_s = build_s
+            designs[cfg] = _design(cfg)
         else:
-            res = _run_amaranth(case, cfg, cfg.schedule)
-        results.append(res)
-        if progress is not None:
-            progress(i + 1, len(cases), case.name)
+            from .verilog import _validate
+
+            _validate("top", cfg.dp, **cfg.kwargs())
+    results: list = [None] * len(cases)
+    done = 0
+    with JobRunner(jobs, scheduler) as runner:
+        local_cache = None if runner.remote else cache    # workers elsewhere use their own
+        if simulator == "verilator":
+            runner.on_workers(_verilator_ready, local_cache)
+        for cfg, idx in groups.items():
+            runner.submit(_simulate, cfg, [cases[i] for i in idx], simulator, designs.get(cfg),
+                          local_cache, tag=(cfg, idx), name=simulator)
+        for outcome in runner.results():
+            cfg, idx = outcome.tag
+            for n, i in enumerate(idx):
+                results[i] = (outcome.value[n] if outcome.error is None
+                              else _failed(cases[i], cfg, simulator, outcome.error))
+                done += 1
+                if progress is not None:
+                    progress(done, len(cases), cases[i].name)
     return results
 
 

@@ -17,7 +17,6 @@ import json
 import shutil
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,7 +29,9 @@ from asqhw.atomic import check_target, ensure_dir, write_text
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
-from .synth_tools import TARGETS, YOSYS, Cache, default_cache_dir, place_and_route, synthesize, tool_versions
+from . import synth_tools as tools_
+from .jobs import JobRunner
+from .synth_tools import TARGETS, YOSYS, Cache, default_cache_dir, tool_versions
 
 __all__ = [
     "DESIGNS",
@@ -335,7 +336,8 @@ def _check_args(configs, targets, seeds, jobs, timeout, outdir, force):
 
 def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force: bool = False,
               allow_dsp: bool = False, timeout: float = 300.0, cache_dir=None,
-              progress: Callable[[str], None] | None = _stderr_line) -> list[dict]:
+              progress: Callable[[str], None] | None = _stderr_line,
+              scheduler: str | None = None) -> list[dict]:
     """Synthesise, place and route every configuration on every target; write the tables.
 
     Parameters
@@ -347,7 +349,7 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
     seeds : int
         Place-and-route seeds 1..seeds per configuration and target (xilinx: synthesis only).
     jobs : int
-        Tool runs at the same time.
+        Tool runs at the same time on the local cluster (ignored with a scheduler).
     outdir : path-like
         Directory for ``synth.md``, ``synth.csv`` and ``synth.json`` (created if needed).
     force : bool
@@ -361,6 +363,10 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
         Result cache (default :func:`hdl.synth_tools.default_cache_dir`).
     progress : callable or None
         Called with one line per finished run (default: print to stderr).
+    scheduler : str or None
+        Address of a running Dask scheduler to run the tool runs on (default
+        ``$ASQHW_SCHEDULER``, else a local cluster in this process; :mod:`hdl.jobs`).
+        Workers need the tools; only this process reads and writes the cache and outputs.
 
     Returns
     -------
@@ -370,61 +376,23 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
     Raises
     ------
     UserError
-        On bad arguments, existing outputs without ``force`` or a missing tool.
+        On bad arguments, existing outputs without ``force``, a missing tool or an
+        unreachable scheduler. A tool run that fails, times out or loses its worker is
+        reported in its row instead.
     """
     out = _check_args(configs, targets, seeds, jobs, timeout, outdir, force)
     say = progress or (lambda line: None)
     cache = Cache(cache_dir if cache_dir is not None else default_cache_dir())
     ensure_dir(cache.root)
     tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
-    tool_versions(tools)  # every tool present, or a UserError before any work
-    ensure_dir(out)       # an output directory that cannot be written fails now, not after the runs
-    for name in OUTPUT_NAMES:
-        check_target(out / name, True)
-
-    sources = [to_verilog(c) for c in configs]
-    families = sorted({TARGETS[t].family for t in targets})
-    pnr_targets = [t for t in targets if TARGETS[t].pnr_tool]
-    total = count_runs(configs, targets, seeds)
-    done = 0
-
-    def report(line, cached):
-        nonlocal done
-        done += 1
-        say(f"[{done}/{total}] {line}{' (cached)' if cached else ''}")
-
-    synth: dict[tuple[int, str], dict] = {}
-    pnr: dict[tuple[int, str, int], dict] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(synthesize, sources[i][0], fam, allow_dsp=allow_dsp, cache=cache,
-                               timeout=timeout): (i, fam)
-                   for i in range(len(configs)) for fam in families}
-        for fut in as_completed(futures):
-            i, fam = futures[fut]
-            res = synth[i, fam] = fut.result()
-            what = res["error"] or (f"{res['lut']} LUT, {res['carry']} carry, {res['ff']} FF, "
-                                    f"{res['dsp']} DSP")
-            report(f"{configs[i].label} {fam} synthesis: {what}", res["cached"])
-
-        futures = {}
-        for i in range(len(configs)):
-            for t in pnr_targets:
-                res = synth[i, TARGETS[t].family]
-                for seed in range(1, seeds + 1):
-                    if res["netlist"] is None:
-                        pnr[i, t, seed] = {"fmax_mhz": None, "cells": None, "status": "error",
-                                           "error": res["error"], "cached": True}
-                        report(f"{configs[i].label} {t} seed {seed}: skipped, synthesis failed", False)
-                        continue
-                    fut = pool.submit(place_and_route, res["netlist"], TARGETS[t], seed,
-                                      cache=cache, timeout=timeout)
-                    futures[fut] = (i, t, seed)
-        for fut in as_completed(futures):
-            i, t, seed = futures[fut]
-            res = pnr[i, t, seed] = fut.result()
-            what = (f"{res['fmax_mhz']:.1f} MHz" if res["status"] == "ok"
-                    else f"{res['status']}: {res['error']}")
-            report(f"{configs[i].label} {t} seed {seed}: {what}", res["cached"])
+    with JobRunner(jobs, scheduler) as runner:
+        versions = _worker_versions(runner, tools)  # every tool on every worker, before any work
+        ensure_dir(out)   # an output directory that cannot be written fails now, not after the runs
+        for name in OUTPUT_NAMES:
+            check_target(out / name, True)
+        sources = [to_verilog(c) for c in configs]
+        synth, pnr = _sweep(runner, configs, sources, targets, seeds, allow_dsp, timeout, cache,
+                            versions, say)
 
     rows = []
     for i, c in enumerate(configs):
@@ -447,9 +415,96 @@ def run_synth(configs, targets, *, seeds: int = 3, jobs: int = 1, outdir, force:
                 errors = [r["error"] for r in runs if r["status"] == "error"]
                 row["error"] = row["error"] or (errors[0] if errors else None)
             rows.append(row)
-    _write_outputs(out, rows, {"tools": tool_versions(tools), "allow_dsp": allow_dsp,
+    _write_outputs(out, rows, {"tools": versions, "allow_dsp": allow_dsp,
                                "seeds": seeds, "timeout_s": timeout}, force=True if force else False)
     return rows
+
+
+def _worker_versions(runner: JobRunner, tools: list[str]) -> dict[str, str]:
+    """Tool versions, the same on every worker, or a UserError (a missing tool included)."""
+    found = runner.on_workers(tool_versions, tools)
+    first = next(iter(found.values()))
+    for worker, versions in found.items():
+        if versions != first:
+            raise UserError(f"the Dask workers have different tools: {first} vs {versions} "
+                            f"on {worker}")
+    return first
+
+
+def _sweep(runner, configs, sources, targets, seeds, allow_dsp, timeout, cache, versions, say):
+    """Every synthesis and place-and-route run: cached ones read here, the rest on the cluster."""
+    families = sorted({TARGETS[t].family for t in targets})
+    pnr_targets = [t for t in targets if TARGETS[t].pnr_tool]
+    total = count_runs(configs, targets, seeds)
+    done = 0
+    scratch = None if runner.remote else cache.root   # a worker elsewhere: its own cache dir
+    synth: dict[tuple[int, str], dict] = {}
+    pnr: dict[tuple[int, str, int], dict] = {}
+
+    def report(line, cached):
+        nonlocal done
+        done += 1
+        say(f"[{done}/{total}] {line}{' (cached)' if cached else ''}")
+
+    def got_synth(i, fam, res):
+        synth[i, fam] = res
+        what = res["error"] or (f"{res['lut']} LUT, {res['carry']} carry, {res['ff']} FF, "
+                                f"{res['dsp']} DSP")
+        report(f"{configs[i].label} {fam} synthesis: {what}", res["cached"])
+        for t in pnr_targets:
+            if TARGETS[t].family == fam:
+                for seed in range(1, seeds + 1):
+                    start_pnr(i, t, seed, res)
+
+    def got_pnr(i, t, seed, res):
+        pnr[i, t, seed] = res
+        what = (f"{res['fmax_mhz']:.1f} MHz" if res["status"] == "ok"
+                else f"{res['status']}: {res['error']}")
+        report(f"{configs[i].label} {t} seed {seed}: {what}", res["cached"])
+
+    def start_pnr(i, t, seed, res):
+        if res["netlist"] is None:
+            pnr[i, t, seed] = {"fmax_mhz": None, "cells": None, "status": "error",
+                               "error": res["error"], "cached": True}
+            report(f"{configs[i].label} {t} seed {seed}: skipped, synthesis failed", False)
+            return
+        netlist = Path(res["netlist"]).read_bytes()
+        key = tools_.pnr_key(netlist, TARGETS[t], seed, versions)
+        hit = tools_.cached_pnr(cache, key, timeout)
+        if hit is not None:
+            got_pnr(i, t, seed, hit)
+        else:
+            runner.submit(tools_.run_nextpnr, netlist, TARGETS[t], seed, timeout=timeout,
+                          scratch=scratch, tag=("pnr", i, t, seed, key), name="nextpnr")
+
+    for i in range(len(configs)):
+        for fam in families:
+            key = tools_.synth_key(sources[i][0], fam, allow_dsp, versions)
+            hit = tools_.cached_synthesis(cache, key, fam)
+            if hit is not None:
+                got_synth(i, fam, hit)
+            else:
+                runner.submit(tools_.run_yosys, sources[i][0], fam, allow_dsp=allow_dsp,
+                              timeout=timeout, scratch=scratch, tag=("synth", i, fam, key),
+                              name="yosys")
+    for outcome in runner.results():
+        if outcome.tag[0] == "synth":
+            _, i, fam, key = outcome.tag
+            if outcome.error is None:
+                got_synth(i, fam, tools_.store_synthesis(cache, key, fam, outcome.value))
+            else:
+                got_synth(i, fam, {"cells": {}, "lut": None, "carry": None, "ff": None,
+                                   "dsp": None, "netlist": None, "cached": False,
+                                   "error": f"yosys task failed: {outcome.error}"})
+        else:
+            _, i, t, seed, key = outcome.tag
+            if outcome.error is None:
+                got_pnr(i, t, seed, tools_.store_pnr(cache, key, outcome.value))
+            else:
+                got_pnr(i, t, seed, {"fmax_mhz": None, "cells": None, "status": "error",
+                                     "limit_s": timeout, "cached": False,
+                                     "error": f"nextpnr task failed: {outcome.error}"})
+    return synth, pnr
 
 
 def _cell(value) -> str:

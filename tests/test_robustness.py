@@ -834,6 +834,151 @@ def _(user):
 
 # ---- the suite --------------------------------------------------------------------------------
 
+# ---- network exports, training, running ---------------------------------------------------
+
+BUNDLED_NET = Path(__file__).parents[1] / "golden" / "networks" / "digits_cnn_asq_post4.npz"
+
+
+def good_net(user: Path, name="net.npz") -> Path:
+    path = user / name
+    shutil.copyfile(BUNDLED_NET, path)
+    return path
+
+
+def net_with(user: Path, edit_entries) -> Path:
+    """A copy of the bundled network whose entries went through ``edit_entries(dict)``."""
+    path = good_net(user)
+    entries = entries_of(path)
+    edit_entries(entries)
+    return raw_zip(path, entries)
+
+
+def net_manifest(edit):
+    def run(entries):
+        m = json.loads(entries["manifest.json"])
+        edit(m)
+        entries["manifest.json"] = json.dumps(m).encode()
+    return run
+
+
+NETWORK_KINDS = {
+    # name: (entries edit, message fragment)
+    "net-newer-spec": (net_manifest(lambda m: m.update(spec_version="1.99")), "newer than this tool"),
+    "net-format-version": (net_manifest(lambda m: m.update(format_version=7)), "format_version"),
+    "net-unknown-op": (net_manifest(lambda m: m["nodes"][0].update(op="softmax")), "op must be one of"),
+    "net-dangling-input": (net_manifest(lambda m: m["nodes"][1].update(inputs=["ghost"])), "not an earlier node"),
+    "net-classes-wrong": (net_manifest(lambda m: m.update(classes=3)), "classes"),
+    "net-g-out-of-range": (net_manifest(lambda m: next(n for n in m["nodes"] if n["op"] == "quant")
+                                        .update(g=99)), "g must be in"),
+    "net-beta-from-wrong": (net_manifest(lambda m: next(n for n in m["nodes"] if n.get("beta_from"))
+                                         .update(beta_from=None)), "beta_from"),
+    "net-arrays-table-huge": (net_manifest(lambda m: m["arrays"][next(iter(m["arrays"]))]
+                                           .update(shape=[10**6, 10**6])), "arrays table entry"),
+    "net-array-missing": (lambda e: e.pop(next(k for k in e if k.endswith("/M.npy"))), "is missing"),
+    "net-array-garbage": (lambda e: e.update({next(k for k in e if k.endswith("/w.npy")): b"\x93NUMPY garbage"}),
+                          "corrupt"),
+    "net-vector-wrong-dtype": (lambda e: e.update({"vec/input.npy": npy(np.zeros((12, 1, 8, 8), np.float64))}),
+                               "dtype"),
+    "net-input-code-out-of-range": (lambda e: e.update({"vec/input.npy": npy(np.full((12, 1, 8, 8), 300, np.int16))}),
+                                    "outside 8-bit signed codes"),
+    "net-manifest-deep-json": (lambda e: e.update({"manifest.json": b"[" * 100000 + b"]" * 100000}), "manifest"),
+}
+
+for _name, (_edit, _frag) in NETWORK_KINDS.items():
+    KINDS[f"conform-{_name}"] = (lambda ed, f: lambda user: conform(net_with(user, ed), fragment=f))(_edit, _frag)
+    KINDS[f"run-{_name}"] = (lambda ed, f: lambda user: Run(["run", "--model", str(net_with(user, ed))], f))(
+        _edit, _frag)
+
+
+@kind("net-truncated")
+def _(user):
+    path = good_net(user)
+    path.write_bytes(path.read_bytes()[:5000])
+    return conform(path, fragment="not a readable archive")
+
+
+@kind("run-missing-model")
+def _(user):
+    return Run(["run", "--model", str(user / "nope.npz")], "no such file")
+
+
+@kind("run-model-is-a-layer-case")
+def _(user):
+    return Run(["run", "--model", str(good_case(user))], "not an asq-hw network")
+
+
+@kind("run-cifar-dir-missing")
+def _(user):
+    return Run(["run", "--model", str(good_net(user)), "--data", f"cifar10:{user / 'nowhere'}"], "does not exist")
+
+
+@kind("run-data-spec-unknown")
+def _(user):
+    return Run(["run", "--model", str(good_net(user)), "--data", "mnist"], "--data")
+
+
+@kind("run-data-wrong-shape")
+def _(user):
+    import pickle
+    d = user / "cifar"
+    d.mkdir()
+    (d / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3]}))
+    return Run(["run", "--model", str(good_net(user)), "--data", f"cifar10:{d}"], "the network expects")
+
+
+@kind("run-cifar-hostile-pickle")
+def _(user):
+    import pickle
+    d = user / "cifar"
+    d.mkdir()
+    (d / "test_batch").write_bytes(pickle.dumps({b"data": Path("x"), b"labels": [0]}))
+    return Run(["run", "--model", str(good_net(user)), "--data", f"cifar10:{d}"], "not a CIFAR-10 python batch")
+
+
+@kind("export-model-missing-checkpoint")
+def _(user):
+    return Run(["golden", "export", "--model", str(user / "none.pt"), "--out", str(user / "out")], "none.pt")
+
+
+@kind("export-model-garbage-checkpoint")
+def _(user):
+    (user / "bad.pt").write_bytes(b"this is not a checkpoint")
+    return Run(["golden", "export", "--model", str(user / "bad.pt"), "--out", str(user / "out")], "bad.pt")
+
+
+@kind("export-model-network-as-checkpoint")
+def _(user):
+    return Run(["golden", "export", "--model", str(good_net(user)), "--out", str(user / "out")], "net.npz")
+
+
+@kind("train-existing-checkpoint-no-force")
+def _(user):
+    (user / "mine.pt").write_bytes(b"precious")
+    return Run(["train", "--out", str(user / "mine.pt"), "--epochs", "1,1", "--subset", "64", "-q"], "--force")
+
+
+@kind("train-cifar-dir-missing")
+def _(user):
+    return Run(["train", "--data", f"cifar10:{user / 'nowhere'}", "--out", str(user / "m.pt"), "-q"],
+               "does not exist")
+
+
+@kind("train-bits-9")
+def _(user):
+    return Run(["train", "--bits", "9", "--out", str(user / "m.pt"), "-q"], "bits")
+
+
+@kind("overhead-model-garbage")
+def _(user):
+    (user / "g.npz").write_bytes(b"PK garbage")
+    return Run(["overhead", "--model", str(user / "g.npz")], "g.npz")
+
+
+@kind("plot-beta-model-is-a-layer-case")
+def _(user):
+    return Run(["plot", "beta", "--model", str(good_case(user)), "--out", str(user / "b.png")], "network")
+
+
 def snapshot(root: Path) -> dict:
     """Every file and directory under ``root`` with its bytes (directories: None)."""
     out = {}

@@ -43,6 +43,7 @@ class EngineResult:
     missing: int
     module: str
     wall_s: float
+    error: str | None = None   # the engine runs raise instead; kept for conform's table
 
 
 def engine_config(case, *, lanes: int, schedule: str = "auto", depths: dict | None = None) -> EngineConfig:
