@@ -75,7 +75,7 @@ def cmd_conform(args) -> int:
     elif args.rtl:
         from hdl.cosim import run_cases_rtl
 
-        results = run_cases_rtl(cases, lanes=args.lanes or 16, schedule=args.schedule,
+        results = run_cases_rtl(cases, lanes=16 if args.lanes is None else args.lanes, schedule=args.schedule,
                                 simulator=args.simulator, progress=_progress(args.quiet),
                                 jobs=args.jobs, scheduler=args.scheduler)
         rtl = [(r, compare(c, r.acc, r.y, label="rtl:")) for c, r in zip(cases, results)]

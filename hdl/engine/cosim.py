@@ -205,7 +205,7 @@ def conform_engine(cases, args):
         if not args.quiet:
             print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
 
-    results = run_cases_engine(cases, lanes=args.lanes or 8, schedule=sched, progress=progress)
+    results = run_cases_engine(cases, lanes=8 if args.lanes is None else args.lanes, schedule=sched, progress=progress)
     out = []
     for case, r in zip(cases, results):
         rep = compare_y(case, r.y)
