@@ -33,20 +33,20 @@ MARGIN = 64        # idle cycles allowed after the model's count before a sample
 class AdapterConfig:
     """Everything that changes the adapter unit's design."""
 
-    channels: int
-    hidden: int
-    hw: int
+    max_channels: int
+    max_hidden: int
+    max_hw: int
     beta_bits: int = 10
     beta_frac: int = 8
 
     def tag(self) -> str:
-        return f"c{self.channels}_h{self.hidden}_hw{self.hw}_b{self.beta_bits}f{self.beta_frac}"
+        return f"c{self.max_channels}_h{self.max_hidden}_hw{self.max_hw}_b{self.beta_bits}f{self.beta_frac}"
 
     def module(self) -> str:
         return f"asqhw_adapter_{self.tag()}"
 
     def unit(self) -> AdapterUnit:
-        return AdapterUnit(channels=self.channels, hidden=self.hidden, hw=self.hw,
+        return AdapterUnit(max_channels=self.max_channels, max_hidden=self.max_hidden, max_hw=self.max_hw,
                            beta_bits=self.beta_bits, beta_frac=self.beta_frac)
 
 
@@ -64,11 +64,23 @@ class AdapterRun:
     estimate: int
 
 
-def config_of(net, node: dict) -> AdapterConfig:
-    """The build that runs adapter ``node`` of ``net`` (its input tensor gives ``hw``)."""
+def hw_of(net, node: dict) -> int:
+    """Elements per channel of the tensor adapter ``node`` reads."""
     shape = net.tensors[node["inputs"][0]].shape
-    hw = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    return AdapterConfig(node["channels"], node["hidden"], hw, node["beta_bits"], node["beta_frac"])
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 1
+
+
+def config_of(nets) -> list[AdapterConfig]:
+    """The builds that run every adapter of ``nets``: one per (``b_beta``, ``f_b``), sized
+    to the largest ``C``, ``C_h`` and ``H*W`` among its adapters."""
+    sizes: dict = {}
+    for net in nets:
+        for nd in net.nodes:
+            if nd["op"] == "adapter":
+                key = (nd["beta_bits"], nd["beta_frac"])
+                c, h, hw = sizes.get(key, (1, 0, 1))
+                sizes[key] = (max(c, nd["channels"]), max(h, nd["hidden"]), max(hw, hw_of(net, nd)))
+    return [AdapterConfig(c, h, hw, bb, fb) for (bb, fb), (c, h, hw) in sizes.items()]
 
 
 def render(cfg: AdapterConfig) -> tuple[str, str, list[dict]]:
@@ -76,7 +88,8 @@ def render(cfg: AdapterConfig) -> tuple[str, str, list[dict]]:
     from ..verilog import _header, convert, ports_of
 
     module = cfg.module()
-    params = {"unit": "adapter", "channels": cfg.channels, "hidden": cfg.hidden, "hw": cfg.hw,
+    params = {"unit": "adapter", "max_channels": cfg.max_channels, "max_hidden": cfg.max_hidden,
+              "max_hw": cfg.max_hw,
               "beta_bits": cfg.beta_bits, "beta_frac": cfg.beta_frac,
               "spec_version": SPEC_VERSION, "generator": __version__}
     text = _header(module, "hdl.engine.adapter_cosim.render", params) + convert(cfg.unit(), module)
@@ -97,25 +110,34 @@ def reciprocal(beta_q: int, g: int, beta_frac: int) -> tuple[int, int]:
     return ((1 << (L + 15)) + beta_q) // (2 * beta_q), L + 14 + g - beta_frac
 
 
-def _param_streams(cfg: AdapterConfig, params: dict) -> tuple[list[int], list[int]]:
+def _param_streams(hidden: int, params: dict) -> tuple[list[int], list[int]]:
     w = []
     q = [pack_q(params["pool_M"][0], 0, params["pool_sh"][0])]
-    if cfg.hidden:
+    if hidden:
         w += [int(v) & 0xFF for v in np.asarray(params["w1"]).reshape(-1)]
-        for jj in range(cfg.hidden):
+        for jj in range(hidden):
             q.append(pack_q(np.asarray(params["M1"]).reshape(-1)[jj], params["B1"][jj], params["sh1"][jj]))
     w += [int(v) & 0xFF for v in np.asarray(params["w2"]).reshape(-1)]
     q.append(pack_q(np.asarray(params["M2"]).reshape(-1)[0], params["B2"][0], params["sh2"][0]))
     return w, q
 
 
-def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], params: dict, z, g: int,
-                *, name: str = "adapter") -> AdapterRun:
-    """Run the samples of ``z`` (N, C, ...) through a built unit; ``g`` is the quant's ``G``."""
-    z = np.asarray(z, dtype=np.int64).reshape(len(z), cfg.channels * cfg.hw)
+def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, params: dict, z,
+                g: int, *, name: str = "adapter") -> AdapterRun:
+    """Run the samples of ``z`` (N, C, ...) of adapter ``node`` through a built unit.
+
+    ``params`` holds the node's arrays (``pool_M``, ``w2``, ...); ``g`` is the ``G`` of its
+    ``quant`` node.
+    """
+    C, Ch = node["channels"], node["hidden"]
+    z = np.asarray(z, dtype=np.int64)
+    hw = int(np.prod(z.shape[2:])) if z.ndim > 2 else 1
+    if C > cfg.max_channels or Ch > cfg.max_hidden or hw > cfg.max_hw:
+        raise ValueError(f"{name}: C={C}, C_h={Ch}, H*W={hw} exceed the build {cfg.tag()}")
+    z = z.reshape(len(z), C * hw)
     n_s = z.shape[0]
-    est = adapter_cycles(cfg.channels, cfg.hidden)
-    w, q = _param_streams(cfg, params)
+    est = adapter_cycles(C, Ch)
+    w, q = _param_streams(Ch, params)
     period = z.shape[1] + 1 + est + MARGIN
     first = max(len(w), len(q))
     n = first + n_s * period + 1
@@ -127,6 +149,7 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], params: dict, 
     q_payload[:len(q)] = list(qv)
     cols["q_in__valid"][:len(q)] = 1
     cols["g"][:] = g
+    cols["channels"][:], cols["hidden"][:], cols["hw"][:] = C, Ch, hw
     starts = []
     for s in range(n_s):
         at = first + s * period
@@ -162,9 +185,9 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], params: dict, 
         col[p["name"]] = v
         off += words(p["width"])
     cyc = raw[:, 0]
-    S = np.full((n_s, cfg.channels), -1, dtype=np.int64)
-    P = np.full((n_s, cfg.channels), -1, dtype=np.int64)
-    H = np.full((n_s, cfg.hidden), -1, dtype=np.int64)
+    S = np.full((n_s, C), -1, dtype=np.int64)
+    P = np.full((n_s, C), -1, dtype=np.int64)
+    H = np.full((n_s, Ch), -1, dtype=np.int64)
     beta, R, sh = (np.full(n_s, -1, dtype=np.int64) for _ in range(3))
     cycles = []
     for s, at in enumerate(starts):
@@ -203,8 +226,8 @@ def quant_g(net, adapter: str) -> int:
     return 0
 
 
-def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, AdapterConfig, dict, np.ndarray, int]]:
-    """``(name, node, config, params, z, g)`` per adapter node of ``net``."""
+def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, dict, np.ndarray, int]]:
+    """``(name, node, params, z, g)`` per adapter node of ``net``."""
     vectors = net.vectors if vectors is None else vectors
     jobs = []
     for nd in net.nodes:
@@ -212,7 +235,7 @@ def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, Adap
             continue
         name = nd["name"]
         params = {k.split("/", 1)[1]: v for k, v in net.params.items() if k.startswith(name + "/")}
-        jobs.append((name, nd, config_of(net, nd), params, vectors[f"vec/{nd['inputs'][0]}"],
+        jobs.append((name, nd, params, vectors[f"vec/{nd['inputs'][0]}"],
                      quant_g(net, name)))
     return jobs
 

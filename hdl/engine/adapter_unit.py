@@ -48,17 +48,19 @@ class AdapterUnit(wiring.Component):
 
     Parameters
     ----------
-    channels : int
-        ``C``, 1..256.
-    hidden : int
-        ``C_h``; 0 for the single-layer adapter.
-    hw : int
-        Elements per channel (``H*W``), 1..2^20.
+    max_channels : int
+        Largest ``C``, 1..256.
+    max_hidden : int
+        Largest ``C_h`` (0: single-layer adapters only).
+    max_hw : int
+        Largest number of elements per channel (``H*W``), 1..2^20.
     beta_bits, beta_frac : int
         ``b_beta`` (2..15) and ``f_b`` (0..``b_beta``).
 
     Ports
     -----
+    channels, hidden, hw : In
+        ``C``, ``C_h`` and ``H*W`` of the adapter being run (held while it runs).
     z_in__valid, z_in__payload : In(1), In(15)
         Unsigned wide codes of one sample, ``[c][hw]`` order, at most one per cycle.
     w_in__valid, w_in__payload : In(1), In(8)
@@ -77,21 +79,23 @@ class AdapterUnit(wiring.Component):
         One cycle: ``beta_q``, ``R`` and ``sh = L + 14 + G - f_b``.
     """
 
-    def __init__(self, *, channels: int, hidden: int, hw: int, beta_bits: int = 10,
+    def __init__(self, *, max_channels: int, max_hidden: int, max_hw: int, beta_bits: int = 10,
                  beta_frac: int = 8):
-        for name, v, lo, hi in (("channels", channels, 1, 256), ("hidden", hidden, 0, 256),
-                                ("hw", hw, 1, 1 << 20), ("beta_bits", beta_bits, 2, 15),
+        for name, v, lo, hi in (("max_channels", max_channels, 1, 256),
+                                ("max_hidden", max_hidden, 0, max_channels),
+                                ("max_hw", max_hw, 1, 1 << 20), ("beta_bits", beta_bits, 2, 15),
                                 ("beta_frac", beta_frac, 0, beta_bits)):
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
-        self.channels, self.hidden, self.hw = channels, hidden, hw
+        self.max_channels, self.max_hidden, self.max_hw = max_channels, max_hidden, max_hw
         self.beta_bits, self.beta_frac = beta_bits, beta_frac
-        self.s_bits = s_bits(hw)
-        self.fan2 = hidden or channels
-        self.acc_bits = max(self.s_bits + 1, fc_acc_bits(max(channels, self.fan2)))
-        self.n_weights = hidden * channels + self.fan2
-        self.n_q = 2 + hidden
+        self.s_bits = s_bits(max_hw)
+        self.acc_bits = max(self.s_bits + 1, fc_acc_bits(max_channels))
+        self.n_weights = max_hidden * max_channels + max_channels
+        self.n_q = 2 + max_hidden
         super().__init__({
+            "channels": In(range(max_channels + 1)), "hidden": In(range(max_hidden + 1)),
+            "hw": In(range(max_hw + 1)),
             "z_in__valid": In(1), "z_in__payload": In(15),
             "w_in__valid": In(1), "w_in__payload": In(8),
             "q_in__valid": In(1), "q_in__payload": In(Q_BITS),
@@ -103,16 +107,19 @@ class AdapterUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        C, Ch, HW, fan2 = self.channels, self.hidden, self.hw, self.fan2
+        C, Ch, HW = self.channels, self.hidden, self.hw
+        fan2 = Signal(range(self.max_channels + 1))
+        m.d.comb += fan2.eq(Mux(Ch == 0, C, Ch))
+        MC, MH = self.max_channels, self.max_hidden
         bb, fb = self.beta_bits, self.beta_frac
 
         def counter(limit, name):
             return Signal(range(max(limit, 2)), name=name)
 
         # --- memories (combinational reads) ---
-        smem = Memory(shape=unsigned(self.s_bits), depth=C, init=[])
-        pmem = Memory(shape=unsigned(8), depth=C, init=[])
-        hmem = Memory(shape=unsigned(8), depth=max(Ch, 1), init=[])
+        smem = Memory(shape=unsigned(self.s_bits), depth=MC, init=[])
+        pmem = Memory(shape=unsigned(8), depth=MC, init=[])
+        hmem = Memory(shape=unsigned(8), depth=max(MH, 1), init=[])
         wmem = Memory(shape=signed(8), depth=self.n_weights, init=[])
         qmem = Memory(shape=unsigned(Q_BITS), depth=self.n_q, init=[])
         m.submodules.smem, m.submodules.pmem, m.submodules.hmem = smem, pmem, hmem
@@ -137,7 +144,7 @@ class AdapterUnit(wiring.Component):
 
         # --- pool, fused with the stream of z ---
         pool = Signal(self.s_bits)
-        z_hw, z_c = counter(HW, "z_hw"), counter(C, "z_c")
+        z_hw, z_c = counter(self.max_hw, "z_hw"), counter(MC, "z_c")
         total = Signal(self.s_bits + 1)
         m.d.comb += total.eq(pool + self.z_in__payload)
         m.d.comb += [s_wr.addr.eq(z_c), s_wr.data.eq(total)]
@@ -158,7 +165,7 @@ class AdapterUnit(wiring.Component):
                      rq.sh.eq(q[M_BITS + B_BITS:])]
         # what the requantiser's output is: 0 P, 1 H, 2 beta; and where it goes
         kind_in, kind_out = Signal(2), Signal(2)
-        idx_out = counter(C, "idx_out")
+        idx_out = counter(MC, "idx_out")
         m.d.sync += kind_out.eq(kind_in)
         y = rq.y
         beta_c = Signal(bb)
@@ -167,8 +174,8 @@ class AdapterUnit(wiring.Component):
         m.d.comb += code_c.eq(Mux(y > 255, 255, y))
         m.d.comb += [p_wr.addr.eq(idx_out), p_wr.data.eq(code_c),
                      h_wr.addr.eq(idx_out), h_wr.data.eq(code_c), self.code.eq(code_c)]
-        p_count = Signal(range(C + 1))        # P[0..p_count-1] are in memory
-        h_count = Signal(range(max(Ch, 1) + 1))
+        p_count = Signal(range(MC + 1))        # P[0..p_count-1] are in memory
+        h_count = Signal(range(max(MH, 1) + 1))
         beta_ready = Signal()
         m.d.comb += beta_ready.eq(0)
         with m.If(self.start):
@@ -189,8 +196,8 @@ class AdapterUnit(wiring.Component):
         acc = Signal(signed(self.acc_bits))
         rq_acc = Signal(signed(self.acc_bits))
         m.d.comb += rq.acc.eq(rq_acc)
-        i = counter(C, "i")                     # input index of the FC row / pool channel
-        j = counter(max(Ch, 1), "j")            # row of layer 1
+        i = counter(MC, "i")                     # input index of the FC row / pool channel
+        j = counter(max(MH, 1), "j")            # row of layer 1
         w_idx = counter(self.n_weights, "w_idx")
         first, last = Signal(), Signal()
         src = Signal(8)
@@ -227,10 +234,13 @@ class AdapterUnit(wiring.Component):
                              q_rd.addr.eq(0), kind_in.eq(0)]
                 with m.If(i == C - 1):
                     m.d.sync += [i.eq(0), j.eq(0), w_idx.eq(0), first.eq(1)]
-                    m.next = "FC1" if Ch else "FC2"
+                    with m.If(Ch == 0):
+                        m.next = "FC2"
+                    with m.Else():
+                        m.next = "FC1"
                 with m.Else():
                     m.d.sync += i.eq(i + 1)
-            if Ch:
+            if MH:
                 with m.State("FC1"):
                     m.d.comb += [src.eq(p_rd.data), avail.eq(p_count > i)]
                     with m.If(avail):
@@ -245,10 +255,10 @@ class AdapterUnit(wiring.Component):
                         with m.Else():
                             m.d.sync += i.eq(i + 1)
             with m.State("FC2"):
-                if Ch:
-                    m.d.comb += [src.eq(h_rd.data), avail.eq(h_count > i)]
-                else:
+                with m.If(Ch == 0):
                     m.d.comb += [src.eq(p_rd.data), avail.eq(p_count > i)]
+                with m.Else():
+                    m.d.comb += [src.eq(h_rd.data), avail.eq(h_count > i)]
                 with m.If(avail):
                     acc_step(prod)
                     m.d.sync += [first.eq(0), w_idx.eq(w_idx + 1)]
