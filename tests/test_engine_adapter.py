@@ -15,8 +15,9 @@ import pytest
 from asqhw import SPEC_VERSION
 from asqhw.network import FORMAT, FORMAT_VERSION, Network, read_network, validate
 from golden import netref
+from hdl.verilator import lint
 from hdl.engine.adapter import adapter_cycles, adapter_stalls
-from hdl.engine.adapter_cosim import (AdapterConfig, adapter_jobs, build_adapter, compare_run,
+from hdl.engine.adapter_cosim import (AdapterConfig, adapter_jobs, build_adapter, compare_run, render,
                                       config_of, expected_of, reciprocal, run_adapter)
 
 from netcases import _shift_for, random_input, random_network
@@ -131,3 +132,9 @@ def test_a_changed_input_code_changes_the_pool_sum(unit):
     z[1, 2, 0, 0] ^= 1 << 10
     run = run_adapter(BUILD, exe, ports, node, params, z, 9)
     assert ("small", node["name"], "S", 1, (2,)) in [b[:5] for b in compare_run("small", node["name"], run, exp)]
+
+
+def test_the_unit_verilog_passes_verilator_lint_wall(tmp_path):
+    text, module, _ = render(BUILD)
+    (tmp_path / "adapter.v").write_text(text)
+    lint(tmp_path / "adapter.v", module)

@@ -181,16 +181,15 @@ class AdapterUnit(wiring.Component):
         with m.If(self.start):
             m.d.sync += [idx_out.eq(0), p_count.eq(0), h_count.eq(0)]
         with m.Elif(rq.y_valid):
-            with m.Switch(kind_out):
-                with m.Case(0):
-                    m.d.comb += [p_wr.en.eq(1), self.p_valid.eq(1)]
-                    m.d.sync += [p_count.eq(p_count + 1),
-                                 idx_out.eq(Mux(idx_out == C - 1, 0, idx_out + 1))]
-                with m.Case(1):
-                    m.d.comb += [h_wr.en.eq(1), self.h_valid.eq(1)]
-                    m.d.sync += [h_count.eq(h_count + 1), idx_out.eq(idx_out + 1)]
-                with m.Case(2):
-                    m.d.comb += beta_ready.eq(1)
+            with m.If(kind_out == 0):
+                m.d.comb += [p_wr.en.eq(1), self.p_valid.eq(1)]
+                m.d.sync += [p_count.eq(p_count + 1),
+                             idx_out.eq(Mux(idx_out == C - 1, 0, idx_out + 1))]
+            with m.Elif(kind_out == 1):
+                m.d.comb += [h_wr.en.eq(1), self.h_valid.eq(1)]
+                m.d.sync += [h_count.eq(h_count + 1), idx_out.eq(idx_out + 1)]
+            with m.Else():
+                m.d.comb += beta_ready.eq(1)
 
         # --- the pass: mean codes, FC layers (one MAC per cycle) ---
         acc = Signal(signed(self.acc_bits))
@@ -199,7 +198,7 @@ class AdapterUnit(wiring.Component):
         i = counter(MC, "i")                     # input index of the FC row / pool channel
         j = counter(max(MH, 1), "j")            # row of layer 1
         w_idx = counter(self.n_weights, "w_idx")
-        first, last = Signal(), Signal()
+        first = Signal()                          # the next MAC starts a sum
         src = Signal(8)
         avail = Signal()
         prod = Signal(signed(17))
@@ -224,75 +223,78 @@ class AdapterUnit(wiring.Component):
         def acc_step(value):
             m.d.sync += acc.eq(Mux(first, 0, acc) + value)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += i.eq(0)
-                    m.next = "POOL"
-            with m.State("POOL"):
-                m.d.comb += [self.s_valid.eq(1), rq.valid.eq(1), rq_acc.eq(s_rd.data),
-                             q_rd.addr.eq(0), kind_in.eq(0)]
-                with m.If(i == C - 1):
-                    m.d.sync += [i.eq(0), j.eq(0), w_idx.eq(0), first.eq(1)]
-                    with m.If(Ch == 0):
-                        m.next = "FC2"
-                    with m.Else():
-                        m.next = "FC1"
-                with m.Else():
-                    m.d.sync += i.eq(i + 1)
-            if MH:
-                with m.State("FC1"):
-                    m.d.comb += [src.eq(p_rd.data), avail.eq(p_count > i)]
-                    with m.If(avail):
-                        acc_step(prod)
-                        m.d.sync += [first.eq(i == C - 1), w_idx.eq(w_idx + 1)]
-                        with m.If(i == C - 1):
-                            m.d.sync += [feed.eq(1), feed_kind.eq(1), feed_q.eq(1 + j), i.eq(0)]
-                            with m.If(j == Ch - 1):
-                                m.next = "FC2"
-                            with m.Else():
-                                m.d.sync += j.eq(j + 1)
-                        with m.Else():
-                            m.d.sync += i.eq(i + 1)
-            with m.State("FC2"):
+        # States as an explicit register decoded by an if-chain (the last branch, DONE, also
+        # takes the unused encoding); Verilator -Wall flags yosys' case form of an FSM.
+        IDLE, POOL, FC1, FC2, BETA, DIV, DONE = range(7)
+        state = Signal(range(8), name="state")
+        with m.If(state == IDLE):
+            with m.If(self.start):
+                m.d.sync += i.eq(0)
+                m.d.sync += state.eq(POOL)
+        with m.Elif(state == POOL):
+            m.d.comb += [self.s_valid.eq(1), rq.valid.eq(1), rq_acc.eq(s_rd.data),
+                         q_rd.addr.eq(0), kind_in.eq(0)]
+            with m.If(i == C - 1):
+                m.d.sync += [i.eq(0), j.eq(0), w_idx.eq(0), first.eq(1)]
                 with m.If(Ch == 0):
-                    m.d.comb += [src.eq(p_rd.data), avail.eq(p_count > i)]
+                    m.d.sync += state.eq(FC2)
                 with m.Else():
-                    m.d.comb += [src.eq(h_rd.data), avail.eq(h_count > i)]
+                    m.d.sync += state.eq(FC1)
+            with m.Else():
+                m.d.sync += i.eq(i + 1)
+        if MH:
+            with m.Elif(state == FC1):
+                m.d.comb += [src.eq(p_rd.data), avail.eq(p_count > i)]
                 with m.If(avail):
                     acc_step(prod)
-                    m.d.sync += [first.eq(0), w_idx.eq(w_idx + 1)]
-                    with m.If(i == fan2 - 1):
-                        m.d.sync += [feed.eq(1), feed_kind.eq(2), feed_q.eq(1 + Ch), i.eq(0)]
-                        m.next = "BETA"
+                    m.d.sync += [first.eq(i == C - 1), w_idx.eq(w_idx + 1)]
+                    with m.If(i == C - 1):
+                        m.d.sync += [feed.eq(1), feed_kind.eq(1), feed_q.eq(1 + j), i.eq(0)]
+                        with m.If(j == Ch - 1):
+                            m.d.sync += state.eq(FC2)
+                        with m.Else():
+                            m.d.sync += j.eq(j + 1)
                     with m.Else():
                         m.d.sync += i.eq(i + 1)
-            with m.State("BETA"):
-                # section 14: R = (2^(L+15) + beta_q) // (2 beta_q), L = bitlen(beta_q)
-                with m.If(beta_ready):
-                    lc = Signal(range(bb + 1))
-                    for k in range(bb):
-                        with m.If(beta_c[k]):
-                            m.d.comb += lc.eq(k + 1)
-                    m.d.sync += [beta_r.eq(beta_c), L.eq(lc), dsh.eq(beta_c << 16),
-                                 rem.eq((Const(1, bb + 17) << (lc + 15)) + beta_c),
-                                 quo.eq(0), step.eq(0)]
-                    m.next = "DIV"
-            with m.State("DIV"):
-                # restoring division, quotient bit 15 - step per cycle
-                trial = Signal(signed(bb + 18))
-                m.d.comb += trial.eq(rem - dsh)
-                m.d.sync += dsh.eq(dsh >> 1)
-                with m.If(trial >= 0):
-                    m.d.sync += [rem.eq(trial), quo.eq((quo << 1) | 1)]
+        with m.Elif(state == FC2):
+            with m.If(Ch == 0):
+                m.d.comb += [src.eq(p_rd.data), avail.eq(p_count > i)]
+            with m.Else():
+                m.d.comb += [src.eq(h_rd.data), avail.eq(h_count > i)]
+            with m.If(avail):
+                acc_step(prod)
+                m.d.sync += [first.eq(0), w_idx.eq(w_idx + 1)]
+                with m.If(i == fan2 - 1):
+                    m.d.sync += [feed.eq(1), feed_kind.eq(2), feed_q.eq(1 + Ch), i.eq(0)]
+                    m.d.sync += state.eq(BETA)
                 with m.Else():
-                    m.d.sync += quo.eq(quo << 1)
-                m.d.sync += step.eq(step + 1)
-                with m.If(step == DIV_STEPS - 1):
-                    m.next = "DONE"
-            with m.State("DONE"):
-                m.d.comb += [self.done.eq(1), self.beta.eq(beta_r), self.r.eq(quo),
-                             self.sh.eq(L + 14 + self.g - fb)]
-                m.next = "IDLE"
+                    m.d.sync += i.eq(i + 1)
+        with m.Elif(state == BETA):
+            # section 14: R = (2^(L+15) + beta_q) // (2 beta_q), L = bitlen(beta_q)
+            with m.If(beta_ready):
+                lc = Signal(range(bb + 1))
+                for k in range(bb):
+                    with m.If(beta_c[k]):
+                        m.d.comb += lc.eq(k + 1)
+                m.d.sync += [beta_r.eq(beta_c), L.eq(lc), dsh.eq(beta_c << 16),
+                             rem.eq((Const(1, bb + 17) << (lc + 15)) + beta_c),
+                             quo.eq(0), step.eq(0)]
+                m.d.sync += state.eq(DIV)
+        with m.Elif(state == DIV):
+            # restoring division, quotient bit 15 - step per cycle
+            trial = Signal(signed(bb + 18))
+            m.d.comb += trial.eq(rem - dsh)
+            m.d.sync += dsh.eq(dsh >> 1)
+            with m.If(trial >= 0):
+                m.d.sync += [rem.eq(trial), quo.eq((quo << 1) | 1)]
+            with m.Else():
+                m.d.sync += quo.eq(quo << 1)
+            m.d.sync += step.eq(step + 1)
+            with m.If(step == DIV_STEPS - 1):
+                m.d.sync += state.eq(DONE)
+        with m.Else():                                     # DONE
+            m.d.comb += [self.done.eq(1), self.beta.eq(beta_r), self.r.eq(quo),
+                         self.sh.eq(L + 14 + self.g - fb)]
+            m.d.sync += state.eq(IDLE)
         m.d.comb += self.s_data.eq(s_rd.data)
         return m
