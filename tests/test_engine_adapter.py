@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from asqhw import SPEC_VERSION
-from asqhw.network import FORMAT, FORMAT_VERSION, Network, read_network, validate
+from asqhw.cli import main
+from asqhw.network import FORMAT, FORMAT_VERSION, Network, read_network, validate, write_network
 from golden import netref
 from hdl.verilator import lint
 from hdl.engine.adapter import adapter_cycles, adapter_stalls
@@ -138,3 +139,27 @@ def test_the_unit_verilog_passes_verilator_lint_wall(tmp_path):
     text, module, _ = render(BUILD)
     (tmp_path / "adapter.v").write_text(text)
     lint(tmp_path / "adapter.v", module)
+
+
+def test_conform_rtl_unit_adapter_passes_the_bundled_network(capsys):
+    assert main(["conform", "--rtl", "--unit", "adapter", "-q", str(BUNDLED)]) == 0
+    out = capsys.readouterr().out
+    assert "3 adapters: 0 mismatches; cycle model off in 0 samples" in out and "PASS: bit-exact" in out
+
+
+def test_conform_rtl_unit_adapter_names_a_wrong_golden_beta_and_exits_1(tmp_path, capsys):
+    net = read_network(BUNDLED)
+    vec = dict(net.vectors)
+    vec["vec/q2_adapter/beta"] = vec["vec/q2_adapter/beta"].copy()
+    vec["vec/q2_adapter/beta"][3] += 1
+    write_network(tmp_path / "bad.npz", net.manifest, net.params, vec)
+    assert main(["conform", "--rtl", "--unit", "adapter", "-q", str(tmp_path / "bad.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH digits_cnn_asq_post4 q2_adapter beta[sample 3]" in out and "FAIL" in out
+
+
+def test_conform_rtl_unit_adapter_rejects_a_layer_case_in_one_line(capsys):
+    corpus = BUNDLED.parent.parent / "vectors"
+    assert main(["conform", "--rtl", "--unit", "adapter", str(corpus)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"asqhw: error: {corpus}: not a network export; --unit adapter checks the adapters of networks"]
