@@ -50,19 +50,20 @@ def conform_adapters(args, default_networks) -> int:
         builds[(cfg.beta_bits, cfg.beta_frac)] = (cfg, *build_adapter(cfg))
     rows, listed, bad_total, off_total = [], [], 0, 0
     for net in nets:
-        for name, nd, params, z, g in adapter_jobs(net):
+        for name, nd, params, z, g, mults in adapter_jobs(net):
             cfg, exe, ports = builds[(nd["beta_bits"], nd["beta_frac"])]
-            run = run_adapter(cfg, exe, ports, nd, params, z, g, name=f"{net.name}/{name}")
+            run = run_adapter(cfg, exe, ports, nd, params, z, g, mults, name=f"{net.name}/{name}")
             exp = expected_of(net, nd, net.vectors)
             bad = compare_run(net.name, name, run, exp)
-            model = adapter_cycles(nd["channels"], nd["hidden"])
+            model = adapter_cycles(nd["channels"], nd["hidden"], multipliers=len(mults))
             off = sum(c != model for c in run.cycles)
             values = sum(int(v.size) for v in exp.values())
             bad_total += len(bad)
             off_total += off
             listed += bad[:MAX_LISTED - len(listed)] if len(listed) < MAX_LISTED else []
             rows.append({"network": net.name, "adapter": name, "channels": nd["channels"],
-                         "hidden": nd["hidden"], "hw": hw_of(net, nd), "samples": len(run.cycles),
+                         "hidden": nd["hidden"], "hw": hw_of(net, nd), "multipliers": len(mults),
+                         "samples": len(run.cycles),
                          "values": values, "mismatches": len(bad), "cycles": sorted(set(run.cycles)),
                          "model_cycles": model, "model_off": off})
     ok = bad_total == 0 and off_total == 0
@@ -77,12 +78,13 @@ def conform_adapters(args, default_networks) -> int:
         return 0 if ok else 1
     from asqhw.cli import _table
 
-    print(_table(["network", "adapter", "C", "C_h", "H*W", "samples", "values", "mismatches",
+    print(_table(["network", "adapter", "C", "C_h", "H*W", "M_n", "samples", "values", "mismatches",
                   "rtl cycles", "model cycles"],
-                 [[r["network"], r["adapter"], r["channels"], r["hidden"], r["hw"], r["samples"],
+                 [[r["network"], r["adapter"], r["channels"], r["hidden"], r["hw"], r["multipliers"], r["samples"],
                    r["values"], r["mismatches"], "/".join(map(str, r["cycles"])), r["model_cycles"]]
                   for r in rows]))
-    print("(values: S, P, H, beta_q, R and sh of every sample; cycles per sample, start to done)\n")
+    print("(values: S, P, H, beta_q, R, sh and the per-sample multipliers M_n of the consuming\n"
+          " layers, every sample; cycles per sample, start to done)\n")
     for b in listed:
         print(f"MISMATCH {b[0]} {b[1]} {b[2]}[sample {b[3]}{''.join(f', {i}' for i in b[4])}]: "
               f"expected {b[5]}, got {b[6]}")

@@ -1,9 +1,10 @@
 """Verilator co-simulation of the adapter unit on the adapters of a network export.
 
-Per adapter node: the parameters are streamed in (``w_in`` and ``q_in``), then per sample the
+Per adapter node: the parameters are streamed in (``w_in``, ``q_in`` and the consuming layers'
+multipliers on ``m_in``), then per sample the
 wide codes ``z`` (``[c][hw]``, one per cycle), ``start`` the cycle after the last code, and
 the next sample once the previous one is done. The harness records the cycles in which
-``s_valid``, ``p_valid``, ``h_valid`` or ``done`` is high; a sample's cycle count is its
+``s_valid``, ``p_valid``, ``h_valid``, ``mn_valid`` or ``done`` is high; a sample's cycle count is its
 ``done`` cycle minus its ``start`` cycle. One build per :class:`AdapterConfig`, cached.
 """
 
@@ -23,9 +24,10 @@ from .adapter import adapter_cycles
 from .adapter_unit import AdapterUnit, pack_q
 
 __all__ = ["AdapterConfig", "AdapterRun", "config_of", "render", "build_adapter", "run_adapter",
-           "adapter_jobs", "expected_of", "compare_run", "reciprocal"]
+           "adapter_jobs", "expected_of", "compare_run", "reciprocal", "multipliers_of",
+           "beta_multipliers"]
 
-TRIGGERS = ("s_valid", "p_valid", "h_valid", "done")
+TRIGGERS = ("s_valid", "p_valid", "h_valid", "mn_valid", "done")
 MARGIN = 64        # idle cycles allowed after the model's count before a sample is declared hung
 
 
@@ -36,17 +38,20 @@ class AdapterConfig:
     max_channels: int
     max_hidden: int
     max_hw: int
+    max_mults: int = 1
     beta_bits: int = 10
     beta_frac: int = 8
 
     def tag(self) -> str:
-        return f"c{self.max_channels}_h{self.max_hidden}_hw{self.max_hw}_b{self.beta_bits}f{self.beta_frac}"
+        return (f"c{self.max_channels}_h{self.max_hidden}_hw{self.max_hw}_m{self.max_mults}"
+                f"_b{self.beta_bits}f{self.beta_frac}")
 
     def module(self) -> str:
         return f"asqhw_adapter_{self.tag()}"
 
     def unit(self) -> AdapterUnit:
         return AdapterUnit(max_channels=self.max_channels, max_hidden=self.max_hidden, max_hw=self.max_hw,
+                           max_mults=self.max_mults,
                            beta_bits=self.beta_bits, beta_frac=self.beta_frac)
 
 
@@ -60,6 +65,7 @@ class AdapterRun:
     beta: np.ndarray
     R: np.ndarray
     sh: np.ndarray
+    Mn: np.ndarray
     cycles: list
     estimate: int
 
@@ -78,9 +84,19 @@ def config_of(nets) -> list[AdapterConfig]:
         for nd in net.nodes:
             if nd["op"] == "adapter":
                 key = (nd["beta_bits"], nd["beta_frac"])
-                c, h, hw = sizes.get(key, (1, 0, 1))
-                sizes[key] = (max(c, nd["channels"]), max(h, nd["hidden"]), max(hw, hw_of(net, nd)))
-    return [AdapterConfig(c, h, hw, bb, fb) for (bb, fb), (c, h, hw) in sizes.items()]
+                c, h, hw, nm = sizes.get(key, (1, 0, 1, 1))
+                sizes[key] = (max(c, nd["channels"]), max(h, nd["hidden"]), max(hw, hw_of(net, nd)),
+                              max(nm, len(multipliers_of(net, nd["name"]))))
+    return [AdapterConfig(c, h, hw, nm, bb, fb) for (bb, fb), (c, h, hw, nm) in sizes.items()]
+
+
+def multipliers_of(net, adapter: str) -> list[int]:
+    """Static multipliers ``M[c][k]`` of every node with ``beta_from = adapter``, in node order."""
+    out = []
+    for nd in net.nodes:
+        if nd.get("beta_from") == adapter:
+            out += [int(v) for v in np.asarray(net.param(nd["name"], "M")).reshape(-1)]
+    return out
 
 
 def render(cfg: AdapterConfig) -> tuple[str, str, list[dict]]:
@@ -89,7 +105,7 @@ def render(cfg: AdapterConfig) -> tuple[str, str, list[dict]]:
 
     module = cfg.module()
     params = {"unit": "adapter", "max_channels": cfg.max_channels, "max_hidden": cfg.max_hidden,
-              "max_hw": cfg.max_hw,
+              "max_hw": cfg.max_hw, "max_mults": cfg.max_mults,
               "beta_bits": cfg.beta_bits, "beta_frac": cfg.beta_frac,
               "spec_version": SPEC_VERSION, "generator": __version__}
     text = _header(module, "hdl.engine.adapter_cosim.render", params) + convert(cfg.unit(), module)
@@ -123,23 +139,25 @@ def _param_streams(hidden: int, params: dict) -> tuple[list[int], list[int]]:
 
 
 def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, params: dict, z,
-                g: int, *, name: str = "adapter") -> AdapterRun:
+                g: int, mults=(), *, name: str = "adapter") -> AdapterRun:
     """Run the samples of ``z`` (N, C, ...) of adapter ``node`` through a built unit.
 
     ``params`` holds the node's arrays (``pool_M``, ``w2``, ...); ``g`` is the ``G`` of its
-    ``quant`` node.
+    ``quant`` node; ``mults`` the consuming layers' multipliers (:func:`multipliers_of`).
     """
     C, Ch = node["channels"], node["hidden"]
     z = np.asarray(z, dtype=np.int64)
     hw = int(np.prod(z.shape[2:])) if z.ndim > 2 else 1
-    if C > cfg.max_channels or Ch > cfg.max_hidden or hw > cfg.max_hw:
-        raise ValueError(f"{name}: C={C}, C_h={Ch}, H*W={hw} exceed the build {cfg.tag()}")
+    mults = [int(v) for v in mults]
+    if C > cfg.max_channels or Ch > cfg.max_hidden or hw > cfg.max_hw or len(mults) > cfg.max_mults:
+        raise ValueError(f"{name}: C={C}, C_h={Ch}, H*W={hw}, {len(mults)} multipliers exceed "
+                         f"the build {cfg.tag()}")
     z = z.reshape(len(z), C * hw)
     n_s = z.shape[0]
-    est = adapter_cycles(C, Ch)
+    est = adapter_cycles(C, Ch, multipliers=len(mults))
     w, q = _param_streams(Ch, params)
     period = z.shape[1] + 1 + est + MARGIN
-    first = max(len(w), len(q))
+    first = max(len(w), len(q), len(mults))
     n = first + n_s * period + 1
     cols = {p["name"]: np.zeros(n, dtype=np.uint64) for p in input_ports(ports)}
     cols["w_in__valid"][:len(w)] = 1
@@ -148,6 +166,9 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, pa
     q_payload = [0] * n
     q_payload[:len(q)] = list(qv)
     cols["q_in__valid"][:len(q)] = 1
+    cols["m_in__valid"][:len(mults)] = 1
+    cols["m_in__payload"][:len(mults)] = mults
+    cols["n_mults"][:] = len(mults)
     cols["g"][:] = g
     cols["channels"][:], cols["hidden"][:], cols["hw"][:] = C, Ch, hw
     starts = []
@@ -188,11 +209,13 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, pa
     S = np.full((n_s, C), -1, dtype=np.int64)
     P = np.full((n_s, C), -1, dtype=np.int64)
     H = np.full((n_s, Ch), -1, dtype=np.int64)
+    Mn = np.full((n_s, len(mults)), -1, dtype=np.int64)
     beta, R, sh = (np.full(n_s, -1, dtype=np.int64) for _ in range(3))
     cycles = []
     for s, at in enumerate(starts):
         win = (cyc >= at) & (cyc < at + period - z.shape[1])
-        for key, arr, val in (("s_valid", S, "s_data"), ("p_valid", P, "code"), ("h_valid", H, "code")):
+        for key, arr, val in (("s_valid", S, "s_data"), ("p_valid", P, "code"), ("h_valid", H, "code"),
+                              ("mn_valid", Mn, "mn")):
             got = col[val][win & (col[key] == 1)]
             if got.size != arr.shape[1]:
                 raise RuntimeError(f"{name} sample {s}: {got.size} values on {key}, expected {arr.shape[1]}")
@@ -202,11 +225,12 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, pa
             raise RuntimeError(f"{name} sample {s}: done raised {d.size} times (expected once)")
         beta[s], R[s], sh[s] = col["beta"][d[0]], col["r"][d[0]], col["sh"][d[0]]
         cycles.append(int(cyc[d[0]]) - at)
-    return AdapterRun(S, P, H, beta, R, sh, cycles, est)
+    return AdapterRun(S, P, H, beta, R, sh, Mn, cycles, est)
 
 
 def expected_of(net, node: dict, vectors: dict) -> dict:
-    """Golden ``S``, ``P``, ``H``, ``beta``, ``R``, ``sh`` of adapter ``node`` (per sample)."""
+    """Golden ``S``, ``P``, ``H``, ``beta`` of adapter ``node`` and, from the golden ``beta``,
+    ``R``, ``sh`` (section 14) and ``Mn`` (section 11), per sample."""
     name = node["name"]
     exp = {"S": vectors[f"vec/{name}/S"], "P": vectors[f"vec/{name}/P"], "beta": vectors[f"vec/{name}/beta"]}
     if node["hidden"]:
@@ -215,7 +239,15 @@ def expected_of(net, node: dict, vectors: dict) -> dict:
     rs = [reciprocal(int(b), g, node["beta_frac"]) for b in exp["beta"]]
     exp["R"] = np.array([r for r, _ in rs], dtype=np.int64)
     exp["sh"] = np.array([s for _, s in rs], dtype=np.int64)
+    exp["Mn"] = beta_multipliers(multipliers_of(net, name), exp["beta"], node["beta_frac"])
     return exp
+
+
+def beta_multipliers(mults, beta, beta_frac: int) -> np.ndarray:
+    """``M_n = (M * beta_q + h) >> f_b`` (spec section 11) per sample and multiplier."""
+    h = 1 << (beta_frac - 1) if beta_frac >= 1 else 0
+    return np.array([[(int(mv) * int(b) + h) >> beta_frac for mv in mults] for b in beta],
+                    dtype=np.int64).reshape(len(beta), len(mults))
 
 
 def quant_g(net, adapter: str) -> int:
@@ -226,8 +258,8 @@ def quant_g(net, adapter: str) -> int:
     return 0
 
 
-def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, dict, np.ndarray, int]]:
-    """``(name, node, params, z, g)`` per adapter node of ``net``."""
+def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, dict, np.ndarray, int, list]]:
+    """``(name, node, params, z, g, mults)`` per adapter node of ``net``."""
     vectors = net.vectors if vectors is None else vectors
     jobs = []
     for nd in net.nodes:
@@ -236,13 +268,13 @@ def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, dict
         name = nd["name"]
         params = {k.split("/", 1)[1]: v for k, v in net.params.items() if k.startswith(name + "/")}
         jobs.append((name, nd, params, vectors[f"vec/{nd['inputs'][0]}"],
-                     quant_g(net, name)))
+                     quant_g(net, name), multipliers_of(net, name)))
     return jobs
 
 
 def compare_run(case: str, node: str, run: AdapterRun, exp: dict) -> list[tuple]:
     """Mismatches ``(case, node, array, sample, index, expected, actual)``, every one."""
-    got = {"S": run.S, "P": run.P, "H": run.H, "beta": run.beta, "R": run.R, "sh": run.sh}
+    got = {"S": run.S, "P": run.P, "H": run.H, "beta": run.beta, "R": run.R, "sh": run.sh, "Mn": run.Mn}
     bad = []
     for key, want in exp.items():
         want = np.asarray(want, dtype=np.int64).reshape(got[key].shape)

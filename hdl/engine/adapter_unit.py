@@ -4,7 +4,8 @@ Per sample: the wide codes ``z`` stream in (``[c][hw]`` order, one per cycle) an
 into ``S[c]``; after ``start`` the unit makes the mean codes ``P`` (one requantisation per
 cycle), the hidden codes ``H`` and ``beta_q`` (one 8x8-bit multiply-add per cycle, one shared
 requantiser), then the reciprocal ``R`` and shift ``sh`` of section 14 (a restoring divider,
-one quotient bit per cycle) and raises ``done`` for one cycle. Its cycle count is
+one quotient bit per cycle) and, alongside the divider, the per-sample multipliers ``M_n`` of
+the consuming layers (section 11, one per cycle), and raises ``done`` for one cycle. Its cycle count is
 :func:`hdl.engine.adapter.adapter_cycles`.
 """
 
@@ -54,19 +55,24 @@ class AdapterUnit(wiring.Component):
         Largest ``C_h`` (0: single-layer adapters only).
     max_hw : int
         Largest number of elements per channel (``H*W``), 1..2^20.
+    max_mults : int
+        Largest number of static multipliers ``M`` of the consuming layers, 1..2^16.
     beta_bits, beta_frac : int
         ``b_beta`` (2..15) and ``f_b`` (0..``b_beta``).
 
     Ports
     -----
-    channels, hidden, hw : In
-        ``C``, ``C_h`` and ``H*W`` of the adapter being run (held while it runs).
+    channels, hidden, hw, n_mults : In
+        ``C``, ``C_h``, ``H*W`` and the number of multipliers ``M`` of the adapter being run
+        (held while it runs).
     z_in__valid, z_in__payload : In(1), In(15)
         Unsigned wide codes of one sample, ``[c][hw]`` order, at most one per cycle.
     w_in__valid, w_in__payload : In(1), In(8)
         Weights: ``w1`` row-major (``hidden x C``), then ``w2`` (two's complement).
     q_in__valid, q_in__payload : In(1), In(70)
         Requantiser words (:func:`pack_q`): pool, ``hidden`` rows of layer 1, layer 2.
+    m_in__valid, m_in__payload : In(1), In(16)
+        The consuming layers' static multipliers ``M[c][k]``, in the order ``M_n`` leaves.
     start : In(1)
         After the last code of a sample: run the pass. Also rewinds the load addresses.
     g : In(5)
@@ -75,19 +81,23 @@ class AdapterUnit(wiring.Component):
         ``S[c]``, ``c = 0..C-1`` in order, as each is read.
     p_valid, h_valid, code : Out(1), Out(1), Out(8)
         ``P[c]`` and ``H[j]`` as each is made.
+    mn_valid, mn : Out(1), Out(16)
+        ``M_n = (M * beta_q + h) >> f_b`` of each loaded ``M`` in turn, one per cycle.
     done, beta, r, sh : Out(1), Out(b_beta), Out(16), Out(6)
         One cycle: ``beta_q``, ``R`` and ``sh = L + 14 + G - f_b``.
     """
 
-    def __init__(self, *, max_channels: int, max_hidden: int, max_hw: int, beta_bits: int = 10,
-                 beta_frac: int = 8):
+    def __init__(self, *, max_channels: int, max_hidden: int, max_hw: int, max_mults: int = 1,
+                 beta_bits: int = 10, beta_frac: int = 8):
         for name, v, lo, hi in (("max_channels", max_channels, 1, 256),
                                 ("max_hidden", max_hidden, 0, max_channels),
-                                ("max_hw", max_hw, 1, 1 << 20), ("beta_bits", beta_bits, 2, 15),
+                                ("max_hw", max_hw, 1, 1 << 20), ("max_mults", max_mults, 1, 1 << 16),
+                                ("beta_bits", beta_bits, 2, 15),
                                 ("beta_frac", beta_frac, 0, beta_bits)):
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
         self.max_channels, self.max_hidden, self.max_hw = max_channels, max_hidden, max_hw
+        self.max_mults = max_mults
         self.beta_bits, self.beta_frac = beta_bits, beta_frac
         self.s_bits = s_bits(max_hw)
         self.acc_bits = max(self.s_bits + 1, fc_acc_bits(max_channels))
@@ -95,7 +105,9 @@ class AdapterUnit(wiring.Component):
         self.n_q = 2 + max_hidden
         super().__init__({
             "channels": In(range(max_channels + 1)), "hidden": In(range(max_hidden + 1)),
-            "hw": In(range(max_hw + 1)),
+            "hw": In(range(max_hw + 1)), "n_mults": In(range(max_mults + 1)),
+            "m_in__valid": In(1), "m_in__payload": In(M_BITS),
+            "mn_valid": Out(1), "mn": Out(M_BITS),
             "z_in__valid": In(1), "z_in__payload": In(15),
             "w_in__valid": In(1), "w_in__payload": In(8),
             "q_in__valid": In(1), "q_in__payload": In(Q_BITS),
@@ -141,6 +153,16 @@ class AdapterUnit(wiring.Component):
                 m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(self.q_in__valid):
                 m.d.sync += q_addr.eq(q_addr + 1)
+
+        mmem = Memory(shape=unsigned(M_BITS), depth=self.max_mults, init=[])
+        m.submodules.mmem = mmem
+        m_wr, m_rd = mmem.write_port(), mmem.read_port(domain="comb")
+        m_addr = counter(self.max_mults, "m_addr")
+        m.d.comb += [m_wr.addr.eq(m_addr), m_wr.data.eq(self.m_in__payload), m_wr.en.eq(self.m_in__valid)]
+        with m.If(self.start):
+            m.d.sync += m_addr.eq(0)
+        with m.Elif(self.m_in__valid):
+            m.d.sync += m_addr.eq(m_addr + 1)
 
         # --- pool, fused with the stream of z ---
         pool = Signal(self.s_bits)
@@ -220,6 +242,18 @@ class AdapterUnit(wiring.Component):
         beta_r = Signal(bb)
         L = Signal(range(bb + 1))
 
+        # per-sample multipliers (section 11), one per cycle from the cycle after beta_q
+        m_run = Signal()
+        m_idx = counter(self.max_mults, "m_idx")
+        mprod = Signal(M_BITS + bb)
+        h = (1 << (fb - 1)) if fb >= 1 else 0
+        m.d.comb += [m_rd.addr.eq(m_idx), mprod.eq(m_rd.data * beta_r + h)]
+        with m.If(m_run):
+            m.d.comb += [self.mn_valid.eq(1), self.mn.eq(mprod >> fb)]
+            m.d.sync += m_idx.eq(m_idx + 1)
+            with m.If(m_idx == self.n_mults - 1):
+                m.d.sync += m_run.eq(0)
+
         def acc_step(value):
             m.d.sync += acc.eq(Mux(first, 0, acc) + value)
 
@@ -278,7 +312,7 @@ class AdapterUnit(wiring.Component):
                         m.d.comb += lc.eq(k + 1)
                 m.d.sync += [beta_r.eq(beta_c), L.eq(lc), dsh.eq(beta_c << 16),
                              rem.eq((Const(1, bb + 17) << (lc + 15)) + beta_c),
-                             quo.eq(0), step.eq(0)]
+                             quo.eq(0), step.eq(0), m_idx.eq(0), m_run.eq(self.n_mults != 0)]
                 m.d.sync += state.eq(DIV)
         with m.Elif(state == DIV):
             # restoring division, quotient bit 15 - step per cycle
@@ -292,9 +326,10 @@ class AdapterUnit(wiring.Component):
             m.d.sync += step.eq(step + 1)
             with m.If(step == DIV_STEPS - 1):
                 m.d.sync += state.eq(DONE)
-        with m.Else():                                     # DONE
-            m.d.comb += [self.done.eq(1), self.beta.eq(beta_r), self.r.eq(quo),
-                         self.sh.eq(L + 14 + self.g - fb)]
-            m.d.sync += state.eq(IDLE)
+        with m.Else():                                     # DONE, once every M_n is out
+            with m.If(~m_run):
+                m.d.comb += [self.done.eq(1), self.beta.eq(beta_r), self.r.eq(quo),
+                             self.sh.eq(L + 14 + self.g - fb)]
+                m.d.sync += state.eq(IDLE)
         m.d.comb += self.s_data.eq(s_rd.data)
         return m
