@@ -176,3 +176,13 @@ def test_conform_rtl_unit_adapter_rejects_a_layer_case_in_one_line(capsys):
     assert main(["conform", "--rtl", "--unit", "adapter", str(corpus)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"asqhw: error: {corpus}: not a network export; --unit adapter checks the adapters of networks"]
+
+
+def test_conform_rtl_unit_adapter_refuses_a_network_without_adapters(tmp_path, capsys):
+    m, p = random_network(5, channels=4, samples=2, asq=False)
+    v = netref.run_network((m, p), random_input(5, m, 2))
+    v |= {"vec/labels": np.arange(2) % 10, "vec/qat_logits": np.zeros((2, 10), dtype=np.float32)}
+    write_network(tmp_path / "lsq.npz", dict(m, samples=2), p, v)
+    assert main(["conform", "--rtl", "--unit", "adapter", str(tmp_path / "lsq.npz")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == \
+        [f"asqhw: error: {tmp_path / 'lsq.npz'}: network has no adapter nodes"]

@@ -43,8 +43,14 @@ def conform_adapters(args, default_networks) -> int:
     for net in nets:
         if not net.samples:
             raise UserError(f"{net.path}: network has no golden vectors (samples = 0)")
+        if not any(nd["op"] == "adapter" for nd in net.nodes):
+            raise UserError(f"{net.path}: network has no adapter nodes")
     builds = {}
     for cfg in config_of(nets):
+        try:
+            cfg.unit()
+        except ValueError as e:
+            raise UserError(f"an adapter of these networks is too large for the unit ({e})") from None
         if not args.quiet:
             print(f"building {cfg.module()}", file=sys.stderr, flush=True)
         builds[(cfg.beta_bits, cfg.beta_frac)] = (cfg, *build_adapter(cfg))
