@@ -186,3 +186,10 @@ def test_conform_rtl_unit_adapter_refuses_a_network_without_adapters(tmp_path, c
     assert main(["conform", "--rtl", "--unit", "adapter", str(tmp_path / "lsq.npz")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == \
         [f"asqhw: error: {tmp_path / 'lsq.npz'}: network has no adapter nodes"]
+
+
+def test_a_build_larger_than_the_unit_allows_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"max_channels must be an integer in 1\.\.256, not 300"):
+        AdapterConfig(300, 8, 64).check()
+    with pytest.raises(ValueError, match=r"max_hw must be"):
+        AdapterConfig(32, 8, 1 << 21).check()

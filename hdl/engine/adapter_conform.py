@@ -48,7 +48,7 @@ def conform_adapters(args, default_networks) -> int:
     builds = {}
     for cfg in config_of(nets):
         try:
-            cfg.unit()
+            cfg.check()
         except ValueError as e:
             raise UserError(f"an adapter of these networks is too large for the unit ({e})") from None
         if not args.quiet:

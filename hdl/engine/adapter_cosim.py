@@ -21,7 +21,7 @@ from asqhw import SPEC_VERSION, __version__
 
 from ..cosim_harness import harness_cpp, input_ports, output_ports, words
 from .adapter import adapter_cycles
-from .adapter_unit import AdapterUnit, pack_q
+from .adapter_unit import AdapterUnit, check_sizes, pack_q
 
 __all__ = ["AdapterConfig", "AdapterRun", "config_of", "render", "build_adapter", "run_adapter",
            "adapter_jobs", "expected_of", "compare_run", "reciprocal", "multipliers_of",
@@ -48,6 +48,11 @@ class AdapterConfig:
 
     def module(self) -> str:
         return f"asqhw_adapter_{self.tag()}"
+
+    def check(self) -> None:
+        """Raise ValueError if the unit cannot be built with these sizes."""
+        check_sizes(max_channels=self.max_channels, max_hidden=self.max_hidden, max_hw=self.max_hw,
+                    max_mults=self.max_mults, beta_bits=self.beta_bits, beta_frac=self.beta_frac)
 
     def unit(self) -> AdapterUnit:
         return AdapterUnit(max_channels=self.max_channels, max_hidden=self.max_hidden, max_hw=self.max_hw,

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..requant import B_BITS, M_BITS, SH_BITS, Requantiser
 
-__all__ = ["AdapterUnit", "Q_BITS", "R_BITS", "pack_q", "s_bits", "fc_acc_bits"]
+__all__ = ["AdapterUnit", "check_sizes", "Q_BITS", "R_BITS", "pack_q", "s_bits", "fc_acc_bits"]
 
 R_BITS = 16
 Q_BITS = M_BITS + B_BITS + SH_BITS        # one requantiser parameter word: M | B << 16 | sh << 64
@@ -42,6 +42,17 @@ def fc_acc_bits(fan: int) -> int:
 def pack_q(M: int, B: int, sh: int) -> int:
     """One parameter word of the ``q_in`` stream: ``M | (B mod 2^48) << 16 | sh << 64``."""
     return int(M) | ((int(B) & ((1 << B_BITS) - 1)) << M_BITS) | (int(sh) << (M_BITS + B_BITS))
+
+
+def check_sizes(*, max_channels: int, max_hidden: int, max_hw: int, max_mults: int,
+                beta_bits: int, beta_frac: int) -> None:
+    """Raise ValueError naming the first build parameter of :class:`AdapterUnit` out of range."""
+    for name, v, lo, hi in (("max_channels", max_channels, 1, 256),
+                            ("max_hidden", max_hidden, 0, max_channels),
+                            ("max_hw", max_hw, 1, 1 << 20), ("max_mults", max_mults, 1, 1 << 16),
+                            ("beta_bits", beta_bits, 2, 15), ("beta_frac", beta_frac, 0, beta_bits)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
 
 
 class AdapterUnit(wiring.Component):
@@ -89,13 +100,8 @@ class AdapterUnit(wiring.Component):
 
     def __init__(self, *, max_channels: int, max_hidden: int, max_hw: int, max_mults: int = 1,
                  beta_bits: int = 10, beta_frac: int = 8):
-        for name, v, lo, hi in (("max_channels", max_channels, 1, 256),
-                                ("max_hidden", max_hidden, 0, max_channels),
-                                ("max_hw", max_hw, 1, 1 << 20), ("max_mults", max_mults, 1, 1 << 16),
-                                ("beta_bits", beta_bits, 2, 15),
-                                ("beta_frac", beta_frac, 0, beta_bits)):
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
+        check_sizes(max_channels=max_channels, max_hidden=max_hidden, max_hw=max_hw,
+                    max_mults=max_mults, beta_bits=beta_bits, beta_frac=beta_frac)
         self.max_channels, self.max_hidden, self.max_hw = max_channels, max_hidden, max_hw
         self.max_mults = max_mults
         self.beta_bits, self.beta_frac = beta_bits, beta_frac
