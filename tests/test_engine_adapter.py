@@ -145,7 +145,8 @@ def test_a_changed_input_code_changes_the_pool_sum(unit):
     z = z.copy()
     z[1, 2, 0, 0] ^= 1 << 10
     run = run_adapter(BUILD, exe, ports, node, params, z, 9, mults)
-    assert ("small", node["name"], "S", 1, (2,)) in [b[:5] for b in compare_run("small", node["name"], run, exp)]
+    found = [b[:5] for b in compare_run("small", node["name"], run, exp)]
+    assert ("small", node["name"], "S", 1, (2,)) in found
 
 
 def test_the_unit_verilog_passes_verilator_lint_wall(tmp_path):
@@ -175,7 +176,8 @@ def test_conform_rtl_unit_adapter_rejects_a_layer_case_in_one_line(capsys):
     corpus = BUNDLED.parent.parent / "vectors"
     assert main(["conform", "--rtl", "--unit", "adapter", str(corpus)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"asqhw: error: {corpus}: not a network export; --unit adapter checks the adapters of networks"]
+    assert err == [f"asqhw: error: {corpus}: not a network export; "
+                   "--unit adapter checks the adapters of networks"]
 
 
 def test_conform_rtl_unit_adapter_refuses_a_network_without_adapters(tmp_path, capsys):

@@ -86,7 +86,8 @@ def conform_adapters(args, default_networks) -> int:
 
     print(_table(["network", "adapter", "C", "C_h", "H*W", "M_n", "samples", "values", "mismatches",
                   "rtl cycles", "model cycles"],
-                 [[r["network"], r["adapter"], r["channels"], r["hidden"], r["hw"], r["multipliers"], r["samples"],
+                 [[r["network"], r["adapter"], r["channels"], r["hidden"], r["hw"], r["multipliers"],
+                   r["samples"],
                    r["values"], r["mismatches"], "/".join(map(str, r["cycles"])), r["model_cycles"]]
                   for r in rows]))
     print("(values: S, P, H, beta_q, R, sh and the per-sample multipliers M_n of the consuming\n"

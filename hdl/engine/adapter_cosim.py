@@ -190,7 +190,8 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, pa
                 mats.append(np.fromiter(((v >> (32 * k)) & 0xFFFFFFFF for v in q_payload),
                                         dtype=np.uint32, count=n))
             else:
-                mats.append(((cols[p["name"]] >> np.uint64(32 * k)) & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+                part = (cols[p["name"]] >> np.uint64(32 * k)) & np.uint64(0xFFFFFFFF)
+                mats.append(part.astype(np.uint32))
     data = np.stack(mats, axis=1)
     outs = output_ports(ports)
     with tempfile.TemporaryDirectory(prefix="asqhw-adapter-") as tmp:
