@@ -59,6 +59,8 @@ def cmd_conform(args) -> int:
     from .netconform import conform_networks, format_networks, split_paths
     from .vectors import load_cases
 
+    if args.rtl and args.unit == "adapter":
+        return importlib.import_module("hdl.engine.adapter_conform").conform_adapters(args, default_networks)
     case_paths, net_paths = split_paths(args.paths or [default_corpus(), default_networks()])
     cases = load_cases(case_paths) if case_paths else []
     nets = conform_networks(net_paths)
@@ -294,9 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="case or network files, or directories (default: the bundled corpus and networks)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
-    p.add_argument("--unit", choices=["top", "engine"], default="top",
-                   help="RTL unit: the dot unit with requantiser (top) or the layer engine "
-                        "(engine: Verilator only; outputs y and cycles, checked against the cycle model)")
+    p.add_argument("--unit", choices=["top", "engine", "adapter"], default="top",
+                   help="RTL unit: the dot unit with requantiser (top), the layer engine "
+                        "(engine: Verilator only; outputs y and cycles, checked against the cycle model) "
+                        "or the adapter unit (adapter: Verilator only; the adapters of network files)")
     p.add_argument("--lanes", type=int, default=None,
                    help="RTL lanes (default 16 for top, 8 for engine)")
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")

@@ -5,7 +5,9 @@ memory images and term lists), ``memories`` (stream loaders), ``tiles`` (address
 generation), ``lanes`` (the lane array), ``drain`` (requantisation and output
 buffer), ``top`` (the ``Engine`` component and its FSM), ``cycles`` (the exact cycle
 model), ``expect`` (entry counts under a Gaussian weight model), ``adapter`` (cycle
-model of the ASQ adapter companion unit), ``emit`` (Verilog, sidecar, FuseSoC core),
+model of the ASQ adapter companion unit), ``adapter_unit`` (that unit in RTL),
+``adapter_cosim`` (its Verilator co-simulation), ``adapter_conform`` (``asqhw conform
+--unit adapter``), ``emit`` (Verilog, sidecar, FuseSoC core),
 ``cosim`` (Verilator co-simulation of golden cases), ``synth`` (synthesis).
 """
 
