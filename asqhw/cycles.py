@@ -101,16 +101,22 @@ def parse_sweep(text: str) -> tuple[str, list[int]]:
     return "lanes", out
 
 
-def _adapter_rows(rows, layers, batch, reduction=4):
-    """Fill ``adapter_cycles`` for every layer whose input has an ASQ adapter."""
+def _adapter_rows(rows, layers, batch, reduction=4, n_acc=1):
+    """Fill ``adapter_cycles`` for every layer whose input has an ASQ adapter.
+
+    Each adapter also makes the per-sample multipliers of its layer (``C_out * n_acc``,
+    spec section 11) alongside the divider.
+    """
     from hdl.engine.adapter import adapter_cycles
 
     from .overhead import topology_sites
 
     sites = {s.name: s for s in topology_sites(layers, reduction)}
+    c_out = {l.name: l.c_out for l in layers}
     for r in rows:
         s = sites.get(r["layer"])
-        r["adapter_cycles"] = adapter_cycles(s.channels, s.hidden, batch) if s else 0
+        r["adapter_cycles"] = (adapter_cycles(s.channels, s.hidden, batch, c_out[r["layer"]] * n_acc)
+                               if s else 0)
 
 
 def _synth_rows(path, dp, schedule, rq_pipeline=1) -> dict:
@@ -179,8 +185,11 @@ def _network_layers(path, batch):
         weights[name] = net.param(name, "w")
         dps[name] = net.datapath(nd)
         ad = adapter_nodes.get(quant_adapter.get(src) or "")
-        if ad is not None:
-            adapters[name] = (ad["channels"], ad["hidden"])
+        if ad is not None:                 # one pass per adapter, counted at its first consumer
+            mult = sum(n["out_channels" if n["op"] == "conv2d" else "out_features"] * net.datapath(n).n_acc
+                       for n in net.nodes if n.get("beta_from") == ad["name"])
+            if all(a[3] != ad["name"] for a in adapters.values()):
+                adapters[name] = (ad["channels"], ad["hidden"], mult, ad["name"])
     if not layers:
         raise UserError(f"{path}: the network has no conv2d or linear node")
     main = Counter(dps.values()).most_common(1)[0][0]
@@ -219,15 +228,15 @@ def cmd_cycles(args) -> int:
 
         for rows in results.values():
             for r in rows:
-                c_h = adapters.get(r["layer"])
-                r["adapter_cycles"] = adapter_cycles(c_h[0], c_h[1], args.batch) if c_h else 0
+                a = adapters.get(r["layer"])
+                r["adapter_cycles"] = adapter_cycles(a[0], a[1], args.batch, a[2]) if a else 0
     elif args.adapter:
         if not args.model:
             raise UserError("--adapter needs --model (a built-in topology or a network export)")
         from .topologies import topology
 
         for rows in results.values():
-            _adapter_rows(rows, topology(args.model), args.batch)
+            _adapter_rows(rows, topology(args.model), args.batch, n_acc=dp.n_acc)
     mhz = args.clock
     synth = (_synth_rows(args.synth, dp, results[lanes_list[0]][0]["schedule"], args.rq_pipeline)
              if args.synth else {})

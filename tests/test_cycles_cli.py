@@ -87,8 +87,9 @@ def test_adapter_pass_is_counted_on_quantised_inputs_only(capsys):
     data = json.loads(out)
     rows = {r["layer"]: r for r in data["layers"]["16"]}
     assert rows["conv1"]["adapter_cycles"] == 0                      # the image has no adapter
-    # C = 16, hidden 16 // 4 = 4: 16 mean codes + 16*4 + 4 MACs + 16 divider + 3
-    assert rows["layer1.0.conv1"]["adapter_cycles"] == 16 + 68 + 16 + 3
+    # C = 16, hidden 16 // 4 = 4: 16 mean codes + 16*4 + 4 MACs, then the divider alongside
+    # the layer's 16 x 2 (post split) per-sample multipliers: max(16, 32), + 3
+    assert rows["layer1.0.conv1"]["adapter_cycles"] == 16 + 68 + 32 + 3
     assert data["summary"][0]["cycles"] == sum(r["cycles"] + r["adapter_cycles"] for r in rows.values())
 
 
@@ -118,4 +119,5 @@ def test_network_export_gives_exact_counts_and_its_adapters(capsys):
     assert rc == 0 and data["exact"] is True
     assert list(rows) == ["conv1", "conv2", "conv3", "fc"]
     assert rows["conv1"]["adapter_cycles"] == 0                    # reads the image
-    assert rows["conv2"]["adapter_cycles"] == 16 + 16 * 4 + 4 + 16 + 3
+    # 32 output channels x 2 accumulators = 64 per-sample multipliers (the RTL unit's 151 cycles)
+    assert rows["conv2"]["adapter_cycles"] == 16 + 16 * 4 + 4 + 64 + 3

@@ -39,7 +39,7 @@ def adapter_cycles(channels: int, hidden: int, batch: int = 1, multipliers: int 
     """Cycles of the adapter pass over ``batch`` samples of a ``channels``-channel tensor.
 
     ``multipliers``: the number ``n_M`` of per-sample multipliers made alongside the divider
-    (0: none, as ``asqhw cycles`` counts).
+    (0: none; ``asqhw cycles`` passes ``C_out * n_acc`` of the consuming layers).
     """
     fc = channels * hidden + hidden if hidden else channels
     return batch * (channels + fc + adapter_stalls(channels, hidden) + max(DIVIDER_CYCLES, multipliers)
