@@ -265,3 +265,11 @@ def test_every_design_of_the_dot_unit_converts_with_registered_io(design):
 def test_a_pipeline_deeper_than_the_unit_allows_is_a_user_error():
     with pytest.raises(UserError, match="uniform b_w=4 b_a=4 lanes=1 pipeline=8: pipeline"):
         to_verilog(make_config("uniform", w_bits=4, a_bits=4, lanes=1, pipeline=8))
+
+
+def test_default_designs_of_asqhw_synth_are_every_dot_unit_design():
+    from asqhw.cli import build_parser
+    from hdl.engine.synth import DEFAULT_DOT_DESIGNS
+
+    args = build_parser().parse_args(["synth", "-o", "out"])
+    assert args.design == DEFAULT_DOT_DESIGNS == list(DESIGNS)
