@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", choices=["dot", "engine"], default="dot",
                    help="dot unit (default) or the layer engine (writes engine_synth.md/csv/json)")
     p.add_argument("--design", type=lambda s: s.split(","),
-                   default=["uniform", "pot", "pot-grouped", "post-lut", "post-split", "post-split-grouped"],
+                   default=["uniform", "uniform-grouped", "pot", "pot-grouped", "post-lut", "post-split",
+                            "post-split-grouped"],
                    help="comma-separated designs")
     p.add_argument("--config", action="append", metavar="LABEL",
                    help="one configuration by label, e.g. 'post-split-grouped b_w=4 b_a=4 lanes=8' (repeatable)")

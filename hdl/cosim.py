@@ -365,8 +365,9 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
     lanes : int
         Lanes of the dot unit.
     schedule : {"auto", "any", "grouped"}
-        "auto" is "grouped" for pot and post split weights, "any" otherwise.
-        "grouped" with uniform or post lut weights raises UserError.
+        "auto" is "grouped" for pot and post split weights, "any" otherwise
+        (uniform included: "grouped" for uniform must be asked for). "grouped" with
+        post lut weights raises UserError.
     simulator : {"verilator", "amaranth"}
     progress : callable, optional
         Called as ``progress(done, total, case_name)`` as results arrive (done counts from 1).
@@ -397,9 +398,9 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
     scheduler_address(scheduler)        # an empty address fails now
     cfgs = [hw_config(c, lanes=lanes, schedule=schedule, pipeline=pipeline) for c in cases]
     for case, cfg in zip(cases, cfgs):
-        if cfg.schedule == "grouped" and cfg.dp.arch not in ("shift", "split"):
-            raise UserError(f"{case.name}: schedule 'grouped' needs pot or post split weights, "
-                            f"not arch {cfg.dp.arch!r}")
+        if cfg.schedule == "grouped" and cfg.dp.arch not in ("shift", "split", "mul"):
+            raise UserError(f"{case.name}: schedule 'grouped' needs uniform, pot or post split "
+                            f"weights, not arch {cfg.dp.arch!r}")
     groups: dict[HwConfig, list[int]] = {}
     for i, cfg in enumerate(cfgs):
         groups.setdefault(cfg, []).append(i)

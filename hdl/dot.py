@@ -6,17 +6,20 @@ Two schedules (docs/datapath.md section 9, docs/rtl.md):
     Every lane takes any weight code: one product lane of ``dp.arch`` per lane
     (``hdl.lanes``), one adder tree per accumulator (``split`` gates each lane's
     product into the tree of its accumulator index).
-``grouped`` (``shift`` and ``split`` only)
-    All lanes of a beat share one exponent ``W`` (port ``exp``; zero weights are
-    never sent). Lanes only negate ``A`` (``XOR`` plus carry), the adder tree adds
-    ``b_a + 1``-bit values, and one shifter after the tree scales the beat sum:
-    by ``E_max - W`` for ``pot``, by ``S - floor(W/2)`` into ``acc_(W mod 2)`` for
-    ``post split``. The leftover carry ``c`` of the tree is shifted with the sum
-    as ``((T << s) | (c ? 2^s - 1 : 0)) + c = (T + c) << s``: the vacated bits
-    are filled with ``c`` and ``c`` goes into the accumulator adder's carry input.
+``grouped`` (``shift``, ``split`` and ``mul``)
+    All lanes of a beat share one exponent ``W`` (port ``exp``; pot/post) or one
+    weight magnitude ``|q|`` (port ``mag``; uniform); zero weights are never sent.
+    Lanes only negate ``A`` (``XOR`` plus carry), the adder tree adds
+    ``b_a + 1``-bit values, and one scaler after the tree scales the beat sum:
+    a shifter by ``E_max - W`` for ``pot``, by ``S - floor(W/2)`` into
+    ``acc_(W mod 2)`` for ``post split``, one multiplier by ``|q|`` for
+    ``uniform``. The shifters take the leftover carry ``c`` of the tree along as
+    ``((T << s) | (c ? 2^s - 1 : 0)) + c = (T + c) << s``: the vacated bits are
+    filled with ``c`` and ``c`` goes into the accumulator adder's carry input.
+    The multiplier takes ``(T + c) * |q|`` (a narrow adder before it).
 
 Combinational levels: the lanes, ``ceil(log2(lanes))`` tree levels and (grouped)
-the shifter. The ``pipeline`` registers go after the levels that best balance a
+the scaler. The ``pipeline`` registers go after the levels that best balance a
 rough iCE40 delay model (property ``cuts``); the accumulator adder is the last stage.
 """
 
@@ -33,9 +36,11 @@ from asqhw.params import MAX_ACC_BITS, Datapath
 from .adders import add_terms, register, tree_depth
 from .lanes import SignLane, make_lane
 
-__all__ = ["DotUnit", "SCHEDULES", "MAX_LANES"]
+__all__ = ["DotUnit", "SCHEDULES", "GROUPED_ARCHS", "MAX_LANES"]
 
 SCHEDULES = ("any", "grouped")
+#: Product architectures that have a ``grouped`` schedule (pot, post split, uniform).
+GROUPED_ARCHS = ("shift", "split", "mul")
 MAX_LANES = 1024
 
 
@@ -79,7 +84,7 @@ class DotUnit(wiring.Component):
     acc_bits : int
         Accumulator width, 2..40; sums wrap modulo ``2^acc_bits``.
     schedule : str
-        ``"any"`` or ``"grouped"`` (``shift``/``split`` only).
+        ``"any"`` or ``"grouped"`` (``shift``/``split``/``mul``).
     pipeline : int
         Register stages before the accumulator, ``0..max_pipeline``.
 
@@ -93,6 +98,9 @@ class DotUnit(wiring.Component):
         Schedule ``any``: weight code of lane ``i`` at bits ``[i*storage_bits, ...)``.
     neg : In(lanes), exp : In(bitlen(E_max))
         Schedule ``grouped``: per-lane weight sign and the beat's shared exponent ``W``.
+    mag : In(b_w)
+        Schedule ``grouped``, ``uniform`` (``mul``): the beat's shared weight magnitude
+        ``|q|`` (0..2^(b_w-1)) instead of ``exp``.
     acc : Out(n_acc * acc_bits)
         Accumulator ``k`` at bits ``[k*acc_bits, (k+1)*acc_bits)``, two's complement.
         The accumulators are reset-less: undefined until the first ``first`` beat.
@@ -119,7 +127,10 @@ class DotUnit(wiring.Component):
             members["w"] = In(unsigned(lanes * dp.storage_bits))
         else:
             members["neg"] = In(unsigned(lanes))
-            members["exp"] = In(unsigned(dp.e_max.bit_length()))
+            if dp.arch == "mul":
+                members["mag"] = In(unsigned(dp.w_bits))
+            else:
+                members["exp"] = In(unsigned(dp.e_max.bit_length()))
         members["acc"] = Out(unsigned(dp.n_acc * acc_bits))
         members["out_valid"] = Out(1)
         super().__init__(members)
@@ -131,8 +142,8 @@ class DotUnit(wiring.Component):
         _check_int("acc_bits", acc_bits, 2, MAX_ACC_BITS)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-        if schedule == "grouped" and dp.arch not in ("shift", "split"):
-            raise ValueError(f"schedule 'grouped' needs arch shift or split, not {dp.arch!r}")
+        if schedule == "grouped" and dp.arch not in GROUPED_ARCHS:
+            raise ValueError(f"schedule 'grouped' needs arch shift, split or mul, not {dp.arch!r}")
         self._dp = dp
         self._lanes = lanes
         self._acc_bits = acc_bits
@@ -174,7 +185,7 @@ class DotUnit(wiring.Component):
 
     @property
     def cuts(self) -> tuple[int, ...]:
-        """Levels (0 = lanes, 1.. = adder-tree levels, last = grouped shifter) followed by a register.
+        """Levels (0 = lanes, 1.. = adder-tree levels, last = grouped scaler) followed by a register.
 
         Chosen to balance a rough iCE40 delay model of the levels and the accumulator.
         """
@@ -195,7 +206,11 @@ class DotUnit(wiring.Component):
         levels = [lane]
         for level in range(1, tree_depth(n) + 1):
             levels.append(_LUT_NS + _CARRY_NS * min(width + level, self._acc_bits))
-        if self._schedule == "grouped":
+        if self._schedule == "grouped" and dp.arch == "mul":
+            # (T + c) * |q|: a narrow adder, then a b_w-bit multiplier
+            tree = width + tree_depth(n)
+            levels.append(4 * _LUT_NS + _CARRY_NS * 2 * min(tree + dp.w_bits, self._acc_bits))
+        elif self._schedule == "grouped":
             top = dp.e_max if dp.arch == "shift" else dp.frac_bits
             levels.append(_LUT_NS * top.bit_length())
         return levels
@@ -221,7 +236,7 @@ class DotUnit(wiring.Component):
 
         side = {"valid": self.valid, "first": self.first, "last": self.last}
         if grouped:
-            side["exp"] = self.exp
+            side["exp"] = self.mag if self._dp.arch == "mul" else self.exp
         trees = self._lanes_terms(m)
 
         def stage(level):
@@ -242,7 +257,8 @@ class DotUnit(wiring.Component):
             stage(level)
         sums = [terms[0] for terms in trees]          # one (x, c) per tree
         if grouped:
-            sums, sel = self._shift(m, sums[0], side.pop("exp"))
+            scale = self._multiply if self._dp.arch == "mul" else self._shift
+            sums, sel = scale(m, sums[0], side.pop("exp"))
             if sel is not None:
                 side["sel"] = sel
             trees = [sums]
@@ -284,6 +300,16 @@ class DotUnit(wiring.Component):
                 m.d.comb += [x.eq(lane.x & on.replicate(lane.width)), c.eq(lane.c & on)]
                 trees[k].append((x, c))
         return trees
+
+    def _multiply(self, m, term, mag):
+        """Grouped uniform: the beat sum ``x + c`` times the shared magnitude ``|q|``."""
+        nbits = self._acc_bits
+        x, c = term
+        total = Signal(signed(min(len(x) + 1, nbits)), name="beat_sum")
+        y = Signal(signed(min(len(total) + len(mag), nbits)), name="beat_y")
+        none = Signal(name="beat_c")        # the carry is inside beat_sum: none left over
+        m.d.comb += [total.eq(x + c), y.eq(total * mag), none.eq(0)]
+        return [(y, none)], None
 
     def _shift(self, m, term, exp):
         """Grouped: scale the beat sum ``x + c`` by the shared exponent."""

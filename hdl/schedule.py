@@ -3,12 +3,14 @@
 Cycle cost of one dot product over ``K`` terms with ``lanes`` lanes:
 
 - ``any``: ``max(1, ceil(K / lanes))`` beats, zero weights included;
-- ``grouped``: zero weights (``m = 0``) are skipped and the others grouped by
-  exponent ``W``: ``sum over W of ceil(n_W / lanes)`` beats, where ``n_W`` is the
-  number of terms with exponent ``W``; at least 1 (a dot product with no nonzero
-  weight is one all-zero beat with ``exp = 0``). With ``E_max + 1`` exponents in
-  use this costs at most ``E_max`` extra partial beats over ``ceil(K' / lanes)``
-  for the ``K'`` nonzero terms.
+- ``grouped``: zero weights (``m = 0``, uniform ``q = 0``) are skipped and the
+  others grouped by exponent ``W`` (pot/post) or by magnitude ``|q|`` (uniform):
+  ``sum over G of ceil(n_G / lanes)`` beats, where ``n_G`` is the number of terms
+  in group ``G``; at least 1 (a dot product with no nonzero weight is one
+  all-zero beat with ``exp = 0`` / ``mag = 0``). Groups go in increasing order.
+  With ``E_max + 1`` exponents in use this costs at most ``E_max`` extra partial
+  beats over ``ceil(K' / lanes)`` for the ``K'`` nonzero terms; uniform weights
+  have ``2^(b_w-1)`` magnitudes, so up to ``2^(b_w-1) - 1`` extra partial beats.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ def _check(dp, lanes, schedule, a_vec, w_vec):
         raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
     if schedule not in ("any", "grouped"):
         raise ValueError(f"schedule must be 'any' or 'grouped', not {schedule!r}")
-    if schedule == "grouped" and dp.arch not in ("shift", "split"):
-        raise ValueError(f"schedule 'grouped' needs arch shift or split, not {dp.arch!r}")
+    if schedule == "grouped" and dp.arch not in ("shift", "split", "mul"):
+        raise ValueError(f"schedule 'grouped' needs arch shift, split or mul, not {dp.arch!r}")
     a = [int(v) for v in a_vec]
     w = [int(v) for v in w_vec]
     if len(a) != len(w):
@@ -51,9 +53,14 @@ def _pack(values, bits):
 
 
 def _groups(dp, a, w):
-    """Nonzero terms as ``{W: [(A, sgn), ...]}`` in input order."""
+    """Nonzero terms as ``{W: [(A, sgn), ...]}`` (uniform: ``{|q|: ...}``) in input order."""
     mb = dp.m_bits
     groups: dict[int, list[tuple[int, int]]] = {}
+    if dp.fmt == "uniform":
+        for av, wv in zip(a, w):
+            if wv:
+                groups.setdefault(abs(wv), []).append((av, int(wv < 0)))
+        return groups
     for av, wv in zip(a, w):
         m = wv & ((1 << mb) - 1)
         if m:
@@ -77,7 +84,7 @@ def beats(dp: Datapath, lanes: int, schedule: str, a_vec, w_vec) -> list[dict[st
     -------
     list of dict
         Keys ``valid``, ``first``, ``last``, ``a`` and ``w`` (``any``) or ``neg`` and
-        ``exp`` (``grouped``); lane fields already packed into integers.
+        ``exp`` (``grouped``; ``mag`` for uniform); lane fields already packed into integers.
     """
     a, w = _check(dp, lanes, schedule, a_vec, w_vec)
     out = []
@@ -88,13 +95,14 @@ def beats(dp: Datapath, lanes: int, schedule: str, a_vec, w_vec) -> list[dict[st
             cw += [0] * (lanes - len(cw))
             out.append({"a": _pack(ca, dp.a_bits), "w": _pack(cw, dp.storage_bits)})
     else:
-        for exp, terms in sorted(_groups(dp, a, w).items()):
+        key = "mag" if dp.fmt == "uniform" else "exp"
+        for group, terms in sorted(_groups(dp, a, w).items()):
             for i in range(0, len(terms), lanes):
                 chunk = terms[i:i + lanes]
                 out.append({"a": _pack([t[0] for t in chunk], dp.a_bits),
-                            "neg": _pack([t[1] for t in chunk], 1), "exp": exp})
+                            "neg": _pack([t[1] for t in chunk], 1), key: group})
         if not out:
-            out.append({"a": 0, "neg": 0, "exp": 0})
+            out.append({"a": 0, "neg": 0, key: 0})
     for i, beat in enumerate(out):
         beat.update(valid=1, first=int(i == 0), last=int(i == len(out) - 1))
     return out

@@ -35,6 +35,7 @@ from .synth_tools import TARGETS, YOSYS, Cache, default_cache_dir, tool_versions
 
 __all__ = [
     "DESIGNS",
+    "GROUPED_DESIGNS",
     "TARGETS",
     "DEFAULT_FAN_IN",
     "OUTPUT_NAMES",
@@ -57,6 +58,7 @@ __all__ = [
 #: Design name -> (weight format, product architecture, schedule).
 DESIGNS = {
     "uniform": ("uniform", "mul", "any"),
+    "uniform-grouped": ("uniform", "mul", "grouped"),
     "pot": ("pot", "shift", "any"),
     "pot-grouped": ("pot", "shift", "grouped"),
     "post-lut": ("post", "lut", "any"),
@@ -521,8 +523,15 @@ def _ratio(num, den) -> float | None:
     return round(num / den, 3) if num is not None and den else None
 
 
+#: Designs compared with ``uniform-grouped`` (the grouped baseline) in the markdown table.
+GROUPED_DESIGNS = tuple(d for d, (_, _, sched) in DESIGNS.items() if sched == "grouped")
+
+
 def compare_to_baseline(rows: list[dict], baseline: str = "uniform") -> list[dict]:
     """Each non-baseline row against the baseline design at the same b_w, b_a, lanes, pipeline, target.
+
+    With ``baseline="uniform-grouped"`` only the other grouped designs are compared
+    (the same schedule: the fair baseline of the grouped pot/post units).
 
     Returns
     -------
@@ -537,6 +546,8 @@ def compare_to_baseline(rows: list[dict], baseline: str = "uniform") -> list[dic
         b = base.get(tuple(r[k] for k in key))
         if r["design"] == baseline or b is None:
             continue
+        if baseline in GROUPED_DESIGNS and r["design"] not in GROUPED_DESIGNS:
+            continue
         out.append({"label": r["label"], "target": r["target"],
                     "lut_ratio": _ratio(r["lut"], b["lut"]),
                     "cells_ratio": _ratio(r["cells"], b["cells"]),
@@ -548,7 +559,8 @@ def format_markdown(rows: list[dict]) -> str:
     """Markdown table of result rows (Fmax to 0.1 MHz, ``-`` where not applicable).
 
     When the rows include the ``uniform`` design, a second table gives every other
-    design's LUT, cell and Fmax ratios to it (:func:`compare_to_baseline`).
+    design's LUT, cell and Fmax ratios to it (:func:`compare_to_baseline`); when they
+    include ``uniform-grouped``, a third gives the grouped designs' ratios to it.
     """
     head = ("configuration", "target", "LUT", "carry", "FF", "DSP", "cells", "Fmax MHz (median)",
             "Fmax per seed", "timeouts")
@@ -563,10 +575,12 @@ def format_markdown(rows: list[dict]) -> str:
     errors = [f"- {r['label']} {r['target']}: {r['error']}" for r in rows if r["error"]]
     if errors:
         lines += [""] + errors
-    ratios = compare_to_baseline(rows)
-    if ratios:
-        lines += ["", "Relative to uniform (same b_w, b_a, lanes, pipeline, target; < 1 is smaller "
-                  "for LUT and cells, > 1 is faster for Fmax):", "",
+    for baseline in ("uniform", "uniform-grouped"):
+        ratios = compare_to_baseline(rows, baseline)
+        if not ratios:
+            continue
+        lines += ["", f"Relative to {baseline} (same b_w, b_a, lanes, pipeline, target; < 1 is "
+                  "smaller for LUT and cells, > 1 is faster for Fmax):", "",
                   "| configuration | target | LUT ratio | cells ratio | Fmax ratio |",
                   "|---|---|---|---|---|"]
         for r in ratios:

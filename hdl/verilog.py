@@ -59,8 +59,9 @@ def _validate(unit, dp, lanes, acc_bits, out_bits, out_signed, schedule, pipelin
     _check("output bits", out_bits, 2, 16 if out_signed else 15)
     if schedule not in SCHEDULES:
         raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-    if schedule == "grouped" and dp.arch not in ("shift", "split"):
-        raise UserError(f"schedule 'grouped' needs pot (shift) or post split weights, not arch {dp.arch!r}")
+    if schedule == "grouped" and dp.arch not in ("shift", "split", "mul"):
+        raise UserError(f"schedule 'grouped' needs uniform, pot (shift) or post split weights, "
+                        f"not arch {dp.arch!r}")
     _check("pipeline", pipeline, 0, 8)
 
 

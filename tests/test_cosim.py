@@ -240,4 +240,13 @@ def test_rejects_unknown_simulator_and_impossible_schedule(own_cases):
     with pytest.raises(UserError, match="simulator"):
         run_cases_rtl(own_cases[:1], simulator="icarus")
     with pytest.raises(UserError, match="grouped"):
-        run_cases_rtl([named(own_cases, "uniform4_linear")], schedule="grouped")
+        run_cases_rtl([named(own_cases, "post4_lut_conv")], schedule="grouped")
+
+
+@pytest.mark.parametrize("simulator", ["amaranth", "verilator"])
+def test_uniform_cases_match_in_the_grouped_schedule(own_cases, simulator):
+    uniform = [c for c in own_cases if c.datapath.fmt == "uniform"]
+    assert uniform
+    results = run_cases_rtl(uniform, lanes=4, schedule="grouped", simulator=simulator)
+    assert all(r.schedule == "grouped" for r in results)
+    assert mismatches(uniform, results) == []

@@ -88,7 +88,8 @@ CONFIGS = [
     dict(fmt="post", a_bits=3, w_bits=2, arch="split", e_max=1),          # S = 0
     dict(fmt="post", a_bits=3, w_bits=2, arch="split"),                   # E_max = 0: no odd exponent
 ]
-GROUPED = [c for c in CONFIGS if c.get("arch", "shift" if c["fmt"] == "pot" else None) in ("shift", "split")]
+GROUPED = [c for c in CONFIGS if c.get("arch") != "lut"]    # uniform, pot and post split
+UNIFORM_GROUPED = [c for c in GROUPED if c["fmt"] == "uniform"]
 
 
 def _name(cfg):
@@ -133,7 +134,7 @@ def test_narrow_accumulator_wraps_modulo_2_to_acc_bits(cfg, schedule):
     check_unit(DotUnit(dp, lanes=8, acc_bits=5, schedule=schedule), seed=7, max_k=64)
 
 
-SIXTEEN = [(CONFIGS[0], "any"), (CONFIGS[2], "any"), (CONFIGS[2], "grouped"), (CONFIGS[4], "any"),
+SIXTEEN = [(CONFIGS[0], "any"), (CONFIGS[0], "grouped"), (CONFIGS[2], "any"), (CONFIGS[2], "grouped"), (CONFIGS[4], "any"),
            (CONFIGS[6], "any"), (CONFIGS[6], "grouped")]
 
 
@@ -178,10 +179,49 @@ def test_bad_parameters_are_rejected_by_name(kwargs, error, message):
         DotUnit(dp, **kwargs)
 
 
-def test_grouped_schedule_rejects_lut_and_mul():
-    for dp in (Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut"), Datapath(fmt="uniform", a_bits=4, w_bits=4)):
-        with pytest.raises(ValueError, match="grouped"):
-            DotUnit(dp, lanes=8, acc_bits=16, schedule="grouped")
+def test_grouped_schedule_rejects_lut():
+    dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut")
+    with pytest.raises(ValueError, match="grouped"):
+        DotUnit(dp, lanes=8, acc_bits=16, schedule="grouped")
+
+
+@pytest.mark.parametrize("cfg", UNIFORM_GROUPED, ids=_name)
+def test_uniform_grouped_matches_spec_for_every_weight_and_activation_code(cfg):
+    # Every (A, q) pair of the format, including q = -2^(b_w-1), in one long dot product
+    # and one pair per dot product (a single beat scaled by |q|).
+    dp = Datapath(**cfg)
+    pairs = [(a, q) for a in range(dp.a_range[0], dp.a_range[1] + 1)
+             for q in range(dp.w_range[0], dp.w_range[1] + 1)]
+    dots = [([a for a, _ in pairs], [q for _, q in pairs])] + [([a], [q]) for a, q in pairs]
+    for lanes, pipeline in ((3, 0), (8, 2)):
+        acc_bits = dp.natural_acc_bits(len(pairs))
+        unit = DotUnit(dp, lanes=lanes, acc_bits=acc_bits, schedule="grouped", pipeline=pipeline)
+        results, _ = rtl_dots(unit, dots)
+        assert [r[0] for r in results] == [ref_dot(dp, acc_bits, a, w) for a, w in dots]
+
+
+def test_uniform_grouped_check_fails_on_a_wrong_magnitude():
+    # The comparison can fail: one beat sent with |q| + 1 changes the result.
+    dp = Datapath(fmt="uniform", a_bits=4, w_bits=4)
+    unit = DotUnit(dp, lanes=4, acc_bits=12, schedule="grouped")
+    a, w = [3, 5, 7], [2, -2, 5]
+    bs = beats(dp, 4, "grouped", a, w)
+    bs[0]["mag"] += 1
+    got = []
+
+    async def bench(ctx):
+        for beat in bs + [None] * (unit.latency + 1):
+            for key, value in (beat or {"valid": 0, "last": 0}).items():
+                ctx.set(getattr(unit, key), value)
+            if ctx.get(unit.out_valid):
+                got.append(spec_wrap(ctx.get(unit.acc), 12))
+            await ctx.tick()
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [ref_dot(dp, 12, a, w)[0] + 3 - 5]
 
 
 def test_dp_must_be_a_datapath():
@@ -190,8 +230,9 @@ def test_dp_must_be_a_datapath():
 
 
 @pytest.mark.parametrize("schedule", ["any", "grouped"])
-def test_pipeline_registers_sit_after_distinct_levels(schedule):
-    dp = Datapath(fmt="pot", a_bits=4, w_bits=4)
+@pytest.mark.parametrize("fmt", ["pot", "uniform"])
+def test_pipeline_registers_sit_after_distinct_levels(schedule, fmt):
+    dp = Datapath(fmt=fmt, a_bits=4, w_bits=4)
     for lanes in (1, 8, 16):
         levels = 1 + (lanes - 1).bit_length() + (schedule == "grouped")   # lanes, tree, shifter
         for p in range(levels + 1):

@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 from asqhw.errors import UserError
 from hdl import synth_tools
 from hdl.synth import (DESIGNS, OUTPUT_NAMES, RegisteredIO, compare_to_baseline, expand_configs,
-                       make_config, parse_config, parse_int_list, run_synth, to_verilog)
+                       format_markdown, make_config, parse_config, parse_int_list, run_synth, to_verilog)
 
 
 class StandInMac(wiring.Component):
@@ -228,6 +228,17 @@ def _row(design, lut, fmax, target="ice40-hx8k"):
             "target": target, "lut": lut, "cells": lut, "fmax_mhz": fmax}
 
 
+def test_grouped_designs_are_also_compared_to_uniform_grouped():
+    rows = [_row("uniform", 400, 80.0), _row("uniform-grouped", 200, 90.0),
+            _row("post-split-grouped", 150, 90.0), _row("post-split", 300, 100.0)]
+    ratios = compare_to_baseline(rows, "uniform-grouped")
+    assert [(r["label"], r["lut_ratio"]) for r in ratios] == [("post-split-grouped", 0.75)]
+    text = format_markdown([{**dict.fromkeys(("carry", "ff", "dsp", "fmax_seeds", "timeouts", "error")), **r}
+                            for r in rows])
+    assert "Relative to uniform-grouped" in text
+    assert "| post-split-grouped | ice40-hx8k | 0.75 | 0.75 | 1.00 |" in text
+
+
 def test_compare_to_baseline_gives_ratios_to_uniform_at_the_same_shape_and_target():
     rows = [_row("uniform", 400, 80.0), _row("post-split", 300, 100.0),
             _row("post-lut", 500, 60.0, target="ecp5-25k")]
@@ -242,14 +253,23 @@ def test_every_design_of_the_dot_unit_converts_with_registered_io(design):
     text, io_bits = to_verilog(config)
     assert "module top(" in text
     ports = ("valid", "first", "last", "a", "acc", "out_valid")
-    ports += ("neg", "exp") if config.schedule == "grouped" else ("w",)
+    uniform = config.dp.fmt == "uniform"
+    ports += (("neg", "mag" if uniform else "exp") if config.schedule == "grouped" else ("w",))
     for port in ports:
         assert re.search(rf"\b(input|output) (\[\d+:0\] )?{port};", text), port
+    scale_bits = config.dp.w_bits if uniform else (config.dp.e_max or 0).bit_length()
     assert io_bits == 3 + 2 * 4 + config.dp.n_acc * config.acc_bits + 1 + (
-        2 + config.dp.e_max.bit_length() if config.schedule == "grouped"
-        else 2 * config.dp.storage_bits)
+        2 + scale_bits if config.schedule == "grouped" else 2 * config.dp.storage_bits)
 
 
 def test_a_pipeline_deeper_than_the_unit_allows_is_a_user_error():
     with pytest.raises(UserError, match="uniform b_w=4 b_a=4 lanes=1 pipeline=8: pipeline"):
         to_verilog(make_config("uniform", w_bits=4, a_bits=4, lanes=1, pipeline=8))
+
+
+def test_default_designs_of_asqhw_synth_are_every_dot_unit_design():
+    from asqhw.cli import build_parser
+    from hdl.engine.synth import DEFAULT_DOT_DESIGNS
+
+    args = build_parser().parse_args(["synth", "-o", "out"])
+    assert args.design == DEFAULT_DOT_DESIGNS == list(DESIGNS)

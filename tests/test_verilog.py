@@ -28,7 +28,7 @@ DPS = {
 
 
 def schedules(dp):
-    return ("any", "grouped") if dp.arch in ("shift", "split") else ("any",)
+    return ("any", "grouped") if dp.arch in ("shift", "split", "mul") else ("any",)
 
 
 CONFIGS = []
@@ -118,6 +118,6 @@ def test_header_names_command_and_spec_without_timestamp(tmp_path):
     assert not re.search(r"\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d", head)  # no date or time
 
 
-def test_rejects_grouped_schedule_for_uniform(tmp_path):
+def test_rejects_grouped_schedule_for_post_lut(tmp_path):
     with pytest.raises(UserError, match="grouped"):
-        generate("dot", DPS["uniform4"], outdir=tmp_path, **kwargs("dot", "uniform4", "grouped", 4, 16, 1))
+        generate("dot", DPS["post4_lut"], outdir=tmp_path, **kwargs("dot", "post4_lut", "grouped", 4, 16, 1))

@@ -203,4 +203,6 @@ def cmd_engine_synth(args) -> int:
     return 0 if all(r["error"] is None for r in rows) else 1
 
 
-DEFAULT_DOT_DESIGNS = ["uniform", "pot", "pot-grouped", "post-lut", "post-split", "post-split-grouped"]
+#: ``asqhw synth --design`` default (the dot-unit designs): no --design given means every engine design.
+DEFAULT_DOT_DESIGNS = ["uniform", "uniform-grouped", "pot", "pot-grouped", "post-lut", "post-split",
+                       "post-split-grouped"]
