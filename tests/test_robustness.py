@@ -534,7 +534,7 @@ for _name, _args, _frag in [
     ("e-max-for-uniform", ("--e-max", "3"), "e_max"),
     ("frac-bits-for-uniform", ("--frac-bits", "2"), "frac_bits"),
     ("out-bits-16-unsigned", ("--out-bits", "16"), "output bits"),
-    ("grouped-for-uniform", ("--schedule", "grouped"), "grouped"),
+    ("grouped-for-post-lut", ("--weights", "post", "--mode", "lut", "--schedule", "grouped"), "grouped"),
     ("lanes-not-a-number", ("--lanes", "many"), "--lanes"),
     ("unknown-unit", ("--unit", "fpu"), "--unit"),
 ]:
@@ -778,9 +778,9 @@ def _(user):
     return rtl(user, "--lanes", "5000", fragment="lanes")
 
 
-@kind("rtl-grouped-for-uniform")
+@kind("rtl-schedule-unknown")
 def _(user):
-    return rtl(user, "--schedule", "grouped", fragment="grouped")
+    return rtl(user, "--schedule", "sorted", fragment="--schedule")
 
 
 @kind("rtl-cache-is-a-file")
