@@ -307,7 +307,7 @@ def cmd_cycles(args) -> int:
         print("(cycles: start to done of one layer run, exact for the engine RTL given the entry counts;\n"
               " util: lane-cycles on valid outputs / (cycles x lanes); MACs/cycle: dense MACs, zero\n"
               " weights included, per cycle; adapter: ASQ adapter pass on the layer's input (--adapter;\n"
-              " a model of a companion unit not yet in RTL, hdl/engine/adapter.py; in the totals);\n"
+              " exact for the companion adapter unit hdl/engine/adapter_unit.py; in the totals);\n"
               " load+drain: stream cycles to fill the memories and read the outputs when not\n"
               " overlapped with the run (not in the totals); buffer: on-chip bytes the layer needs:\n"
               " activations, terms, channels, outputs)")
