@@ -1,0 +1,59 @@
+"""A PyTorch operation after a parallel numba kernel of sim runs as fast as before it.
+
+numba's OpenMP threading layer shares libgomp with PyTorch and left it at numba's team
+size (sim/threading_layer.py); each case runs in a fresh process, where the threading
+layer is chosen at the first parallel launch.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import time, numpy as np, torch
+import sim, numba
+from asqhw.params import Datapath
+torch.set_num_threads(1)
+x = torch.randn(8, 16, 28, 28); w = torch.randn(16, 16, 3, 3)
+def best():
+    b = float("inf")
+    for _ in range(20):
+        t0 = time.perf_counter(); torch.nn.functional.conv2d(x, w, padding=1); b = min(b, time.perf_counter() - t0)
+    return b
+before = best()
+dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
+xc = np.ones((2, 8, 12, 12), np.int16); wc = np.ones((8, 8, 3, 3), np.int16)
+sim.conv2d(xc, wc, dp, padding=1, method="int")            # parallel (prange) kernels
+after = best()
+print(numba.threading_layer(), after / before)
+"""
+
+
+def torch_slowdown(layer_env):
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    env.pop("NUMBA_THREADING_LAYER", None)
+    env.pop("NUMBA_THREADING_LAYER_PRIORITY", None)
+    env.update(layer_env)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    layer, ratio = out.stdout.split()
+    return layer, float(ratio)
+
+
+def test_torch_stays_fast_after_a_parallel_sim_kernel():
+    layer, ratio = torch_slowdown({})
+    assert layer != "omp"
+    assert ratio < 3, f"torch conv2d took {ratio:.1f}x its time before sim's parallel kernel ({layer} layer)"
+
+
+@pytest.mark.parametrize("forced", ["omp"])
+def test_the_openmp_layer_would_slow_torch_down(forced):
+    # the check above can fail: with numba's OpenMP layer forced, torch runs with the wrong team size
+    layer, ratio = torch_slowdown({"NUMBA_THREADING_LAYER": forced})
+    assert layer == forced
+    assert ratio > 3, f"expected the OpenMP slowdown, got {ratio:.1f}x"
