@@ -1,9 +1,11 @@
 """Numba kernels: exact integer convolution, im2col, GEMM-result accumulation, wrap, requantisation.
 
 All kernels are typed by their arguments, compiled once and cached on disk
-(``cache=True``). The exact kernel, ``requant_kernel``, the weight-side kernels and
+(``cache=True``). The exact kernel, ``wrap_inplace``, ``requant_kernel`` and
 the integer GEMM path (``im2row_i16``, ``gemm_i16``) run parallel loops (``prange``)
-over output channels, rows or tiles; the GEMM-path
+over output channels, rows or tiles; the weight-side kernels (``weight_matrix``,
+``term_l1``, ``position_bounds``, run once per layer) are serial, which halves their
+compile time from an empty cache; the GEMM-path
 kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
 ``store_pair``) are serial, release the GIL and take a row range, so that
 ``sim.layers`` can run one share of a layer per Python thread.
@@ -82,7 +84,9 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
     ``x`` is C-contiguous ``(N, C_in, H, W)``. Fan-in position
     ``i = (j*K_h + ky)*K_w + kx``, term ``t``, column ``(n, oy, ox)`` for the images
     ``n0 .. n0 + col.shape[1] / (H_o*W_o) - 1``. Positions in the zero padding
-    are 0 (every ``g`` maps code 0 to 0). Writes the rows ``row0 .. row1 - 1`` only,
+    are 0 (every ``g`` maps code 0 to 0; a centred term ``A - c`` is 0 there too). When
+    ``g_tab`` is a single shifted identity, ``g(A) = A - c``, the values are copied and
+    shifted instead of looked up. Writes the rows ``row0 .. row1 - 1`` only,
     on the calling thread with the GIL released (the caller splits rows between threads).
     """
     n_t = g_tab.shape[0]
@@ -91,9 +95,10 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
     npos = ho * wo
     nb = col.shape[1] // npos
     zero = col.dtype.type(0)
+    shift = g_tab[0, 0] - a0                         # g(A) = A - c: shift = -c
     identity = n_t == 1
     for a in range(g_tab.shape[1]):
-        if g_tab[0, a] != a + a0:
+        if g_tab[0, a] != a + a0 + shift:
             identity = False
     for row in range(row0, row1):
         r = row // n_t
@@ -127,11 +132,11 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
                 elif identity and stride == 1:
                     ud, us = np.uint64(d), np.uint64(src)
                     for q in range(np.uint64(cnt)):          # unsigned indices: no wraparound checks
-                        dst[ud + q] = xf[us + q]
+                        dst[ud + q] = xf[us + q] + shift
                 elif identity:
                     ud, us, ust = np.uint64(d), np.uint64(src), np.uint64(stride)
                     for q in range(np.uint64(cnt)):
-                        dst[ud + q] = xf[us + q * ust]
+                        dst[ud + q] = xf[us + q * ust] + shift
                 else:
                     for q in range(cnt):                     # unsigned indices: no wraparound checks
                         dst[np.uint64(d + q)] = gt[np.uint64(xf[np.uint64(src + q * stride)] - a0)]
@@ -139,7 +144,7 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
                     dst[o + ox] = zero
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def weight_matrix(codes, vals, out):
     """GEMM weights of one group: ``out[k*C_g + c, i*n_t + t] = vals[t, k, codes[c, i]]``.
 
@@ -147,7 +152,7 @@ def weight_matrix(codes, vals, out):
     """
     n_t, n_acc, _ = vals.shape
     cg, kk = codes.shape
-    for row in prange(n_acc * cg):
+    for row in range(n_acc * cg):
         k = row // cg
         c = row % cg
         for i in range(kk):
@@ -156,7 +161,7 @@ def weight_matrix(codes, vals, out):
                 out[row, i * n_t + t] = vals[t, k, wi]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def term_l1(codes, vabs, out):
     """Per-term L1 norms of the integer weights: ``out[t, k*C_g + c] = sum_i vabs[t, k, codes[c, i]]``.
 
@@ -165,7 +170,7 @@ def term_l1(codes, vabs, out):
     n_t, n_acc, _ = vabs.shape
     cg, kk = codes.shape
     cap = np.int64(1) << 62
-    for row in prange(n_acc * cg):
+    for row in range(n_acc * cg):
         k = row // cg
         c = row % cg
         for t in range(n_t):
@@ -177,28 +182,31 @@ def term_l1(codes, vabs, out):
             out[t, row] = s
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def position_bounds(codes, cost, out):
     """Bound of one fan-in position: ``out[i, k*C_g + c] = cost[k, codes[c, i]]``."""
     n_acc = cost.shape[0]
     cg, kk = codes.shape
-    for i in prange(kk):
+    for i in range(kk):
         for k in range(n_acc):
             for c in range(cg):
                 out[i, k * cg + c] = cost[k, codes[c, i]]
 
 
 @njit(cache=True, nogil=True)
-def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0):
+def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0, corr):
     """Add GEMM chunk results ``res[j]`` (rows ``row - row0``, columns ``q - col0``) to ``out``.
 
     GEMM row ``row = k*cg_out + c``, column ``q = (n - n0)*P + p``:
     ``out[k, n, g*cg_out + c, p] (+)= sum_j res[j, row - row0, q - col0]`` for the rows
     ``row0 ..`` and columns ``col0 ..`` that ``res`` covers. ``first`` overwrites
-    instead of adding, ``last`` wraps the result to ``nbits``. ``res`` holds exact
-    integers (float), converted exactly and added in int64. Runs on the calling
+    instead of adding, ``last`` wraps the result to ``nbits``, after adding
+    ``corr[k, g*cg_out + c, p]`` (uint64, modulo ``2^64``: the correction of centred
+    activations, docs/sim.md) when ``corr`` is not empty. ``res`` holds exact
+    integers (float), converted exactly and added modulo ``2^64``. Runs on the calling
     thread with the GIL released.
     """
+    centred = corr.size > 0
     n_ch = res.shape[0]
     ncol = res.shape[2]
     npos = out.shape[3]
@@ -223,6 +231,8 @@ def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0):
                     if add:                              # modulo 2^64, in uint64 (defined wrap)
                         v = np.int64(np.uint64(v) + np.uint64(oo[t]))
                     if wrap:
+                        if centred:
+                            v = np.int64(np.uint64(v) + corr[k, c, p0 + t])
                         v = _wrap(v, half, mask)
                     oo[t] = v
             q += cnt
@@ -264,12 +274,14 @@ def unpack_add(res, acc0, acc1, bits, first):
 
 
 @njit(cache=True, nogil=True)
-def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0):
-    """``out[k, n, g*cg_out + c, p] = wrap(acc_k[c - row0, q - col0], nbits)``, ``q = (n - n0)*P + p``.
+def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0, corr):
+    """``out[k, n, g*cg_out + c, p] = wrap(acc_k[c - row0, q - col0] + corr[k, c, p], nbits)``, ``q = (n - n0)*P + p``.
 
     Stores the two float sums of the channels ``row0 ..`` and columns ``col0 ..``
-    that ``acc0``, ``acc1`` cover, on the calling thread with the GIL released.
+    that ``acc0``, ``acc1`` cover, on the calling thread with the GIL released. ``corr``
+    (uint64, added modulo ``2^64``) is the correction of centred activations; empty: none.
     """
+    centred = corr.size > 0
     npos = out.shape[3]
     ncol = acc0.shape[1]
     half = np.int64(1) << (nbits - 1)
@@ -283,9 +295,16 @@ def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0):
             cnt = min(npos - p0, ncol - q)
             o0 = out[0, n0 + nn, c]
             o1 = out[1, n0 + nn, c]
-            for t in range(cnt):
-                o0[p0 + t] = _wrap(np.int64(acc0[row, q + t]), half, mask)
-                o1[p0 + t] = _wrap(np.int64(acc1[row, q + t]), half, mask)
+            if centred:
+                c0 = corr[0, c]
+                c1 = corr[1, c]
+                for t in range(cnt):
+                    o0[p0 + t] = _wrap(np.int64(np.uint64(np.int64(acc0[row, q + t])) + c0[p0 + t]), half, mask)
+                    o1[p0 + t] = _wrap(np.int64(np.uint64(np.int64(acc1[row, q + t])) + c1[p0 + t]), half, mask)
+            else:
+                for t in range(cnt):
+                    o0[p0 + t] = _wrap(np.int64(acc0[row, q + t]), half, mask)
+                    o1[p0 + t] = _wrap(np.int64(acc1[row, q + t]), half, mask)
             q += cnt
 
 

@@ -24,7 +24,7 @@ import glob
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numba
@@ -51,6 +51,8 @@ PACK_EXTRACT_S_PER_OUT = 0.4e-9
 MIN_SHARE_MACS = 1 << 22      # GEMM multiply-adds per call below which one thread runs the whole layer
 RES_BLOCK_BYTES = 1 << 20     # GEMM results gathered per accumulate call
 MIN_CHUNK = 128       # float32 chunks shorter than this on average: take float64 instead
+CENTRE_MODE = "auto"  # centred activations on the float path: "auto" (when the plan gets cheaper), "always", "never"
+CENTRE_MIN_CHUNKS = 4   # auto: centre only plans with at least this many fan-in chunks (saving calls pays there)
 I16_MAX = (1 << 15) - 1       # int path: every operand of magnitude <= this fits int16
 I32_LIMIT = 1 << 31           # int path: every output's sum of |a*w| must stay below this
 INT_TILE_BYTES = 64 << 10     # int path: im2col rows per parallel tile, in bytes
@@ -93,12 +95,16 @@ class GemmPlan:
     (``2^24`` or ``2^53``), ``chunks`` the end indices (over the ``n_terms * K``
     GEMM rows) of the fan-in chunks of each group. ``pack_bits = b > 0`` (``split``
     only) means both accumulators come from one GEMM with weights ``v0 + 2^b * v1``.
+    ``centre = c != 0`` (single identity term: ``mul``, ``shift``, ``split``) means the
+    GEMM reads ``A - c`` instead of ``A`` (0 in the padding) and the exact correction
+    ``c * sum of v over the valid taps`` is added per output position before the wrap.
     """
 
     dtype: type
     limit: int
     chunks: tuple
     pack_bits: int = 0
+    centre: int = 0
 
 
 def _conv_exact(x, w, dp, stride, pad, groups, nbits, ho, wo):
@@ -266,6 +272,11 @@ class _GemmWeights:
         return None
 
 
+def _plan_cost(plan):
+    """Rough order of plans: float64 after float32, two-row split after packed, then more chunks after fewer."""
+    return (np.dtype(plan.dtype).itemsize, plan.pack_bits == 0, sum(len(c) for c in plan.chunks))
+
+
 def _images_per_block(nb, rows, npos, itemsize):
     """Images per im2col block: keep one block near COL_BLOCK_BYTES."""
     return max(1, min(nb, COL_BLOCK_BYTES // (rows * npos * itemsize)))
@@ -309,6 +320,7 @@ class Conv2d:
         self.w16 = np.ascontiguousarray(w, dtype=np.int16)
         self._gemm = None
         self._scratch = None
+        self._corr = {}
 
     def _gemm_weights(self):
         if self._gemm is None:
@@ -324,7 +336,21 @@ class Conv2d:
         gw = self._gemm_weights()
         a0 = self.dp.a_range[0]
         lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
-        return gw.plan(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1), cols)
+        plain = gw.plan(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1), cols)
+        centre = (xmin + xmax) // 2
+        if CENTRE_MODE == "never" or self.dp.arch == "lut" or centre == 0:
+            return plain
+        # A - centre for the codes in [xmin, xmax], 0 in the padding (docs/sim.md, "Centred activations")
+        t_c = max(abs(xmin - centre), abs(xmax - centre))
+        centred = gw.plan(np.array([t_c], dtype=np.int64), cols)
+        if centred is None:
+            return plain
+        centred = replace(centred, centre=centre)
+        if CENTRE_MODE == "always" or plain is None:
+            return centred
+        if max(len(c) for c in plain.chunks) < CENTRE_MIN_CHUNKS:
+            return plain                     # few chunks: the shifted copy and the correction cost more than they save
+        return centred if _plan_cost(centred) < _plan_cost(plain) else plain
 
     def int_exact(self, xmin: int, xmax: int) -> bool:
         """True when the integer GEMM path is proved exact for activation codes in ``[xmin, xmax]``."""
@@ -387,6 +413,11 @@ class Conv2d:
         npos = ho * wo
         out = np.empty((n_acc, nb, c_out, npos), dtype=np.int64)
         g_f = gw.g_tab.astype(plan.dtype)
+        corr = np.zeros((0, 0, 0), dtype=np.uint64)
+        if plan.centre:
+            a0 = self.dp.a_range[0]
+            g_f[0] = np.arange(a0, a0 + g_f.shape[1]) - plan.centre      # identity term: A - centre
+            corr = self._centre_correction(plan.centre, x.shape[2], x.shape[3], ho, wo)
         rows = gw.n_t * gw.k
         itemsize = np.dtype(plan.dtype).itemsize
         blk = _images_per_block(nb, rows, npos, itemsize)
@@ -430,12 +461,39 @@ class Conv2d:
                         if bits:
                             kernels.unpack_add(rb, p0, p1, bits, first)
                             if last:
-                                kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits, r0, c0)
+                                kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits, r0, c0, corr)
                         else:
-                            kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits, r0, c0)
+                            kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits, r0, c0,
+                                               corr)
 
         _run_shares(share, n_sh, barrier)
         return out.reshape(n_acc, nb, c_out, ho, wo)
+
+    def _centre_correction(self, centre, h, wd, ho, wo):
+        """``centre * sum of v_k over the taps of (c, oy, ox) inside the input``, uint64 ``(n_acc, C_out, P)``.
+
+        All arithmetic is modulo ``2^64`` (numpy unsigned arrays wrap), which the final
+        wrap to ``n <= 40`` bits respects; kept per geometry.
+        """
+        key = (centre, h, wd, ho, wo)
+        if key not in self._corr:
+            gw = self._gemm_weights()
+            c_out, cg_in, kh, kw = self.w16.shape
+            codes = np.concatenate(gw.codes).reshape(c_out, cg_in, kh, kw)
+            vu = gw.v[0].astype(np.uint64)                               # (n_acc, n_w), modulo 2^64
+            wt = vu[:, codes].sum(axis=2, dtype=np.uint64)              # (n_acc, C_out, K_h, K_w)
+            st, pad = self.stride, self.padding
+            iy = np.arange(ho)[:, None] * st - pad + np.arange(kh)[None, :]
+            ix = np.arange(wo)[:, None] * st - pad + np.arange(kw)[None, :]
+            my = ((iy >= 0) & (iy < h)).astype(np.uint64)               # (H_o, K_h)
+            mx = ((ix >= 0) & (ix < wd)).astype(np.uint64)              # (W_o, K_w)
+            corr = np.zeros((self.dp.n_acc, c_out, ho, wo), dtype=np.uint64)
+            for ky in range(kh):
+                for kx in range(kw):
+                    corr += wt[:, :, ky, kx, None, None] * (my[None, None, :, ky, None] * mx[None, None, None, :, kx])
+            cu = np.array([centre], dtype=np.int64).astype(np.uint64)   # centre modulo 2^64
+            self._corr[key] = np.ascontiguousarray((corr * cu).reshape(self.dp.n_acc, c_out, ho * wo))
+        return self._corr[key]
 
     def _run_int(self, x, xmin, xmax, ho, wo):
         # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the

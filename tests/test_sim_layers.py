@@ -192,7 +192,9 @@ def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pa
 @pytest.mark.parametrize(("dp", "dtype"), [(UNIFORM8, np.float32),
                                            (Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut", frac_bits=16),
                                             np.float64)])
-def test_gemm_chunks_worst_case_fan_in_exactly(dp, dtype):
+def test_gemm_chunks_worst_case_fan_in_exactly(monkeypatch, dp, dtype):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "CENTRE_MODE", "never")     # constant codes would centre to all-zero GEMMs
     rng = np.random.default_rng(7)
     x, w = random_codes(rng, dp, (1, 512, 3, 3), (4, 512, 3, 3), extreme=True)
     plan = sim.Conv2d(w, dp, padding=1).plan(int(x.min()), int(x.max()))
@@ -391,3 +393,64 @@ def test_auto_takes_the_int_path_for_a_large_uniform_layer(monkeypatch):
     rng = np.random.default_rng(5)
     x, w = random_codes(rng, UNIFORM8, (1, 128, 7, 7), (16, 128, 3, 3))
     assert sim.Conv2d(w, UNIFORM8, padding=1)(x) == "int" and len(calls) == 1
+
+
+# ---- centred activations on the float GEMM path --------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
+       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_centred_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
+                                               seed):
+    import sim.layers as layers
+    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+    old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
+    try:
+        layer = sim.Conv2d(w, dp, method="gemm", **kw)
+        got = layer(x)
+        plan = layer.plan(int(x.min()), int(x.max()))
+    finally:
+        layers.CENTRE_MODE = old
+    xmin, xmax = int(x.min()), int(x.max())
+    assert plan.centre == (0 if dp.arch == "lut" else (xmin + xmax) // 2)
+    assert np.array_equal(got, sim.conv2d(x, w, dp, method="exact", **kw))
+
+
+@pytest.mark.parametrize(("stride", "pad", "groups", "bits"), [(1, 1, 1, None), (2, 1, 1, None), (1, 2, 2, 9),
+                                                               (2, 0, 1, 12)])
+def test_centred_packed_split_plan_halves_the_chunks_and_is_exact(stride, pad, groups, bits):
+    rng = np.random.default_rng(stride + 10 * pad + 100 * groups)
+    x, w = random_codes(rng, SPLIT4, (2, 512, 6, 6), (16, 512 // groups, 3, 3))
+    layer = sim.Conv2d(w, SPLIT4, stride=stride, padding=pad, groups=groups, acc_bits=bits, method="gemm")
+    plan = layer.plan(int(x.min()), int(x.max()))
+    assert plan.centre == 7 and plan.pack_bits > 0
+    import sim.layers as layers
+    old, layers.CENTRE_MODE = layers.CENTRE_MODE, "never"
+    try:
+        plain = layer.plan(int(x.min()), int(x.max()))
+        assert plain.centre == 0 and 2 * max(map(len, plan.chunks)) <= max(map(len, plain.chunks)) + 2
+        want = layer(x)
+    finally:
+        layers.CENTRE_MODE = old
+    assert np.array_equal(layer(x), want)
+    assert np.array_equal(want, sim.conv2d(x, w, SPLIT4, stride=stride, padding=pad, groups=groups, acc_bits=bits,
+                                           method="exact"))
+
+
+def test_centring_correction_counts_only_taps_inside_the_input():
+    # one input channel of constant code 15, weights all W = 0 (P = 15 * 8 = 120, first accumulator):
+    # a corner output of a padded 3x3 conv sees 4 valid taps, an edge 6, the centre 9
+    import sim.layers as layers
+    x = np.full((1, 1, 5, 5), 15, np.int16)
+    x[0, 0, 2, 2] = 0                                           # codes span [0, 15]: centre 7
+    w = np.full((8, 1, 3, 3), 1, np.int16)
+    old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
+    try:
+        layer = sim.Conv2d(w, SPLIT4, padding=1, method="gemm")
+        got = layer(x)
+        assert layer.plan(0, 15).centre == 7
+    finally:
+        layers.CENTRE_MODE = old
+    assert got[0, 0, 0, 0, 0] == 4 * 120 and got[0, 0, 0, 0, 2] == 6 * 120 and got[0, 0, 0, 4, 4] == 4 * 120
+    assert got[0, 0, 0, 2, 2] == 8 * 120 and got[0, 0, 0, 1, 1] == 8 * 120
