@@ -1,9 +1,12 @@
 """Numba kernels: exact integer convolution, im2col, GEMM-result accumulation, wrap, requantisation.
 
 All kernels are typed by their arguments, compiled once and cached on disk
-(``cache=True``). The exact kernel, ``wrap_inplace``, ``requant_kernel`` and
-the integer GEMM path (``im2row_i16``, ``gemm_i16``) run parallel loops (``prange``)
-over output channels, rows or tiles; the weight-side kernels (``weight_matrix``,
+(``cache=True``). ``wrap_inplace`` and ``requant_kernel`` run parallel loops
+(``prange``); the exact kernel and the integer GEMM path (``conv_exact``,
+``im2row_i16``, ``gemm_i16``) are serial, release the GIL and take a range of
+channels, rows or tiles, and ``sim.layers`` runs one range per Python thread (no
+parallel region to compile: their first call from an empty cache takes about half
+the time); the weight-side kernels (``weight_matrix``,
 ``term_l1``, ``position_bounds``, run once per layer) are serial, which halves their
 compile time from an empty cache; the GEMM-path
 kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
@@ -36,22 +39,25 @@ def _wrap(v, half, mask):
     return np.int64((np.uint64(v) + np.uint64(half)) & np.uint64(mask)) - half
 
 
-@njit(cache=True, parallel=True)
-def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
-    """Direct convolution by table look-up: ``out[k, n, c, oy, ox] += tab[k, code - w0, A - a0]``.
+@njit(cache=True, nogil=True)
+def conv_exact(x, w, tab, a0, w0, stride, pad, groups, nbits, out, nc0, nc1):
+    """Direct convolution by table look-up: ``out[k, n, c, oy, ox] = wrap(sum tab[k, code - w0, A - a0], nbits)``.
 
     ``x`` int16 ``(N, C_in, H, W)``; ``w`` int16 ``(C, C_in/G, K_h, K_w)``;
-    ``tab`` uint64 ``(n_acc, n_w, n_a)`` (the products modulo ``2^64``); ``out`` uint64
-    ``(n_acc, N, C, H_o, W_o)``, zeroed by the caller: the sums modulo ``2^64``, to be
-    wrapped to the accumulator width by :func:`wrap_inplace`. Padding positions
-    contribute nothing (code 0 gives 0).
+    ``tab`` uint64 ``(n_acc, n_w, n_a)`` (the products modulo ``2^64``); ``out`` int64
+    ``(n_acc, N, C, H_o, W_o)``. The sums are taken modulo ``2^64`` (uint64) and wrapped
+    to ``nbits`` on the store. Padding positions contribute nothing (code 0 gives 0).
+    Computes the ``(n, c)`` pairs ``nc = n*C + c`` in ``nc0 .. nc1 - 1`` on the calling
+    thread with the GIL released (``sim.layers`` runs one range per thread).
     """
     n_acc = tab.shape[0]
     nb, _, h, wd = x.shape
     c_out, cg_in, kh, kw = w.shape
     ho, wo = out.shape[3], out.shape[4]
     cg_out = c_out // groups
-    for nc in prange(nb * c_out):
+    half = np.int64(1) << (nbits - 1)
+    mask = (np.int64(1) << nbits) - 1
+    for nc in range(nc0, nc1):
         n = nc // c_out
         c = nc % c_out
         g = c // cg_out
@@ -74,7 +80,7 @@ def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
         for k in range(n_acc):
             for oy in range(ho):
                 for ox in range(wo):
-                    out[k, n, c, oy, ox] = acc[k, oy, ox]
+                    out[k, n, c, oy, ox] = _wrap(np.int64(acc[k, oy, ox]), half, mask)
 
 
 @njit(cache=True, nogil=True)
@@ -403,17 +409,18 @@ def chunk_ends(bound_t, limit):
     return np.array(ends, dtype=np.int64)
 
 
-@njit(cache=True, parallel=True)
-def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, nq, col):
+@njit(cache=True, nogil=True)
+def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, r0, r1):
     """Transformed im2col of group ``g``, one row per output position: ``col[q, i*n_t + t] = g16[t, A - a0]``.
 
     ``x`` is C-contiguous ``(N, C_in, H, W)``. Row ``q = (n - n0)*H_o*W_o + oy*W_o + ox``
-    for ``q < nq`` (whole output rows); fan-in position ``i = (j*K_h + ky)*K_w + kx``.
-    Padding positions, the rows ``nq ..`` (the register-block remainder) and the
-    columns ``K*n_t ..`` (fan-in padding) are 0.
+    for the output rows ``(n - n0)*H_o + oy`` in ``r0 .. r1 - 1``; fan-in position
+    ``i = (j*K_h + ky)*K_w + kx``. Padding positions and the columns ``K*n_t ..``
+    (fan-in padding) are 0; the rows after the last output row (the register-block
+    remainder) are zeroed by the caller.
     ``col`` is ``(Q, >= K*n_t)`` of an integer type that holds every used ``g16`` entry;
-    ``g16`` ``(n_t, n_a)``. Parallel over output rows ``(n, oy)``; each writes a block
-    of ``W_o`` rows of ``col``, which stays in the L1/L2 cache.
+    ``g16`` ``(n_t, n_a)``. Each output row writes a block of ``W_o`` rows of ``col``,
+    which stays in the L1/L2 cache; runs on the calling thread with the GIL released.
     """
     n_t = g16.shape[0]
     c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
@@ -424,16 +431,13 @@ def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, nq, col):
     for a in range(g16.shape[1]):
         if g16[0, a] != a + a0:
             identity = False
-    for q in range(nq, col.shape[0]):
-        for i in range(col.shape[1]):
-            col[q, i] = 0
     # output columns whose input column ix = ox*stride - pad + kx lies inside 0 .. W-1, per kx
     lo_kx = np.empty(kw, np.int64)
     hi_kx = np.empty(kw, np.int64)
     for kx in range(kw):
         lo_kx[kx] = min(wo, max(0, (pad - kx + stride - 1) // stride))
         hi_kx[kx] = max(lo_kx[kx], min(wo, (wd - 1 + pad - kx) // stride + 1))
-    for r in prange(nq // wo):
+    for r in range(r0, r1):
         n = n0 + r // ho
         oy = r % ho
         q0 = np.uint64(r * wo)
@@ -499,8 +503,8 @@ def _put(of, o, e, s, half, mask):
         of[o + e] = _wrap(np.int64(s), half, mask)
 
 
-@njit(cache=True, parallel=True)
-def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
+@njit(cache=True, nogil=True)
+def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits, t0, t1):
     """Integer GEMM, int32 sums, stored wrapped: ``out[k, n, g*cg_out + c, p] = wrap(sum_i wt[r, i] * col[q, i])``.
 
     ``wt`` int8 or int16 ``(R4, K)`` (row ``r = k*cg_out + c``; rows ``n_acc*cg_out ..`` are
@@ -509,8 +513,9 @@ def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
     ``(n_acc, N, C, P)``. 4x4 register blocks; every step is cast back to
     int32 so that LLVM emits 16-bit dot-product instructions. The caller proves
     ``sum_i |wt[r, i] * col[q, i]| < 2^31`` for every row (docs/sim.md), which makes
-    the int32 sum exact in any order. Parallel over tiles of ``qb`` positions
-    (a multiple of 4) times 4 rows.
+    the int32 sum exact in any order. Computes the tiles ``t0 .. t1 - 1`` of ``qb``
+    positions (a multiple of 4) times 4 rows, tile ``t = (q // qb) * (R4 / 4) + r // 4``,
+    on the calling thread with the GIL released.
     """
     r4, kk = wt.shape
     q4 = col.shape[0]
@@ -523,7 +528,7 @@ def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
     mask = (np.int64(1) << nbits) - 1
     n_rb = r4 // 4
     n_qb = (q4 + qb - 1) // qb
-    for tile in prange(n_rb * n_qb):
+    for tile in range(t0, t1):
         qi = tile // n_rb
         c = (tile % n_rb) * 4
         o0 = _row_offset(c, rows, cg_out, g, kstride, npos)

@@ -108,10 +108,15 @@ class GemmPlan:
 
 
 def _conv_exact(x, w, dp, stride, pad, groups, nbits, ho, wo):
-    out = np.zeros((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.uint64)
-    kernels.conv_exact(x, w, _exact_tab(dp), dp.a_range[0], dp.w_range[0], stride, pad, groups, out)
-    kernels.wrap_inplace(out.reshape(-1), nbits)
-    return out.view(np.int64)
+    out = np.empty((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.int64)
+    tab = _exact_tab(dp)
+    work = x.shape[0] * w.size * ho * wo
+
+    def part(r0, r1):
+        kernels.conv_exact(x, w, tab, dp.a_range[0], dp.w_range[0], stride, pad, groups, nbits, out, r0, r1)
+
+    _in_ranges(part, x.shape[0] * w.shape[0], work)
+    return out
 
 
 class _GemmWeights:
@@ -521,8 +526,18 @@ class Conv2d:
                 nq = min(blk, nb - n0) * npos
                 q4 = (nq + 3) // 4 * 4
                 col = self._buffer("colint", cdt, q4 * kt).reshape(q4, kt)
-                kernels.im2row_i16(x, g16, a0, gi, n0, cg_in, kh, kw, self.stride, self.padding, ho, wo, nq, col)
-                kernels.gemm_i16(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits)
+                col[nq:] = 0                                    # register-block remainder rows
+                work = nq * kt * mats[gi].shape[0]
+
+                def rows(r0, r1):
+                    kernels.im2row_i16(x, g16, a0, gi, n0, cg_in, kh, kw, self.stride, self.padding, ho, wo, col,
+                                       r0, r1)
+
+                def tiles(t0, t1):
+                    kernels.gemm_i16(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits, t0, t1)
+
+                _in_ranges(rows, nq // wo, work)
+                _in_ranges(tiles, (mats[gi].shape[0] // 4) * ((q4 + qb - 1) // qb), work)
         return out.reshape(self.dp.n_acc, nb, c_out, ho, wo)
 
     def _buffer(self, name, dtype, size):
@@ -573,6 +588,32 @@ def _shares(macs):
     if n <= 1 or macs < MIN_SHARE_MACS or _blas_threads_api() is None:
         return 1
     return n
+
+
+def _in_ranges(fn, n_items, work):
+    """Run ``fn(r0, r1)`` over ``0 .. n_items`` cut into one range per thread (``numba.get_num_threads()``).
+
+    The kernels release the GIL, so the ranges run in parallel on this thread and pool
+    workers; below MIN_SHARE_MACS of ``work`` (multiply-adds) or with one thread, one call.
+    """
+    global _POOL
+    n = min(numba.get_num_threads(), n_items)
+    if n <= 1 or work < MIN_SHARE_MACS:
+        fn(0, n_items)
+        return
+    cut = [n_items * s // n for s in range(n + 1)]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] < n - 1:
+            _POOL = (n - 1, ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="sim-share"))
+        pool = _POOL[1]
+    futures = [pool.submit(fn, cut[s], cut[s + 1]) for s in range(1, n)]
+    try:
+        fn(cut[0], cut[1])
+    finally:
+        errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
 
 
 def _run_shares(fn, n, barrier):

@@ -454,3 +454,20 @@ def test_centring_correction_counts_only_taps_inside_the_input():
         layers.CENTRE_MODE = old
     assert got[0, 0, 0, 0, 0] == 4 * 120 and got[0, 0, 0, 0, 2] == 6 * 120 and got[0, 0, 0, 4, 4] == 4 * 120
     assert got[0, 0, 0, 2, 2] == 8 * 120 and got[0, 0, 0, 1, 1] == 8 * 120
+
+
+@pytest.mark.parametrize("method", ["exact", "int"])
+def test_thread_ranges_of_the_exact_and_int_paths_change_no_bit(monkeypatch, method):
+    """The exact kernel and the int path cut into one range per thread give the one-range result."""
+    import sim.layers as layers
+    dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
+    rng = np.random.default_rng(21)
+    x, w = random_codes(rng, dp, (3, 24, 7, 7), (20, 24, 3, 3))
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 1 << 62)
+    one = sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method)
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    calls = []
+    real = layers._in_ranges
+    monkeypatch.setattr(layers, "_in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
+    assert np.array_equal(sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method), one) and calls
+    assert np.array_equal(one, sim.conv2d(x, w, dp, padding=1, acc_bits=11, method="gemm"))
