@@ -33,7 +33,7 @@ import numpy as np
 from asqhw.errors import UserError
 from asqhw.params import MAX_ACC_BITS, Datapath
 
-from . import kernels
+from . import kernels, simd
 from .codes import product_table, product_terms
 
 __all__ = ["conv2d", "linear", "Conv2d", "GemmPlan", "METHODS", "F32_EXACT", "F64_EXACT"]
@@ -60,6 +60,8 @@ INT_K_ALIGN = 64              # int path: fan-in padded with zeros to a multiple
 INT_AUTO_ARCHS = ("mul", "shift")   # auto: int path only for these (split needs 2*C_out rows, lut int16 operands)
 INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM rows (fan-in * terms) ...
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
+SIMD_ORDER = ("vnni256", "vnni512", "avx2")   # preferred byte dot-product kernels (sim.simd), fastest measured first
+SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -385,8 +387,12 @@ class Conv2d:
         if method == "auto" and (cg_out < 8 or self.fan_in * cg_out * nb * ho * wo < 1 << 16):
             method = "exact"
         # auto: the int path where it measured faster than the float GEMM (docs/sim.md, "Integer GEMM path")
-        try_int = method == "int" or (method == "auto" and dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
-                                      and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)
+        # auto: the int path where it measured faster than the float GEMM: always with a byte SIMD kernel,
+        # else for mul/shift layers of a long fan-in and few positions (docs/sim.md, "Integer GEMM path")
+        try_int = method == "int" or (method == "auto" and (
+            self.simd_variant(xmin, xmax) is not None
+            or (dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
+                and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)))
         if try_int:
             if self.int_exact(xmin, xmax):
                 return self._run_int(x16, xmin, xmax, ho, wo)
@@ -500,16 +506,9 @@ class Conv2d:
             self._corr[key] = np.ascontiguousarray((corr * cu).reshape(self.dp.n_acc, c_out, ho * wo))
         return self._corr[key]
 
-    def _run_int(self, x, xmin, xmax, ho, wo):
-        # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the
-        # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
-        # numba-parallel; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path").
+    def _int_operands(self, xmin, xmax):
+        """The int path's activation table (narrowest integer type holding the used codes) and weight matrices."""
         gw = self._gemm_weights()
-        mats = gw.int_matrices()
-        nb = x.shape[0]
-        c_out, cg_in, kh, kw = self.w16.shape
-        npos = ho * wo
-        kt = _k_pad(gw.n_t * gw.k)
         a0 = self.dp.a_range[0]
         lo, hi = xmin - a0, xmax - a0 + 1                   # only codes in [xmin, xmax] are read
         g_used = gw.g_tab[:, lo:hi]
@@ -517,6 +516,42 @@ class Conv2d:
         cdt = np.uint8 if g_lo >= 0 and g_hi <= 255 else np.int8 if -128 <= g_lo and g_hi <= 127 else np.int16
         g16 = np.zeros(gw.g_tab.shape, dtype=cdt)
         g16[:, lo:hi] = g_used
+        return g16, max(-g_lo, g_hi), gw.int_matrices()
+
+    def simd_variant(self, xmin: int, xmax: int) -> str | None:
+        """The byte SIMD kernel (``sim.simd``) the int path would use for codes in ``[xmin, xmax]``, or None.
+
+        Needs the int path's proof (``int_exact``), unsigned 8-bit activation operands and
+        signed 8-bit weights; ``avx2`` also needs ``2 * max|a| * max|w| <= 2^15 - 1``.
+        """
+        if SIMD_MODE == "none" or not simd.VARIANTS or not self.int_exact(xmin, xmax):
+            return None
+        g16, a_max, mats = self._int_operands(xmin, xmax)
+        if g16.dtype != np.uint8 or mats[0].dtype != np.int8:
+            return None
+        w_max = int(self._gemm_weights().vabs_used.max(initial=0))
+        order = SIMD_ORDER if SIMD_MODE == "auto" else (SIMD_MODE,)
+        for v in order:
+            if v in simd.VARIANTS and (v != "avx2" or 2 * a_max * w_max <= simd.AVX2_PAIR_LIMIT):
+                return v
+        return None
+
+    def _run_int(self, x, xmin, xmax, ho, wo):
+        # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the
+        # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
+        # run on one range per thread; the GEMM is a byte SIMD kernel (sim.simd) when simd_variant allows,
+        # else gemm_i16; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels").
+        gw = self._gemm_weights()
+        mats = gw.int_matrices()
+        nb = x.shape[0]
+        c_out, cg_in, kh, kw = self.w16.shape
+        npos = ho * wo
+        kt = _k_pad(gw.n_t * gw.k)
+        a0 = self.dp.a_range[0]
+        g16, _, _ = self._int_operands(xmin, xmax)
+        cdt = g16.dtype
+        variant = self.simd_variant(xmin, xmax)
+        gemm = kernels.gemm_i16 if variant is None else simd.gemm_u8s8(variant)
         out = np.empty((self.dp.n_acc, nb, c_out, npos), dtype=np.int64)
         itemsize = np.dtype(cdt).itemsize
         blk = _images_per_block(nb, kt, npos, itemsize)
@@ -534,7 +569,7 @@ class Conv2d:
                                        r0, r1)
 
                 def tiles(t0, t1):
-                    kernels.gemm_i16(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits, t0, t1)
+                    gemm(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits, t0, t1)
 
                 _in_ranges(rows, nq // wo, work)
                 _in_ranges(tiles, (mats[gi].shape[0] // 4) * ((q4 + qb - 1) // qb), work)

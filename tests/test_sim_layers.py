@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import sim
 from asqhw.errors import UserError
+from sim import simd as SIMD
 from asqhw.params import Datapath
 
 SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
@@ -471,3 +472,76 @@ def test_thread_ranges_of_the_exact_and_int_paths_change_no_bit(monkeypatch, met
     monkeypatch.setattr(layers, "_in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
     assert np.array_equal(sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method), one) and calls
     assert np.array_equal(one, sim.conv2d(x, w, dp, padding=1, acc_bits=11, method="gemm"))
+
+
+# ---- the byte SIMD kernels of the int path (sim.simd) --------------------------------------
+
+def _cpu_flags():
+    from pathlib import Path
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_the_simd_variants_follow_the_cpu_flags():
+    flags = _cpu_flags()
+    assert ("avx2" in SIMD.VARIANTS) == ("avx2" in flags)
+    assert ("vnni512" in SIMD.VARIANTS) == ({"avx512_vnni", "avx512bw", "avx512f"} <= flags)
+    assert ("vnni256" in SIMD.VARIANTS) == ("avx_vnni" in flags or {"avx512_vnni", "avx512vl"} <= flags)
+
+
+@pytest.mark.parametrize("variant", SIMD.VARIANTS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 40), c_out_g=st.integers(1, 9),
+       groups=st.integers(1, 2), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_out_g, groups, k, stride, pad, size,
+                                           extreme, narrow, seed):
+    """Every byte SIMD kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it."""
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+    layer = sim.Conv2d(w, dp, method="int", **kw)
+    xmin, xmax = int(x.min()), int(x.max())
+    if layer.int_exact(xmin, xmax):
+        assert layer.simd_variant(xmin, xmax) in (variant, None)
+        assert np.array_equal(layer(x), sim.conv2d(x, w, dp, method="exact", **kw))
+
+
+@pytest.mark.parametrize("variant", SIMD.VARIANTS)
+def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(monkeypatch, variant):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    dp = Datapath(fmt="uniform", a_bits=8, w_bits=7)                   # |w| <= 64: 2 * 255 * 64 < 2^15
+    x = np.full((1, 300, 4, 4), 255, np.int16)
+    w = np.full((6, 300, 3, 3), -64, np.int16)
+    w[1] = 63
+    layer = sim.Conv2d(w, dp, padding=1, method="int")
+    assert layer.simd_variant(0, 255) == variant
+    got = layer(x)
+    assert got[0, 0, 0, 1, 1] == -255 * 64 * 2700 and got[0, 0, 1, 1, 1] == 255 * 63 * 2700
+    assert np.array_equal(got, sim.conv2d(x, w, dp, padding=1, method="exact"))
+
+
+@pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
+def test_avx2_kernel_is_refused_where_a_byte_pair_could_saturate(monkeypatch, variant):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    x = np.full((1, 300, 4, 4), 255, np.int16)
+    w = np.full((6, 300, 3, 3), -128, np.int16)                        # 2 * 255 * 128 > 2^15 - 1
+    layer = sim.Conv2d(w, UNIFORM8, padding=1, method="int")
+    assert layer.simd_variant(0, 255) is None
+    assert layer(x)[0, 0, 0, 1, 1] == -255 * 128 * 2700                 # gemm_i16 instead, exact
+    assert layer.simd_variant(0, 127) == "avx2"                         # 2 * 127 * 128 = 32512 fits
+
+
+def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", "none")
+    rng = np.random.default_rng(4)
+    x, w = random_codes(rng, SPLIT4, (2, 40, 6, 6), (12, 40, 3, 3))
+    layer = sim.Conv2d(w, SPLIT4, padding=1, method="int")
+    assert layer.simd_variant(0, 15) is None
+    assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
