@@ -62,6 +62,7 @@ INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM 
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
 SIMD_ORDER = ("vnni256", "vnni512", "avx2")   # preferred byte dot-product kernels (sim.simd), fastest measured first
 SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
+SIMD_MIN_FAN_IN = 512         # auto: the SIMD int path only for fan-ins of at least this many positions per accumulator
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -387,10 +388,12 @@ class Conv2d:
         if method == "auto" and (cg_out < 8 or self.fan_in * cg_out * nb * ho * wo < 1 << 16):
             method = "exact"
         # auto: the int path where it measured faster than the float GEMM (docs/sim.md, "Integer GEMM path")
-        # auto: the int path where it measured faster than the float GEMM: always with a byte SIMD kernel,
-        # else for mul/shift layers of a long fan-in and few positions (docs/sim.md, "Integer GEMM path")
+        # auto: the int path where it measured faster than the float GEMM: with a byte SIMD kernel for
+        # fan-ins of at least SIMD_MIN_FAN_IN per accumulator (short ones spend their time in the lane
+        # reductions and stores), else for mul/shift layers of a long fan-in and few positions
+        # (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels")
         try_int = method == "int" or (method == "auto" and (
-            self.simd_variant(xmin, xmax) is not None
+            (self.fan_in >= SIMD_MIN_FAN_IN * dp.n_acc and self.simd_variant(xmin, xmax) is not None)
             or (dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
                 and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)))
         if try_int:
