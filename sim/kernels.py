@@ -101,7 +101,7 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
     npos = ho * wo
     nb = col.shape[1] // npos
     zero = col.dtype.type(0)
-    shift = g_tab[0, 0] - a0                         # g(A) = A - c: shift = -c
+    shift = g_tab[0, 0] - np.float32(a0)             # g(A) = A - c: shift = -c (|a0| <= 128: exact)
     identity = n_t == 1
     for a in range(g_tab.shape[1]):
         if g_tab[0, a] != a + a0 + shift:
@@ -135,13 +135,17 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
                 d = o + ox_lo
                 if cnt == 0:
                     pass
-                elif identity and stride == 1:
+                elif identity and stride == 1 and shift == 0:
                     ud, us = np.uint64(d), np.uint64(src)
                     for q in range(np.uint64(cnt)):          # unsigned indices: no wraparound checks
-                        dst[ud + q] = xf[us + q] + shift
-                elif identity:
+                        dst[ud + q] = xf[us + q]
+                elif identity and shift == 0:
                     ud, us, ust = np.uint64(d), np.uint64(src), np.uint64(stride)
                     for q in range(np.uint64(cnt)):
+                        dst[ud + q] = xf[us + q * ust]
+                elif identity:
+                    ud, us, ust = np.uint64(d), np.uint64(src), np.uint64(stride)
+                    for q in range(np.uint64(cnt)):          # centred: A - c, in the float type of g_tab
                         dst[ud + q] = xf[us + q * ust] + shift
                 else:
                     for q in range(cnt):                     # unsigned indices: no wraparound checks
