@@ -119,33 +119,36 @@ _block_avx2 = _make_block("avx2")
 def _gemm_vnni512(wt, col, nq, qb, out, g, cg_out, n0, nbits, t0, t1):
     n_rb, rows, npos, plane, kstride, half, mask = _geometry(wt, out, cg_out, nbits)
     of = out.reshape(-1)
+    orow = np.empty(4, np.int64)
     for tile in range(t0, t1):
         qi, c = tile // n_rb, (tile % n_rb) * 4
+        _row_offsets(orow, c, rows, cg_out, g, kstride, npos)
         for p0 in range(qi * qb, min(col.shape[0], qi * qb + qb), 4):
-            _store16(of, _block_vnni512(col, wt, p0, c, wt.shape[1]), c, p0, rows, cg_out, g, kstride, npos, nq, n0,
-                     plane, half, mask)
+            _store16(of, _block_vnni512(col, wt, p0, c, wt.shape[1]), orow, p0, npos, nq, n0, plane, half, mask)
 
 
 @njit(cache=True, nogil=True)
 def _gemm_vnni256(wt, col, nq, qb, out, g, cg_out, n0, nbits, t0, t1):
     n_rb, rows, npos, plane, kstride, half, mask = _geometry(wt, out, cg_out, nbits)
     of = out.reshape(-1)
+    orow = np.empty(4, np.int64)
     for tile in range(t0, t1):
         qi, c = tile // n_rb, (tile % n_rb) * 4
+        _row_offsets(orow, c, rows, cg_out, g, kstride, npos)
         for p0 in range(qi * qb, min(col.shape[0], qi * qb + qb), 4):
-            _store16(of, _block_vnni256(col, wt, p0, c, wt.shape[1]), c, p0, rows, cg_out, g, kstride, npos, nq, n0,
-                     plane, half, mask)
+            _store16(of, _block_vnni256(col, wt, p0, c, wt.shape[1]), orow, p0, npos, nq, n0, plane, half, mask)
 
 
 @njit(cache=True, nogil=True)
 def _gemm_avx2(wt, col, nq, qb, out, g, cg_out, n0, nbits, t0, t1):
     n_rb, rows, npos, plane, kstride, half, mask = _geometry(wt, out, cg_out, nbits)
     of = out.reshape(-1)
+    orow = np.empty(4, np.int64)
     for tile in range(t0, t1):
         qi, c = tile // n_rb, (tile % n_rb) * 4
+        _row_offsets(orow, c, rows, cg_out, g, kstride, npos)
         for p0 in range(qi * qb, min(col.shape[0], qi * qb + qb), 4):
-            _store16(of, _block_avx2(col, wt, p0, c, wt.shape[1]), c, p0, rows, cg_out, g, kstride, npos, nq, n0,
-                     plane, half, mask)
+            _store16(of, _block_avx2(col, wt, p0, c, wt.shape[1]), orow, p0, npos, nq, n0, plane, half, mask)
 
 
 @njit(cache=True, inline="always")
@@ -157,19 +160,34 @@ def _geometry(wt, out, cg_out, nbits):
 
 
 @njit(cache=True, inline="always")
-def _store16(of, s, c, p0, rows, cg_out, g, kstride, npos, nq, n0, plane, half, mask):
-    """Store the 4 x 4 block ``s`` (rows ``c..``, positions ``p0..``) wrapped to the accumulator width."""
+def _row_offsets(orow, c, rows, cg_out, g, kstride, npos):
+    """Flat offsets in ``out`` of the GEMM rows ``c .. c+3`` (n = 0, p = 0); -1 for padding rows."""
     for r in range(4):
         row = c + r
-        if row >= rows:
-            continue
-        o = (row // cg_out) * kstride + (g * cg_out + row % cg_out) * npos
-        for i in range(4):
-            q = p0 + i
-            if q < nq:
-                n = q // npos
-                e = (n0 + n) * plane + q - n * npos
-                of[o + e] = np.int64((np.uint64(np.int64(s[4 * r + i])) + np.uint64(half)) & np.uint64(mask)) - half
+        orow[r] = -1 if row >= rows else (row // cg_out) * kstride + (g * cg_out + row % cg_out) * npos
+
+
+@njit(cache=True, inline="always")
+def _store16(of, s, orow, p0, npos, nq, n0, plane, half, mask):
+    """Store the 4 x 4 block ``s`` (rows with offsets ``orow``, positions ``p0..p0+3``) wrapped to the width.
+
+    One division per block: the positions are consecutive, so the image index ``n``
+    advances at most by the number of image boundaries crossed.
+    """
+    n = p0 // npos
+    p = p0 - n * npos
+    for i in range(4):
+        if p0 + i >= nq:
+            break
+        if p == npos:
+            n += 1
+            p = 0
+        e = (n0 + n) * plane + p
+        for r in range(4):
+            if orow[r] >= 0:
+                v = np.uint64(np.int64(s[4 * r + i]))
+                of[orow[r] + e] = np.int64((v + np.uint64(half)) & np.uint64(mask)) - half
+        p += 1
 
 
 _GEMMS = {"vnni512": _gemm_vnni512, "vnni256": _gemm_vnni256, "avx2": _gemm_avx2}
