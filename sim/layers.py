@@ -62,7 +62,7 @@ INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM 
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
 SIMD_ORDER = ("vnni256", "vnni512", "avx2")   # preferred byte dot-product kernels (sim.simd), fastest measured first
 SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
-SIMD_MIN_FAN_IN = 512         # auto: the SIMD int path only for fan-ins of at least this many positions per accumulator
+SIMD_MIN_FAN_IN = 512         # auto: the SIMD int path only for GEMM fan-ins (positions x terms) of at least this per accumulator
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -88,6 +88,34 @@ def _term_tables(dp: Datapath, nbits: int):
     g = np.array([t[0] for t in terms], dtype=np.int64)
     v = np.array([[[_wrap_int(e, nbits) for e in row] for row in t[1]] for t in terms], dtype=np.int64)
     return g, v
+
+
+BYTE_SPLIT = 64      # int path: a non-negative term above 255 is split into g % 64 and g // 64 (weights v, 64 v)
+
+
+@lru_cache(maxsize=64)
+def _byte_terms(dp: Datapath, nbits: int):
+    """The int path's terms: ``_term_tables`` with every term whose ``g`` exceeds 255 split into two byte terms.
+
+    ``g = (g % 64) + 64 * (g // 64)`` for ``g >= 0``, so ``g * v = (g % 64) * v + (g // 64) * (64 v)``
+    term by term (the weight ``64 v`` reduced modulo ``2^nbits`` like ``v``). Only done when
+    every ``g`` is non-negative and below ``2^14`` (``g // 64 <= 255``); otherwise the terms
+    are returned unchanged. Used for ``lut``, whose odd terms reach 339 for 4-bit codes.
+    """
+    g, v = _term_tables(dp, nbits)
+    big = [t for t in range(g.shape[0]) if int(g[t].max(initial=0)) > 255]
+    if not big or int(g.min(initial=0)) < 0 or int(g.max(initial=0)) >= 1 << 14:
+        return g, v
+    gs, vs = [], []
+    for t in range(g.shape[0]):
+        if t in big:
+            gs += [g[t] % BYTE_SPLIT, g[t] // BYTE_SPLIT]
+            vs += [v[t], np.array([[_wrap_int(int(e) * BYTE_SPLIT, nbits) for e in row] for row in v[t]],
+                                  dtype=np.int64)]
+        else:
+            gs.append(g[t])
+            vs.append(v[t])
+    return np.array(gs, dtype=np.int64), np.array(vs, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -125,9 +153,9 @@ def _conv_exact(x, w, dp, stride, pad, groups, nbits, ho, wo):
 class _GemmWeights:
     """The weight side of the GEMM path, prepared once per weight tensor."""
 
-    def __init__(self, w16, dp, groups, nbits):
+    def __init__(self, w16, dp, groups, nbits, terms=None):
         self.dp, self.groups, self.nbits = dp, groups, nbits
-        self.g_tab, v = _term_tables(dp, nbits)
+        self.g_tab, v = _term_tables(dp, nbits) if terms is None else terms
         self.v = v
         c_out = w16.shape[0]
         self.cg_out = c_out // groups
@@ -327,8 +355,17 @@ class Conv2d:
             raise UserError(f"{nbad} weight code(s) out of range for {dp.w_bits}-bit {dp.fmt}")
         self.w16 = np.ascontiguousarray(w, dtype=np.int16)
         self._gemm = None
+        self._int = None
         self._scratch = None
         self._corr = {}
+
+    def _int_weights(self):
+        """The weight side of the int path: the float path's unless ``_byte_terms`` splits a term."""
+        if self._int is None:
+            g, v = _byte_terms(self.dp, self.acc_bits)
+            same = g.shape == self._gemm_weights().g_tab.shape
+            self._int = self._gemm if same else _GemmWeights(self.w16, self.dp, self.groups, self.acc_bits, (g, v))
+        return self._int
 
     def _gemm_weights(self):
         if self._gemm is None:
@@ -362,7 +399,7 @@ class Conv2d:
 
     def int_exact(self, xmin: int, xmax: int) -> bool:
         """True when the integer GEMM path is proved exact for activation codes in ``[xmin, xmax]``."""
-        gw = self._gemm_weights()
+        gw = self._int_weights()
         a0 = self.dp.a_range[0]
         lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
         return gw.int_exact(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1))
@@ -393,7 +430,8 @@ class Conv2d:
         # reductions and stores), else for mul/shift layers of a long fan-in and few positions
         # (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels")
         try_int = method == "int" or (method == "auto" and (
-            (self.fan_in >= SIMD_MIN_FAN_IN * dp.n_acc and self.simd_variant(xmin, xmax) is not None)
+            (self.fan_in * self._int_weights().n_t >= SIMD_MIN_FAN_IN * dp.n_acc
+             and self.simd_variant(xmin, xmax) is not None)
             or (dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
                 and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)))
         if try_int:
@@ -511,7 +549,7 @@ class Conv2d:
 
     def _int_operands(self, xmin, xmax):
         """The int path's activation table (narrowest integer type holding the used codes) and weight matrices."""
-        gw = self._gemm_weights()
+        gw = self._int_weights()
         a0 = self.dp.a_range[0]
         lo, hi = xmin - a0, xmax - a0 + 1                   # only codes in [xmin, xmax] are read
         g_used = gw.g_tab[:, lo:hi]
@@ -532,7 +570,7 @@ class Conv2d:
         g16, a_max, mats = self._int_operands(xmin, xmax)
         if g16.dtype != np.uint8 or mats[0].dtype != np.int8:
             return None
-        w_max = int(self._gemm_weights().vabs_used.max(initial=0))
+        w_max = int(self._int_weights().vabs_used.max(initial=0))
         order = SIMD_ORDER if SIMD_MODE == "auto" else (SIMD_MODE,)
         for v in order:
             if v in simd.VARIANTS and (v != "avx2" or 2 * a_max * w_max <= simd.AVX2_PAIR_LIMIT):
@@ -544,7 +582,7 @@ class Conv2d:
         # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
         # run on one range per thread; the GEMM is a byte SIMD kernel (sim.simd) when simd_variant allows,
         # else gemm_i16; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels").
-        gw = self._gemm_weights()
+        gw = self._int_weights()
         mats = gw.int_matrices()
         nb = x.shape[0]
         c_out, cg_in, kh, kw = self.w16.shape

@@ -545,3 +545,46 @@ def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
     layer = sim.Conv2d(w, SPLIT4, padding=1, method="int")
     assert layer.simd_variant(0, 15) is None
     assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
+
+
+# ---- lut on the byte kernels: terms above 255 split into two bytes --------------------------
+
+@pytest.mark.parametrize("dp", [Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut"),
+                                Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut"),
+                                Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut")])
+@pytest.mark.parametrize("nbits", [5, 12, 40])
+def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
+    from sim.layers import _byte_terms, _term_tables
+    g, v = _term_tables(dp, nbits)
+    gb, vb = _byte_terms(dp, nbits)
+    assert gb.min() >= 0 and gb.max() <= 255 and gb.shape[0] > g.shape[0]
+    want = np.einsum("ta,tkw->kaw", g.astype(object), v.astype(object))
+    got = np.einsum("ta,tkw->kaw", gb.astype(object), vb.astype(object))
+    assert ((want - got) % 2**nbits == 0).all()
+    assert np.abs(vb).max() < 2 ** (nbits - 1) + 1                       # reduced like v
+
+
+def test_terms_of_2_to_the_14_or_more_are_not_split():
+    from sim.layers import _byte_terms, _term_tables
+    dp = Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut", frac_bits=16)      # LUT entries up to 324387
+    g, v = _term_tables(dp, 20)
+    gb, vb = _byte_terms(dp, 20)
+    assert gb.shape == g.shape and (gb == g).all() and (vb == v).all()
+
+
+def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
+    dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut")
+    rng = np.random.default_rng(8)
+    x, w = random_codes(rng, dp, (2, 64, 6, 6), (16, 64, 3, 3))
+    for bits in (None, 9):
+        layer = sim.Conv2d(w, dp, padding=1, acc_bits=bits, method="int")
+        assert layer._int_weights().n_t == 5                              # A, LUT1 % 64, LUT1 // 64, LUT3, LUT5
+        assert layer.simd_variant(0, 15) == (SIMD.VARIANTS and next(v for v in layers_order() if v in SIMD.VARIANTS))
+        assert np.array_equal(layer(x), sim.conv2d(x, w, dp, padding=1, acc_bits=bits, method="exact"))
+    x[:] = 15                                                             # the largest LUT entries
+    assert np.array_equal(sim.conv2d(x, w, dp, padding=1, method="int"), sim.conv2d(x, w, dp, padding=1, method="exact"))
+
+
+def layers_order():
+    import sim.layers as layers
+    return layers.SIMD_ORDER
