@@ -2,7 +2,7 @@
 
 numba's OpenMP layer runs on the same ``libgomp`` as PyTorch; its parallel launches set
 that runtime's thread count, so a later PyTorch operation in the same process ran with
-the wrong team size (about 150x slower at ``torch.set_num_threads(1)`` on two cores)
+the wrong team size (20-155x slower at ``torch.set_num_threads(1)`` on two cores, in most processes)
 until ``torch.set_num_threads`` was called again. The TBB layer (when installed) and
 numba's own ``workqueue`` do not touch OpenMP; ``workqueue`` is also fork-safe, but does
 not support parallel kernels launched concurrently from several Python threads (sim
