@@ -1,21 +1,22 @@
 """Layer accumulators (docs/datapath.md sections 5 and 8): conv2d and linear.
 
-Two interchangeable paths compute the same integers:
+Three interchangeable paths compute the same integers:
 
 - ``exact``: a direct integer convolution that looks every product up in
   :func:`sim.codes.product_table`; always applicable.
 - ``gemm``: im2col of transformed activations plus a float GEMM (BLAS), used
   only when a bound proves every partial sum an exactly representable integer
   (docs/sim.md, "Exactness of the GEMM path"); the fan-in is cut into chunks
-  so that the bound holds per chunk, and chunk sums are added in int64.
-- ``int``: the same separable terms as int16 (or narrower) operands in an integer GEMM with
-  int32 sums (numba, 16-bit dot-product instructions), used only when every
-  operand fits int16 and every output's sum of ``|a*w|`` is below ``2^31``
-  (docs/sim.md, "Integer GEMM path").
+  so that the bound holds per chunk, and chunk sums are added in int64; single
+  identity terms may be centred (``A - c``, "Centred activations").
+- ``int``: the same separable terms (terms above 255 split into bytes) as integer
+  operands in a GEMM with int32 sums: the byte SIMD kernels of :mod:`sim.simd` for
+  uint8 x int8 operands, else ``gemm_i16``; used only when every operand fits int16
+  and every output's sum of ``|a*w|`` is below ``2^31`` (docs/sim.md, "Integer GEMM
+  path", "Integer SIMD kernels").
 
 ``method="auto"`` takes ``int`` whenever its bound holds and the layer is large
-enough to profit, else ``gemm`` when its proof goes through, else ``exact``.
-"""
+enough to profit, else ``gemm`` when its proof goes through, else ``exact``."""
 
 from __future__ import annotations
 
