@@ -1,9 +1,14 @@
 """Numba kernels: exact integer convolution, im2col, GEMM-result accumulation, wrap, requantisation.
 
 All kernels are typed by their arguments, compiled once and cached on disk
-(``cache=True``). The exact kernel, ``requant_kernel``, the weight-side kernels and
-the integer GEMM path (``im2row_i16``, ``gemm_i16``) run parallel loops (``prange``)
-over output channels, rows or tiles; the GEMM-path
+(``cache=True``). ``wrap_inplace`` and ``requant_kernel`` run parallel loops
+(``prange``); the exact kernel and the integer GEMM path (``conv_exact``,
+``im2row_i16``, ``gemm_i16``) are serial, release the GIL and take a range of
+channels, rows or tiles, and ``sim.layers`` runs one range per Python thread (no
+parallel region to compile: their first call from an empty cache takes about half
+the time); the weight-side kernels (``weight_matrix``,
+``term_l1``, ``position_bounds``, run once per layer) are serial, which halves their
+compile time from an empty cache; the GEMM-path
 kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
 ``store_pair``) are serial, release the GIL and take a row range, so that
 ``sim.layers`` can run one share of a layer per Python thread.
@@ -34,22 +39,25 @@ def _wrap(v, half, mask):
     return np.int64((np.uint64(v) + np.uint64(half)) & np.uint64(mask)) - half
 
 
-@njit(cache=True, parallel=True)
-def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
-    """Direct convolution by table look-up: ``out[k, n, c, oy, ox] += tab[k, code - w0, A - a0]``.
+@njit(cache=True, nogil=True)
+def conv_exact(x, w, tab, a0, w0, stride, pad, groups, nbits, out, nc0, nc1):
+    """Direct convolution by table look-up: ``out[k, n, c, oy, ox] = wrap(sum tab[k, code - w0, A - a0], nbits)``.
 
     ``x`` int16 ``(N, C_in, H, W)``; ``w`` int16 ``(C, C_in/G, K_h, K_w)``;
-    ``tab`` uint64 ``(n_acc, n_w, n_a)`` (the products modulo ``2^64``); ``out`` uint64
-    ``(n_acc, N, C, H_o, W_o)``, zeroed by the caller: the sums modulo ``2^64``, to be
-    wrapped to the accumulator width by :func:`wrap_inplace`. Padding positions
-    contribute nothing (code 0 gives 0).
+    ``tab`` uint64 ``(n_acc, n_w, n_a)`` (the products modulo ``2^64``); ``out`` int64
+    ``(n_acc, N, C, H_o, W_o)``. The sums are taken modulo ``2^64`` (uint64) and wrapped
+    to ``nbits`` on the store. Padding positions contribute nothing (code 0 gives 0).
+    Computes the ``(n, c)`` pairs ``nc = n*C + c`` in ``nc0 .. nc1 - 1`` on the calling
+    thread with the GIL released (``sim.layers`` runs one range per thread).
     """
     n_acc = tab.shape[0]
     nb, _, h, wd = x.shape
     c_out, cg_in, kh, kw = w.shape
     ho, wo = out.shape[3], out.shape[4]
     cg_out = c_out // groups
-    for nc in prange(nb * c_out):
+    half = np.int64(1) << (nbits - 1)
+    mask = (np.int64(1) << nbits) - 1
+    for nc in range(nc0, nc1):
         n = nc // c_out
         c = nc % c_out
         g = c // cg_out
@@ -72,7 +80,7 @@ def conv_exact(x, w, tab, a0, w0, stride, pad, groups, out):
         for k in range(n_acc):
             for oy in range(ho):
                 for ox in range(wo):
-                    out[k, n, c, oy, ox] = acc[k, oy, ox]
+                    out[k, n, c, oy, ox] = _wrap(np.int64(acc[k, oy, ox]), half, mask)
 
 
 @njit(cache=True, nogil=True)
@@ -82,7 +90,9 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
     ``x`` is C-contiguous ``(N, C_in, H, W)``. Fan-in position
     ``i = (j*K_h + ky)*K_w + kx``, term ``t``, column ``(n, oy, ox)`` for the images
     ``n0 .. n0 + col.shape[1] / (H_o*W_o) - 1``. Positions in the zero padding
-    are 0 (every ``g`` maps code 0 to 0). Writes the rows ``row0 .. row1 - 1`` only,
+    are 0 (every ``g`` maps code 0 to 0; a centred term ``A - c`` is 0 there too). When
+    ``g_tab`` is a single shifted identity, ``g(A) = A - c``, the values are copied and
+    shifted instead of looked up. Writes the rows ``row0 .. row1 - 1`` only,
     on the calling thread with the GIL released (the caller splits rows between threads).
     """
     n_t = g_tab.shape[0]
@@ -91,9 +101,10 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
     npos = ho * wo
     nb = col.shape[1] // npos
     zero = col.dtype.type(0)
+    shift = g_tab[0, 0] - np.float32(a0)             # g(A) = A - c: shift = -c (|a0| <= 128: exact)
     identity = n_t == 1
     for a in range(g_tab.shape[1]):
-        if g_tab[0, a] != a + a0:
+        if g_tab[0, a] != a + a0 + shift:
             identity = False
     for row in range(row0, row1):
         r = row // n_t
@@ -124,14 +135,18 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
                 d = o + ox_lo
                 if cnt == 0:
                     pass
-                elif identity and stride == 1:
+                elif identity and stride == 1 and shift == 0:
                     ud, us = np.uint64(d), np.uint64(src)
                     for q in range(np.uint64(cnt)):          # unsigned indices: no wraparound checks
                         dst[ud + q] = xf[us + q]
-                elif identity:
+                elif identity and shift == 0:
                     ud, us, ust = np.uint64(d), np.uint64(src), np.uint64(stride)
                     for q in range(np.uint64(cnt)):
                         dst[ud + q] = xf[us + q * ust]
+                elif identity:
+                    ud, us, ust = np.uint64(d), np.uint64(src), np.uint64(stride)
+                    for q in range(np.uint64(cnt)):          # centred: A - c, in the float type of g_tab
+                        dst[ud + q] = xf[us + q * ust] + shift
                 else:
                     for q in range(cnt):                     # unsigned indices: no wraparound checks
                         dst[np.uint64(d + q)] = gt[np.uint64(xf[np.uint64(src + q * stride)] - a0)]
@@ -139,7 +154,7 @@ def im2col(x, g_tab, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, row0, r
                     dst[o + ox] = zero
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def weight_matrix(codes, vals, out):
     """GEMM weights of one group: ``out[k*C_g + c, i*n_t + t] = vals[t, k, codes[c, i]]``.
 
@@ -147,7 +162,7 @@ def weight_matrix(codes, vals, out):
     """
     n_t, n_acc, _ = vals.shape
     cg, kk = codes.shape
-    for row in prange(n_acc * cg):
+    for row in range(n_acc * cg):
         k = row // cg
         c = row % cg
         for i in range(kk):
@@ -156,7 +171,7 @@ def weight_matrix(codes, vals, out):
                 out[row, i * n_t + t] = vals[t, k, wi]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def term_l1(codes, vabs, out):
     """Per-term L1 norms of the integer weights: ``out[t, k*C_g + c] = sum_i vabs[t, k, codes[c, i]]``.
 
@@ -165,7 +180,7 @@ def term_l1(codes, vabs, out):
     n_t, n_acc, _ = vabs.shape
     cg, kk = codes.shape
     cap = np.int64(1) << 62
-    for row in prange(n_acc * cg):
+    for row in range(n_acc * cg):
         k = row // cg
         c = row % cg
         for t in range(n_t):
@@ -177,28 +192,31 @@ def term_l1(codes, vabs, out):
             out[t, row] = s
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def position_bounds(codes, cost, out):
     """Bound of one fan-in position: ``out[i, k*C_g + c] = cost[k, codes[c, i]]``."""
     n_acc = cost.shape[0]
     cg, kk = codes.shape
-    for i in prange(kk):
+    for i in range(kk):
         for k in range(n_acc):
             for c in range(cg):
                 out[i, k * cg + c] = cost[k, codes[c, i]]
 
 
 @njit(cache=True, nogil=True)
-def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0):
+def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0, corr):
     """Add GEMM chunk results ``res[j]`` (rows ``row - row0``, columns ``q - col0``) to ``out``.
 
     GEMM row ``row = k*cg_out + c``, column ``q = (n - n0)*P + p``:
     ``out[k, n, g*cg_out + c, p] (+)= sum_j res[j, row - row0, q - col0]`` for the rows
     ``row0 ..`` and columns ``col0 ..`` that ``res`` covers. ``first`` overwrites
-    instead of adding, ``last`` wraps the result to ``nbits``. ``res`` holds exact
-    integers (float), converted exactly and added in int64. Runs on the calling
+    instead of adding, ``last`` wraps the result to ``nbits``, after adding
+    ``corr[k, g*cg_out + c, p]`` (uint64, modulo ``2^64``: the correction of centred
+    activations, docs/sim.md) when ``corr`` is not empty. ``res`` holds exact
+    integers (float), converted exactly and added modulo ``2^64``. Runs on the calling
     thread with the GIL released.
     """
+    centred = corr.size > 0
     n_ch = res.shape[0]
     ncol = res.shape[2]
     npos = out.shape[3]
@@ -223,6 +241,8 @@ def accumulate(res, out, g, cg_out, n0, first, last, nbits, row0, col0):
                     if add:                              # modulo 2^64, in uint64 (defined wrap)
                         v = np.int64(np.uint64(v) + np.uint64(oo[t]))
                     if wrap:
+                        if centred:
+                            v = np.int64(np.uint64(v) + corr[k, c, p0 + t])
                         v = _wrap(v, half, mask)
                     oo[t] = v
             q += cnt
@@ -264,12 +284,14 @@ def unpack_add(res, acc0, acc1, bits, first):
 
 
 @njit(cache=True, nogil=True)
-def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0):
-    """``out[k, n, g*cg_out + c, p] = wrap(acc_k[c - row0, q - col0], nbits)``, ``q = (n - n0)*P + p``.
+def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0, corr):
+    """``out[k, n, g*cg_out + c, p] = wrap(acc_k[c - row0, q - col0] + corr[k, c, p], nbits)``, ``q = (n - n0)*P + p``.
 
     Stores the two float sums of the channels ``row0 ..`` and columns ``col0 ..``
-    that ``acc0``, ``acc1`` cover, on the calling thread with the GIL released.
+    that ``acc0``, ``acc1`` cover, on the calling thread with the GIL released. ``corr``
+    (uint64, added modulo ``2^64``) is the correction of centred activations; empty: none.
     """
+    centred = corr.size > 0
     npos = out.shape[3]
     ncol = acc0.shape[1]
     half = np.int64(1) << (nbits - 1)
@@ -283,9 +305,16 @@ def store_pair(acc0, acc1, out, g, cg_out, n0, nbits, row0, col0):
             cnt = min(npos - p0, ncol - q)
             o0 = out[0, n0 + nn, c]
             o1 = out[1, n0 + nn, c]
-            for t in range(cnt):
-                o0[p0 + t] = _wrap(np.int64(acc0[row, q + t]), half, mask)
-                o1[p0 + t] = _wrap(np.int64(acc1[row, q + t]), half, mask)
+            if centred:
+                c0 = corr[0, c]
+                c1 = corr[1, c]
+                for t in range(cnt):
+                    o0[p0 + t] = _wrap(np.int64(np.uint64(np.int64(acc0[row, q + t])) + c0[p0 + t]), half, mask)
+                    o1[p0 + t] = _wrap(np.int64(np.uint64(np.int64(acc1[row, q + t])) + c1[p0 + t]), half, mask)
+            else:
+                for t in range(cnt):
+                    o0[p0 + t] = _wrap(np.int64(acc0[row, q + t]), half, mask)
+                    o1[p0 + t] = _wrap(np.int64(acc1[row, q + t]), half, mask)
             q += cnt
 
 
@@ -384,17 +413,18 @@ def chunk_ends(bound_t, limit):
     return np.array(ends, dtype=np.int64)
 
 
-@njit(cache=True, parallel=True)
-def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, nq, col):
+@njit(cache=True, nogil=True)
+def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, col, r0, r1):
     """Transformed im2col of group ``g``, one row per output position: ``col[q, i*n_t + t] = g16[t, A - a0]``.
 
     ``x`` is C-contiguous ``(N, C_in, H, W)``. Row ``q = (n - n0)*H_o*W_o + oy*W_o + ox``
-    for ``q < nq`` (whole output rows); fan-in position ``i = (j*K_h + ky)*K_w + kx``.
-    Padding positions, the rows ``nq ..`` (the register-block remainder) and the
-    columns ``K*n_t ..`` (fan-in padding) are 0.
+    for the output rows ``(n - n0)*H_o + oy`` in ``r0 .. r1 - 1``; fan-in position
+    ``i = (j*K_h + ky)*K_w + kx``. Padding positions and the columns ``K*n_t ..``
+    (fan-in padding) are 0; the rows after the last output row (the register-block
+    remainder) are zeroed by the caller.
     ``col`` is ``(Q, >= K*n_t)`` of an integer type that holds every used ``g16`` entry;
-    ``g16`` ``(n_t, n_a)``. Parallel over output rows ``(n, oy)``; each writes a block
-    of ``W_o`` rows of ``col``, which stays in the L1/L2 cache.
+    ``g16`` ``(n_t, n_a)``. Each output row writes a block of ``W_o`` rows of ``col``,
+    which stays in the L1/L2 cache; runs on the calling thread with the GIL released.
     """
     n_t = g16.shape[0]
     c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
@@ -405,16 +435,13 @@ def im2row_i16(x, g16, a0, g, n0, cg_in, kh, kw, stride, pad, ho, wo, nq, col):
     for a in range(g16.shape[1]):
         if g16[0, a] != a + a0:
             identity = False
-    for q in range(nq, col.shape[0]):
-        for i in range(col.shape[1]):
-            col[q, i] = 0
     # output columns whose input column ix = ox*stride - pad + kx lies inside 0 .. W-1, per kx
     lo_kx = np.empty(kw, np.int64)
     hi_kx = np.empty(kw, np.int64)
     for kx in range(kw):
         lo_kx[kx] = min(wo, max(0, (pad - kx + stride - 1) // stride))
         hi_kx[kx] = max(lo_kx[kx], min(wo, (wd - 1 + pad - kx) // stride + 1))
-    for r in prange(nq // wo):
+    for r in range(r0, r1):
         n = n0 + r // ho
         oy = r % ho
         q0 = np.uint64(r * wo)
@@ -480,8 +507,8 @@ def _put(of, o, e, s, half, mask):
         of[o + e] = _wrap(np.int64(s), half, mask)
 
 
-@njit(cache=True, parallel=True)
-def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
+@njit(cache=True, nogil=True)
+def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits, t0, t1):
     """Integer GEMM, int32 sums, stored wrapped: ``out[k, n, g*cg_out + c, p] = wrap(sum_i wt[r, i] * col[q, i])``.
 
     ``wt`` int8 or int16 ``(R4, K)`` (row ``r = k*cg_out + c``; rows ``n_acc*cg_out ..`` are
@@ -490,8 +517,9 @@ def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
     ``(n_acc, N, C, P)``. 4x4 register blocks; every step is cast back to
     int32 so that LLVM emits 16-bit dot-product instructions. The caller proves
     ``sum_i |wt[r, i] * col[q, i]| < 2^31`` for every row (docs/sim.md), which makes
-    the int32 sum exact in any order. Parallel over tiles of ``qb`` positions
-    (a multiple of 4) times 4 rows.
+    the int32 sum exact in any order. Computes the tiles ``t0 .. t1 - 1`` of ``qb``
+    positions (a multiple of 4) times 4 rows, tile ``t = (q // qb) * (R4 / 4) + r // 4``,
+    on the calling thread with the GIL released.
     """
     r4, kk = wt.shape
     q4 = col.shape[0]
@@ -504,7 +532,7 @@ def gemm_i16(wt, col, nq, qb, out, g, cg_out, n0, nbits):
     mask = (np.int64(1) << nbits) - 1
     n_rb = r4 // 4
     n_qb = (q4 + qb - 1) // qb
-    for tile in prange(n_rb * n_qb):
+    for tile in range(t0, t1):
         qi = tile // n_rb
         c = (tile % n_rb) * 4
         o0 = _row_offset(c, rows, cg_out, g, kstride, npos)

@@ -1,21 +1,22 @@
 """Layer accumulators (docs/datapath.md sections 5 and 8): conv2d and linear.
 
-Two interchangeable paths compute the same integers:
+Three interchangeable paths compute the same integers:
 
 - ``exact``: a direct integer convolution that looks every product up in
   :func:`sim.codes.product_table`; always applicable.
 - ``gemm``: im2col of transformed activations plus a float GEMM (BLAS), used
   only when a bound proves every partial sum an exactly representable integer
   (docs/sim.md, "Exactness of the GEMM path"); the fan-in is cut into chunks
-  so that the bound holds per chunk, and chunk sums are added in int64.
-- ``int``: the same separable terms as int16 (or narrower) operands in an integer GEMM with
-  int32 sums (numba, 16-bit dot-product instructions), used only when every
-  operand fits int16 and every output's sum of ``|a*w|`` is below ``2^31``
-  (docs/sim.md, "Integer GEMM path").
+  so that the bound holds per chunk, and chunk sums are added in int64; single
+  identity terms may be centred (``A - c``, "Centred activations").
+- ``int``: the same separable terms (terms above 255 split into bytes) as integer
+  operands in a GEMM with int32 sums: the byte SIMD kernels of :mod:`sim.simd` for
+  uint8 x int8 operands, else ``gemm_i16``; used only when every operand fits int16
+  and every output's sum of ``|a*w|`` is below ``2^31`` (docs/sim.md, "Integer GEMM
+  path", "Integer SIMD kernels").
 
 ``method="auto"`` takes ``int`` whenever its bound holds and the layer is large
-enough to profit, else ``gemm`` when its proof goes through, else ``exact``.
-"""
+enough to profit, else ``gemm`` when its proof goes through, else ``exact``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import glob
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numba
@@ -33,7 +34,7 @@ import numpy as np
 from asqhw.errors import UserError
 from asqhw.params import MAX_ACC_BITS, Datapath
 
-from . import kernels
+from . import kernels, simd
 from .codes import product_table, product_terms
 
 __all__ = ["conv2d", "linear", "Conv2d", "GemmPlan", "METHODS", "F32_EXACT", "F64_EXACT"]
@@ -51,6 +52,8 @@ PACK_EXTRACT_S_PER_OUT = 0.4e-9
 MIN_SHARE_MACS = 1 << 22      # GEMM multiply-adds per call below which one thread runs the whole layer
 RES_BLOCK_BYTES = 1 << 20     # GEMM results gathered per accumulate call
 MIN_CHUNK = 128       # float32 chunks shorter than this on average: take float64 instead
+CENTRE_MODE = "auto"  # centred activations on the float path: "auto" (when the plan gets cheaper), "always", "never"
+CENTRE_MIN_CHUNKS = 4   # auto: centre only plans with at least this many fan-in chunks (saving calls pays there)
 I16_MAX = (1 << 15) - 1       # int path: every operand of magnitude <= this fits int16
 I32_LIMIT = 1 << 31           # int path: every output's sum of |a*w| must stay below this
 INT_TILE_BYTES = 64 << 10     # int path: im2col rows per parallel tile, in bytes
@@ -58,6 +61,9 @@ INT_K_ALIGN = 64              # int path: fan-in padded with zeros to a multiple
 INT_AUTO_ARCHS = ("mul", "shift")   # auto: int path only for these (split needs 2*C_out rows, lut int16 operands)
 INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM rows (fan-in * terms) ...
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
+SIMD_ORDER = ("vnni256", "vnni512", "avx2")   # preferred byte dot-product kernels (sim.simd), fastest measured first
+SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
+SIMD_MIN_FAN_IN = 512         # auto: the SIMD int path only for GEMM fan-ins (positions x terms) of at least this per accumulator
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -85,6 +91,34 @@ def _term_tables(dp: Datapath, nbits: int):
     return g, v
 
 
+BYTE_SPLIT = 64      # int path: a non-negative term above 255 is split into g % 64 and g // 64 (weights v, 64 v)
+
+
+@lru_cache(maxsize=64)
+def _byte_terms(dp: Datapath, nbits: int):
+    """The int path's terms: ``_term_tables`` with every term whose ``g`` exceeds 255 split into two byte terms.
+
+    ``g = (g % 64) + 64 * (g // 64)`` for ``g >= 0``, so ``g * v = (g % 64) * v + (g // 64) * (64 v)``
+    term by term (the weight ``64 v`` reduced modulo ``2^nbits`` like ``v``). Only done when
+    every ``g`` is non-negative and below ``2^14`` (``g // 64 <= 255``); otherwise the terms
+    are returned unchanged. Used for ``lut``, whose odd terms reach 339 for 4-bit codes.
+    """
+    g, v = _term_tables(dp, nbits)
+    big = [t for t in range(g.shape[0]) if int(g[t].max(initial=0)) > 255]
+    if not big or int(g.min(initial=0)) < 0 or int(g.max(initial=0)) >= 1 << 14:
+        return g, v
+    gs, vs = [], []
+    for t in range(g.shape[0]):
+        if t in big:
+            gs += [g[t] % BYTE_SPLIT, g[t] // BYTE_SPLIT]
+            vs += [v[t], np.array([[_wrap_int(int(e) * BYTE_SPLIT, nbits) for e in row] for row in v[t]],
+                                  dtype=np.int64)]
+        else:
+            gs.append(g[t])
+            vs.append(v[t])
+    return np.array(gs, dtype=np.int64), np.array(vs, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class GemmPlan:
     """How the GEMM path computes one layer exactly.
@@ -93,27 +127,36 @@ class GemmPlan:
     (``2^24`` or ``2^53``), ``chunks`` the end indices (over the ``n_terms * K``
     GEMM rows) of the fan-in chunks of each group. ``pack_bits = b > 0`` (``split``
     only) means both accumulators come from one GEMM with weights ``v0 + 2^b * v1``.
+    ``centre = c != 0`` (single identity term: ``mul``, ``shift``, ``split``) means the
+    GEMM reads ``A - c`` instead of ``A`` (0 in the padding) and the exact correction
+    ``c * sum of v over the valid taps`` is added per output position before the wrap.
     """
 
     dtype: type
     limit: int
     chunks: tuple
     pack_bits: int = 0
+    centre: int = 0
 
 
 def _conv_exact(x, w, dp, stride, pad, groups, nbits, ho, wo):
-    out = np.zeros((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.uint64)
-    kernels.conv_exact(x, w, _exact_tab(dp), dp.a_range[0], dp.w_range[0], stride, pad, groups, out)
-    kernels.wrap_inplace(out.reshape(-1), nbits)
-    return out.view(np.int64)
+    out = np.empty((dp.n_acc, x.shape[0], w.shape[0], ho, wo), dtype=np.int64)
+    tab = _exact_tab(dp)
+    work = x.shape[0] * w.size * ho * wo
+
+    def part(r0, r1):
+        kernels.conv_exact(x, w, tab, dp.a_range[0], dp.w_range[0], stride, pad, groups, nbits, out, r0, r1)
+
+    _in_ranges(part, x.shape[0] * w.shape[0], work)
+    return out
 
 
 class _GemmWeights:
     """The weight side of the GEMM path, prepared once per weight tensor."""
 
-    def __init__(self, w16, dp, groups, nbits):
+    def __init__(self, w16, dp, groups, nbits, terms=None):
         self.dp, self.groups, self.nbits = dp, groups, nbits
-        self.g_tab, v = _term_tables(dp, nbits)
+        self.g_tab, v = _term_tables(dp, nbits) if terms is None else terms
         self.v = v
         c_out = w16.shape[0]
         self.cg_out = c_out // groups
@@ -266,6 +309,11 @@ class _GemmWeights:
         return None
 
 
+def _plan_cost(plan):
+    """Rough order of plans: float64 after float32, two-row split after packed, then more chunks after fewer."""
+    return (np.dtype(plan.dtype).itemsize, plan.pack_bits == 0, sum(len(c) for c in plan.chunks))
+
+
 def _images_per_block(nb, rows, npos, itemsize):
     """Images per im2col block: keep one block near COL_BLOCK_BYTES."""
     return max(1, min(nb, COL_BLOCK_BYTES // (rows * npos * itemsize)))
@@ -308,7 +356,17 @@ class Conv2d:
             raise UserError(f"{nbad} weight code(s) out of range for {dp.w_bits}-bit {dp.fmt}")
         self.w16 = np.ascontiguousarray(w, dtype=np.int16)
         self._gemm = None
+        self._int = None
         self._scratch = None
+        self._corr = {}
+
+    def _int_weights(self):
+        """The weight side of the int path: the float path's unless ``_byte_terms`` splits a term."""
+        if self._int is None:
+            g, v = _byte_terms(self.dp, self.acc_bits)
+            same = g.shape == self._gemm_weights().g_tab.shape
+            self._int = self._gemm if same else _GemmWeights(self.w16, self.dp, self.groups, self.acc_bits, (g, v))
+        return self._int
 
     def _gemm_weights(self):
         if self._gemm is None:
@@ -324,11 +382,25 @@ class Conv2d:
         gw = self._gemm_weights()
         a0 = self.dp.a_range[0]
         lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
-        return gw.plan(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1), cols)
+        plain = gw.plan(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1), cols)
+        centre = (xmin + xmax) // 2
+        if CENTRE_MODE == "never" or self.dp.arch == "lut" or centre == 0:
+            return plain
+        # A - centre for the codes in [xmin, xmax], 0 in the padding (docs/sim.md, "Centred activations")
+        t_c = max(abs(xmin - centre), abs(xmax - centre))
+        centred = gw.plan(np.array([t_c], dtype=np.int64), cols)
+        if centred is None:
+            return plain
+        centred = replace(centred, centre=centre)
+        if CENTRE_MODE == "always" or plain is None:
+            return centred
+        if max(len(c) for c in plain.chunks) < CENTRE_MIN_CHUNKS:
+            return plain                     # few chunks: the shifted copy and the correction cost more than they save
+        return centred if _plan_cost(centred) < _plan_cost(plain) else plain
 
     def int_exact(self, xmin: int, xmax: int) -> bool:
         """True when the integer GEMM path is proved exact for activation codes in ``[xmin, xmax]``."""
-        gw = self._gemm_weights()
+        gw = self._int_weights()
         a0 = self.dp.a_range[0]
         lo, hi = min(xmin, 0) - a0, max(xmax, 0) - a0
         return gw.int_exact(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1))
@@ -354,8 +426,15 @@ class Conv2d:
         if method == "auto" and (cg_out < 8 or self.fan_in * cg_out * nb * ho * wo < 1 << 16):
             method = "exact"
         # auto: the int path where it measured faster than the float GEMM (docs/sim.md, "Integer GEMM path")
-        try_int = method == "int" or (method == "auto" and dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
-                                      and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)
+        # auto: the int path where it measured faster than the float GEMM: with a byte SIMD kernel for
+        # fan-ins of at least SIMD_MIN_FAN_IN per accumulator (short ones spend their time in the lane
+        # reductions and stores), else for mul/shift layers of a long fan-in and few positions
+        # (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels")
+        try_int = method == "int" or (method == "auto" and (
+            (self.fan_in * self._int_weights().n_t >= SIMD_MIN_FAN_IN * dp.n_acc
+             and self.simd_variant(xmin, xmax) is not None)
+            or (dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
+                and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)))
         if try_int:
             if self.int_exact(xmin, xmax):
                 return self._run_int(x16, xmin, xmax, ho, wo)
@@ -387,6 +466,11 @@ class Conv2d:
         npos = ho * wo
         out = np.empty((n_acc, nb, c_out, npos), dtype=np.int64)
         g_f = gw.g_tab.astype(plan.dtype)
+        corr = np.zeros((0, 0, 0), dtype=np.uint64)
+        if plan.centre:
+            a0 = self.dp.a_range[0]
+            g_f[0] = np.arange(a0, a0 + g_f.shape[1]) - plan.centre      # identity term: A - centre
+            corr = self._centre_correction(plan.centre, x.shape[2], x.shape[3], ho, wo)
         rows = gw.n_t * gw.k
         itemsize = np.dtype(plan.dtype).itemsize
         blk = _images_per_block(nb, rows, npos, itemsize)
@@ -430,23 +514,43 @@ class Conv2d:
                         if bits:
                             kernels.unpack_add(rb, p0, p1, bits, first)
                             if last:
-                                kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits, r0, c0)
+                                kernels.store_pair(p0, p1, out, gi, cg_out, n0, self.acc_bits, r0, c0, corr)
                         else:
-                            kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits, r0, c0)
+                            kernels.accumulate(rb, out, gi, cg_out, n0, first, last, self.acc_bits, r0, c0,
+                                               corr)
 
         _run_shares(share, n_sh, barrier)
         return out.reshape(n_acc, nb, c_out, ho, wo)
 
-    def _run_int(self, x, xmin, xmax, ho, wo):
-        # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the
-        # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
-        # numba-parallel; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path").
-        gw = self._gemm_weights()
-        mats = gw.int_matrices()
-        nb = x.shape[0]
-        c_out, cg_in, kh, kw = self.w16.shape
-        npos = ho * wo
-        kt = _k_pad(gw.n_t * gw.k)
+    def _centre_correction(self, centre, h, wd, ho, wo):
+        """``centre * sum of v_k over the taps of (c, oy, ox) inside the input``, uint64 ``(n_acc, C_out, P)``.
+
+        All arithmetic is modulo ``2^64`` (numpy unsigned arrays wrap), which the final
+        wrap to ``n <= 40`` bits respects; kept per geometry.
+        """
+        key = (centre, h, wd, ho, wo)
+        if key not in self._corr:
+            gw = self._gemm_weights()
+            c_out, cg_in, kh, kw = self.w16.shape
+            codes = np.concatenate(gw.codes).reshape(c_out, cg_in, kh, kw)
+            vu = gw.v[0].astype(np.uint64)                               # (n_acc, n_w), modulo 2^64
+            wt = vu[:, codes].sum(axis=2, dtype=np.uint64)              # (n_acc, C_out, K_h, K_w)
+            st, pad = self.stride, self.padding
+            iy = np.arange(ho)[:, None] * st - pad + np.arange(kh)[None, :]
+            ix = np.arange(wo)[:, None] * st - pad + np.arange(kw)[None, :]
+            my = ((iy >= 0) & (iy < h)).astype(np.uint64)               # (H_o, K_h)
+            mx = ((ix >= 0) & (ix < wd)).astype(np.uint64)              # (W_o, K_w)
+            corr = np.zeros((self.dp.n_acc, c_out, ho, wo), dtype=np.uint64)
+            for ky in range(kh):
+                for kx in range(kw):
+                    corr += wt[:, :, ky, kx, None, None] * (my[None, None, :, ky, None] * mx[None, None, None, :, kx])
+            cu = np.array([centre], dtype=np.int64).astype(np.uint64)   # centre modulo 2^64
+            self._corr[key] = np.ascontiguousarray((corr * cu).reshape(self.dp.n_acc, c_out, ho * wo))
+        return self._corr[key]
+
+    def _int_operands(self, xmin, xmax):
+        """The int path's activation table (narrowest integer type holding the used codes) and weight matrices."""
+        gw = self._int_weights()
         a0 = self.dp.a_range[0]
         lo, hi = xmin - a0, xmax - a0 + 1                   # only codes in [xmin, xmax] are read
         g_used = gw.g_tab[:, lo:hi]
@@ -454,6 +558,42 @@ class Conv2d:
         cdt = np.uint8 if g_lo >= 0 and g_hi <= 255 else np.int8 if -128 <= g_lo and g_hi <= 127 else np.int16
         g16 = np.zeros(gw.g_tab.shape, dtype=cdt)
         g16[:, lo:hi] = g_used
+        return g16, max(-g_lo, g_hi), gw.int_matrices()
+
+    def simd_variant(self, xmin: int, xmax: int) -> str | None:
+        """The byte SIMD kernel (``sim.simd``) the int path would use for codes in ``[xmin, xmax]``, or None.
+
+        Needs the int path's proof (``int_exact``), unsigned 8-bit activation operands and
+        signed 8-bit weights; ``avx2`` also needs ``2 * max|a| * max|w| <= 2^15 - 1``.
+        """
+        if SIMD_MODE == "none" or not simd.VARIANTS or not self.int_exact(xmin, xmax):
+            return None
+        g16, a_max, mats = self._int_operands(xmin, xmax)
+        if g16.dtype != np.uint8 or mats[0].dtype != np.int8:
+            return None
+        w_max = int(self._int_weights().vabs_used.max(initial=0))
+        order = SIMD_ORDER if SIMD_MODE == "auto" else (SIMD_MODE,)
+        for v in order:
+            if v in simd.VARIANTS and (v != "avx2" or 2 * a_max * w_max <= simd.AVX2_PAIR_LIMIT):
+                return v
+        return None
+
+    def _run_int(self, x, xmin, xmax, ho, wo):
+        # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the
+        # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
+        # run on one range per thread; the GEMM is a byte SIMD kernel (sim.simd) when simd_variant allows,
+        # else gemm_i16; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels").
+        gw = self._int_weights()
+        mats = gw.int_matrices()
+        nb = x.shape[0]
+        c_out, cg_in, kh, kw = self.w16.shape
+        npos = ho * wo
+        kt = _k_pad(gw.n_t * gw.k)
+        a0 = self.dp.a_range[0]
+        g16, _, _ = self._int_operands(xmin, xmax)
+        cdt = g16.dtype
+        variant = self.simd_variant(xmin, xmax)
+        gemm = kernels.gemm_i16 if variant is None else simd.gemm_u8s8(variant)
         out = np.empty((self.dp.n_acc, nb, c_out, npos), dtype=np.int64)
         itemsize = np.dtype(cdt).itemsize
         blk = _images_per_block(nb, kt, npos, itemsize)
@@ -463,8 +603,18 @@ class Conv2d:
                 nq = min(blk, nb - n0) * npos
                 q4 = (nq + 3) // 4 * 4
                 col = self._buffer("colint", cdt, q4 * kt).reshape(q4, kt)
-                kernels.im2row_i16(x, g16, a0, gi, n0, cg_in, kh, kw, self.stride, self.padding, ho, wo, nq, col)
-                kernels.gemm_i16(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits)
+                col[nq:] = 0                                    # register-block remainder rows
+                work = nq * kt * mats[gi].shape[0]
+
+                def rows(r0, r1):
+                    kernels.im2row_i16(x, g16, a0, gi, n0, cg_in, kh, kw, self.stride, self.padding, ho, wo, col,
+                                       r0, r1)
+
+                def tiles(t0, t1):
+                    gemm(mats[gi], col, nq, qb, out, gi, gw.cg_out, n0, self.acc_bits, t0, t1)
+
+                _in_ranges(rows, nq // wo, work)
+                _in_ranges(tiles, (mats[gi].shape[0] // 4) * ((q4 + qb - 1) // qb), work)
         return out.reshape(self.dp.n_acc, nb, c_out, ho, wo)
 
     def _buffer(self, name, dtype, size):
@@ -515,6 +665,32 @@ def _shares(macs):
     if n <= 1 or macs < MIN_SHARE_MACS or _blas_threads_api() is None:
         return 1
     return n
+
+
+def _in_ranges(fn, n_items, work):
+    """Run ``fn(r0, r1)`` over ``0 .. n_items`` cut into one range per thread (``numba.get_num_threads()``).
+
+    The kernels release the GIL, so the ranges run in parallel on this thread and pool
+    workers; below MIN_SHARE_MACS of ``work`` (multiply-adds) or with one thread, one call.
+    """
+    global _POOL
+    n = min(numba.get_num_threads(), n_items)
+    if n <= 1 or work < MIN_SHARE_MACS:
+        fn(0, n_items)
+        return
+    cut = [n_items * s // n for s in range(n + 1)]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] < n - 1:
+            _POOL = (n - 1, ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="sim-share"))
+        pool = _POOL[1]
+    futures = [pool.submit(fn, cut[s], cut[s + 1]) for s in range(1, n)]
+    try:
+        fn(cut[0], cut[1])
+    finally:
+        errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
 
 
 def _run_shares(fn, n, barrier):

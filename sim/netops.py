@@ -3,14 +3,16 @@
 Per-sample layer requantisation, residual addition, max and average pooling, the
 adapter's pool, and the ``quant`` node. All arithmetic is int64 on values whose
 bounds are stated per kernel (well inside 2^63: nothing relies on wrapping); every
-kernel runs a parallel loop (``prange``) over samples or (sample, channel) pairs and
-writes int16 (codes, wide codes) or int64 (sums) into an array given by the caller.
+kernel loops over a range ``i0 .. i1 - 1`` of samples or (sample, channel) pairs with
+the GIL released (``sim.network`` runs one range per thread: serial kernels compile
+in about half the time of ``prange`` ones) and writes int16 (codes, wide codes) or
+int64 (sums) into an array given by the caller.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["requant_layer", "add2", "maxpool", "avgpool", "pool_sums", "requant_scalar", "quant",
            "bitlen", "reciprocal"]
@@ -49,8 +51,8 @@ def reciprocal(beta_q):
     return L, ((np.int64(1) << (L + 15)) + beta_q) // (2 * beta_q)
 
 
-@njit(cache=True, parallel=True)
-def requant_layer(acc, m, b, sh, beta, fb, lo, hi, y):
+@njit(cache=True, nogil=True)
+def requant_layer(acc, m, b, sh, beta, fb, lo, hi, y, i0, i1):
     """Layer requantisation with the per-sample multiplier of section 11.
 
     ``acc`` int64 ``(n_acc, N, C, P)`` (``|acc| <= 2^39``); ``m`` int64 ``(C, n_acc)``;
@@ -62,7 +64,7 @@ def requant_layer(acc, m, b, sh, beta, fb, lo, hi, y):
     """
     n_acc, nb, c_out, npos = acc.shape
     h = _half(fb)
-    for nc in prange(nb * c_out):
+    for nc in range(i0, i1):
         n = nc // c_out
         c = nc % c_out
         s = sh[c]
@@ -77,8 +79,8 @@ def requant_layer(acc, m, b, sh, beta, fb, lo, hi, y):
                 y[n, c, p] = _rq(m0 * acc[0, n, c, p] + m1 * acc[1, n, c, p] + b[c], rnd, s, lo, hi)
 
 
-@njit(cache=True, parallel=True)
-def add2(a, b, m0, m1, bias, sh, lo, hi, z):
+@njit(cache=True, nogil=True)
+def add2(a, b, m0, m1, bias, sh, lo, hi, z, i0, i1):
     """Residual addition (section 12): ``z = clamp((m0 a + m1 b + bias + 2^(sh-1)) >> sh, lo, hi)``.
 
     ``a``, ``b`` int16 ``(N, P)`` wide codes; ``z`` int16 ``(N, P)``. ``|m a| < 2^31``,
@@ -86,14 +88,14 @@ def add2(a, b, m0, m1, bias, sh, lo, hi, z):
     """
     nb, npos = a.shape
     rnd = _half(sh)
-    for n in prange(nb):
+    for n in range(i0, i1):
         for p in range(npos):
             t = m0 * np.int64(a[n, p]) + m1 * np.int64(b[n, p]) + bias
             z[n, p] = _rq(t, rnd, sh, lo, hi)
 
 
-@njit(cache=True, parallel=True)
-def maxpool(x, kh, kw, st, pad, out):
+@njit(cache=True, nogil=True)
+def maxpool(x, kh, kw, st, pad, out, i0, i1):
     """Max over each window; padding positions are not part of the window (section 12).
 
     ``x`` int16 ``(N, C, H, W)``, ``out`` int16 ``(N, C, H_o, W_o)``; ``pad < kh, kw`` so
@@ -101,7 +103,7 @@ def maxpool(x, kh, kw, st, pad, out):
     """
     nb, c, h, w = x.shape
     ho, wo = out.shape[2], out.shape[3]
-    for nc in prange(nb * c):
+    for nc in range(i0, i1):
         n = nc // c
         ch = nc % c
         for oy in range(ho):
@@ -118,8 +120,8 @@ def maxpool(x, kh, kw, st, pad, out):
                 out[n, ch, oy, ox] = v
 
 
-@njit(cache=True, parallel=True)
-def avgpool(x, kh, kw, st, m, sh, lo, hi, out):
+@njit(cache=True, nogil=True)
+def avgpool(x, kh, kw, st, m, sh, lo, hi, out, i0, i1):
     """Average pool (section 12): the exact window sum ``S``, then ``requant(S, m, 0, sh, lo, hi)``.
 
     ``x`` int16 ``(N, C, H, W)`` (no padding), ``out`` int16 ``(N, C, H_o, W_o)``;
@@ -128,7 +130,7 @@ def avgpool(x, kh, kw, st, m, sh, lo, hi, out):
     nb, c, h, w = x.shape
     ho, wo = out.shape[2], out.shape[3]
     rnd = _half(sh)
-    for nc in prange(nb * c):
+    for nc in range(i0, i1):
         n = nc // c
         ch = nc % c
         for oy in range(ho):
@@ -140,11 +142,11 @@ def avgpool(x, kh, kw, st, m, sh, lo, hi, out):
                 out[n, ch, oy, ox] = _rq(m * s, rnd, sh, lo, hi)
 
 
-@njit(cache=True, parallel=True)
-def pool_sums(z, out):
+@njit(cache=True, nogil=True)
+def pool_sums(z, out, i0, i1):
     """Adapter pool (section 13 step 1): ``out[n, c] = sum_p z[n, c, p]``, exact in int64."""
     nb, c, npos = z.shape
-    for nc in prange(nb * c):
+    for nc in range(i0, i1):
         n = nc // c
         ch = nc % c
         s = np.int64(0)
@@ -161,8 +163,8 @@ def requant_scalar(t, m, sh, lo, hi, out):
         out[i] = _rq(m * t[i], rnd, sh, lo, hi)
 
 
-@njit(cache=True, parallel=True)
-def quant(z, beta, g, fb, qp, out):
+@njit(cache=True, nogil=True)
+def quant(z, beta, g, fb, qp, out, i0, i1):
     """The ``quant`` node (section 14): wide codes ``z`` int16 ``(N, P)`` to codes ``out`` int16.
 
     ``beta`` int64 ``(N,)`` holds ``beta_q >= 1`` per sample, or is empty for a quantiser
@@ -171,7 +173,7 @@ def quant(z, beta, g, fb, qp, out):
     ``A = requant(z, R, 0, sh, 0, qp)``; ``R <= 2^15`` and ``0 <= z < 2^15``.
     """
     nb, npos = z.shape
-    for n in prange(nb):
+    for n in range(i0, i1):
         if beta.shape[0] == 0:
             r, s = np.int64(1), np.int64(g)
         else:

@@ -15,7 +15,7 @@ from asqhw.errors import UserError
 from asqhw.network import Network
 
 from . import netops
-from .layers import METHODS, Conv2d, _blas_threads_api
+from .layers import METHODS, Conv2d, _blas_threads_api, _in_ranges
 
 __all__ = ["IntNetwork", "run_network", "predict", "set_threads"]
 
@@ -142,9 +142,10 @@ class IntNetwork:
         else:
             beta, fb = np.ones(nb, dtype=np.int64), 0
         y = np.empty((nb, c) + acc.shape[3:], dtype=np.int16)
-        netops.requant_layer(acc.reshape(n_acc, nb, c, -1), _i64(net.param(name, "M")), _i64(net.param(name, "B")),
-                             _i64(net.param(name, "sh")), _i64(beta), fb, nd["output"]["lo"], nd["output"]["hi"],
-                             y.reshape(nb, c, -1))
+        _ranged(netops.requant_layer, nb * c, y.size * n_acc,
+                acc.reshape(n_acc, nb, c, -1), _i64(net.param(name, "M")), _i64(net.param(name, "B")),
+                _i64(net.param(name, "sh")), _i64(beta), fb, nd["output"]["lo"], nd["output"]["hi"],
+                y.reshape(nb, c, -1))
         if nd["op"] == "linear":
             acc, y = acc.reshape(n_acc, nb, c), y.reshape(nb, c)
         return {"/acc": acc, "": y}
@@ -157,8 +158,8 @@ class IntNetwork:
         m, bias, sh = (self.net.param(name, k) for k in ("M", "B", "sh"))
         z = np.empty(a.shape, dtype=np.int16)
         nb = a.shape[0]
-        netops.add2(a.reshape(nb, -1), b.reshape(nb, -1), int(m[0]), int(m[1]), int(bias[0]), int(sh[0]),
-                    nd["output"]["lo"], nd["output"]["hi"], z.reshape(nb, -1))
+        _ranged(netops.add2, nb, z.size, a.reshape(nb, -1), b.reshape(nb, -1), int(m[0]), int(m[1]), int(bias[0]),
+                int(sh[0]), nd["output"]["lo"], nd["output"]["hi"], z.reshape(nb, -1))
         return {"": z}
 
     def _maxpool(self, nd, vals):
@@ -166,7 +167,7 @@ class IntNetwork:
         t = self.net.tensors[nd["name"]]
         y = np.empty((x.shape[0],) + t.shape, dtype=np.int16)
         (kh, kw), st = nd["kernel"], nd["stride"]
-        netops.maxpool(x, kh, kw, st, nd["padding"], y)
+        _ranged(netops.maxpool, y.shape[0] * y.shape[1], y.size * kh * kw, x, kh, kw, st, nd["padding"], y)
         return {"": y}
 
     def _avgpool(self, nd, vals):
@@ -175,8 +176,9 @@ class IntNetwork:
         t = self.net.tensors[name]
         y = np.empty((x.shape[0],) + t.shape, dtype=np.int16)
         (kh, kw), st = nd["kernel"], nd["stride"]
-        netops.avgpool(x, kh, kw, st, int(self.net.param(name, "M")[0]), int(self.net.param(name, "sh")[0]),
-                       nd["output"]["lo"], nd["output"]["hi"], y)
+        _ranged(netops.avgpool, y.shape[0] * y.shape[1], y.size * kh * kw, x, kh, kw, st,
+                int(self.net.param(name, "M")[0]), int(self.net.param(name, "sh")[0]), nd["output"]["lo"],
+                nd["output"]["hi"], y)
         return {"": y}
 
     def _adapter(self, nd, vals):
@@ -184,7 +186,7 @@ class IntNetwork:
         z = vals[nd["inputs"][0]]
         nb, c = z.shape[:2]
         s = np.empty((nb, c), dtype=np.int64)
-        netops.pool_sums(z.reshape(nb, c, -1), s)
+        _ranged(netops.pool_sums, nb * c, z.size, z.reshape(nb, c, -1), s)
         p = np.empty((nb, c), dtype=np.int64)
         netops.requant_scalar(s.reshape(-1), int(net.param(name, "pool_M")[0]), int(net.param(name, "pool_sh")[0]),
                               0, 255, p.reshape(-1))
@@ -197,13 +199,13 @@ class IntNetwork:
             acc = fc1(p16[:, :, None, None])
             hid = acc.shape[2]
             h16 = np.empty((nb, hid), dtype=np.int16)
-            netops.requant_layer(acc.reshape(1, nb, hid, 1), _i64(net.param(name, "M1")), _i64(net.param(name, "B1")),
-                                 _i64(net.param(name, "sh1")), ones, 0, 0, 255, h16.reshape(nb, hid, 1))
+            _ranged(netops.requant_layer, nb * hid, h16.size, acc.reshape(1, nb, hid, 1), _i64(net.param(name, "M1")),
+                    _i64(net.param(name, "B1")), _i64(net.param(name, "sh1")), ones, 0, 0, 255, h16.reshape(nb, hid, 1))
             res["/H"] = h16
         acc = fc2(h16[:, :, None, None])
         beta = np.empty((nb, 1, 1), dtype=np.int16)
-        netops.requant_layer(acc.reshape(1, nb, 1, 1), _i64(net.param(name, "M2")), _i64(net.param(name, "B2")),
-                             _i64(net.param(name, "sh2")), ones, 0, 1, (1 << nd["beta_bits"]) - 1, beta)
+        _ranged(netops.requant_layer, nb, nb, acc.reshape(1, nb, 1, 1), _i64(net.param(name, "M2")),
+                _i64(net.param(name, "B2")), _i64(net.param(name, "sh2")), ones, 0, 1, (1 << nd["beta_bits"]) - 1, beta)
         res["/beta"] = beta.reshape(nb).astype(np.int64)
         return res
 
@@ -214,8 +216,14 @@ class IntNetwork:
         beta = _i64(vals[ad]) if ad else _EMPTY
         fb = self.net.node(ad)["beta_frac"] if ad else 0
         a = np.empty(z.shape, dtype=np.int16)
-        netops.quant(z.reshape(nb, -1), beta, nd["g"], fb, (1 << nd["bits"]) - 1, a.reshape(nb, -1))
+        _ranged(netops.quant, nb, a.size, z.reshape(nb, -1), beta, nd["g"], fb, (1 << nd["bits"]) - 1,
+                a.reshape(nb, -1))
         return {"": a}
+
+
+def _ranged(kernel, n_items, work, *args):
+    """``kernel(*args, i0, i1)`` over ``0 .. n_items`` in one range per thread (``sim.layers._in_ranges``)."""
+    _in_ranges(lambda i0, i1: kernel(*args, i0, i1), n_items, work)
 
 
 def run_network(net, x_codes, *, method: str = "auto", keep: bool = True) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import sim
 from asqhw.errors import UserError
+from sim import simd as SIMD
 from asqhw.params import Datapath
 
 SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
@@ -192,7 +193,9 @@ def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pa
 @pytest.mark.parametrize(("dp", "dtype"), [(UNIFORM8, np.float32),
                                            (Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut", frac_bits=16),
                                             np.float64)])
-def test_gemm_chunks_worst_case_fan_in_exactly(dp, dtype):
+def test_gemm_chunks_worst_case_fan_in_exactly(monkeypatch, dp, dtype):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "CENTRE_MODE", "never")     # constant codes would centre to all-zero GEMMs
     rng = np.random.default_rng(7)
     x, w = random_codes(rng, dp, (1, 512, 3, 3), (4, 512, 3, 3), extreme=True)
     plan = sim.Conv2d(w, dp, padding=1).plan(int(x.min()), int(x.max()))
@@ -391,3 +394,197 @@ def test_auto_takes_the_int_path_for_a_large_uniform_layer(monkeypatch):
     rng = np.random.default_rng(5)
     x, w = random_codes(rng, UNIFORM8, (1, 128, 7, 7), (16, 128, 3, 3))
     assert sim.Conv2d(w, UNIFORM8, padding=1)(x) == "int" and len(calls) == 1
+
+
+# ---- centred activations on the float GEMM path --------------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
+       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_centred_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
+                                               seed):
+    import sim.layers as layers
+    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+    old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
+    try:
+        layer = sim.Conv2d(w, dp, method="gemm", **kw)
+        got = layer(x)
+        plan = layer.plan(int(x.min()), int(x.max()))
+    finally:
+        layers.CENTRE_MODE = old
+    xmin, xmax = int(x.min()), int(x.max())
+    assert plan.centre == (0 if dp.arch == "lut" else (xmin + xmax) // 2)
+    assert np.array_equal(got, sim.conv2d(x, w, dp, method="exact", **kw))
+
+
+@pytest.mark.parametrize(("stride", "pad", "groups", "bits"), [(1, 1, 1, None), (2, 1, 1, None), (1, 2, 2, 9),
+                                                               (2, 0, 1, 12)])
+def test_centred_packed_split_plan_halves_the_chunks_and_is_exact(stride, pad, groups, bits):
+    rng = np.random.default_rng(stride + 10 * pad + 100 * groups)
+    x, w = random_codes(rng, SPLIT4, (2, 512, 6, 6), (16, 512 // groups, 3, 3))
+    layer = sim.Conv2d(w, SPLIT4, stride=stride, padding=pad, groups=groups, acc_bits=bits, method="gemm")
+    plan = layer.plan(int(x.min()), int(x.max()))
+    assert plan.centre == 7 and plan.pack_bits > 0
+    import sim.layers as layers
+    old, layers.CENTRE_MODE = layers.CENTRE_MODE, "never"
+    try:
+        plain = layer.plan(int(x.min()), int(x.max()))
+        assert plain.centre == 0 and 2 * max(map(len, plan.chunks)) <= max(map(len, plain.chunks)) + 2
+        want = layer(x)
+    finally:
+        layers.CENTRE_MODE = old
+    assert np.array_equal(layer(x), want)
+    assert np.array_equal(want, sim.conv2d(x, w, SPLIT4, stride=stride, padding=pad, groups=groups, acc_bits=bits,
+                                           method="exact"))
+
+
+def test_centring_correction_counts_only_taps_inside_the_input():
+    # one input channel of constant code 15, weights all W = 0 (P = 15 * 8 = 120, first accumulator):
+    # a corner output of a padded 3x3 conv sees 4 valid taps, an edge 6, the centre 9
+    import sim.layers as layers
+    x = np.full((1, 1, 5, 5), 15, np.int16)
+    x[0, 0, 2, 2] = 0                                           # codes span [0, 15]: centre 7
+    w = np.full((8, 1, 3, 3), 1, np.int16)
+    old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
+    try:
+        layer = sim.Conv2d(w, SPLIT4, padding=1, method="gemm")
+        got = layer(x)
+        assert layer.plan(0, 15).centre == 7
+    finally:
+        layers.CENTRE_MODE = old
+    assert got[0, 0, 0, 0, 0] == 4 * 120 and got[0, 0, 0, 0, 2] == 6 * 120 and got[0, 0, 0, 4, 4] == 4 * 120
+    assert got[0, 0, 0, 2, 2] == 8 * 120 and got[0, 0, 0, 1, 1] == 8 * 120
+
+
+@pytest.mark.parametrize("method", ["exact", "int"])
+def test_thread_ranges_of_the_exact_and_int_paths_change_no_bit(monkeypatch, method):
+    """The exact kernel and the int path cut into one range per thread give the one-range result."""
+    import sim.layers as layers
+    dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
+    rng = np.random.default_rng(21)
+    x, w = random_codes(rng, dp, (3, 24, 7, 7), (20, 24, 3, 3))
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 1 << 62)
+    one = sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method)
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    calls = []
+    real = layers._in_ranges
+    monkeypatch.setattr(layers, "_in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
+    assert np.array_equal(sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method), one) and calls
+    assert np.array_equal(one, sim.conv2d(x, w, dp, padding=1, acc_bits=11, method="gemm"))
+
+
+# ---- the byte SIMD kernels of the int path (sim.simd) --------------------------------------
+
+def _cpu_flags():
+    from pathlib import Path
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_the_simd_variants_follow_the_cpu_flags():
+    flags = _cpu_flags()
+    assert ("avx2" in SIMD.VARIANTS) == ("avx2" in flags)
+    assert ("vnni512" in SIMD.VARIANTS) == ({"avx512_vnni", "avx512bw", "avx512f"} <= flags)
+    assert ("vnni256" in SIMD.VARIANTS) == ("avx_vnni" in flags or {"avx512_vnni", "avx512vl"} <= flags)
+
+
+@pytest.mark.parametrize("variant", SIMD.VARIANTS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 40), c_out_g=st.integers(1, 9),
+       groups=st.integers(1, 2), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2),
+       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_out_g, groups, k, stride, pad, size,
+                                           extreme, narrow, seed):
+    """Every byte SIMD kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it."""
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+    layer = sim.Conv2d(w, dp, method="int", **kw)
+    xmin, xmax = int(x.min()), int(x.max())
+    if layer.int_exact(xmin, xmax):
+        assert layer.simd_variant(xmin, xmax) in (variant, None)
+        assert np.array_equal(layer(x), sim.conv2d(x, w, dp, method="exact", **kw))
+
+
+@pytest.mark.parametrize("variant", SIMD.VARIANTS)
+def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(monkeypatch, variant):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    dp = Datapath(fmt="uniform", a_bits=8, w_bits=7)                   # |w| <= 64: 2 * 255 * 64 < 2^15
+    x = np.full((1, 300, 4, 4), 255, np.int16)
+    w = np.full((6, 300, 3, 3), -64, np.int16)
+    w[1] = 63
+    layer = sim.Conv2d(w, dp, padding=1, method="int")
+    assert layer.simd_variant(0, 255) == variant
+    got = layer(x)
+    assert got[0, 0, 0, 1, 1] == -255 * 64 * 2700 and got[0, 0, 1, 1, 1] == 255 * 63 * 2700
+    assert np.array_equal(got, sim.conv2d(x, w, dp, padding=1, method="exact"))
+
+
+@pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
+def test_avx2_kernel_is_refused_where_a_byte_pair_could_saturate(monkeypatch, variant):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    x = np.full((1, 300, 4, 4), 255, np.int16)
+    w = np.full((6, 300, 3, 3), -128, np.int16)                        # 2 * 255 * 128 > 2^15 - 1
+    layer = sim.Conv2d(w, UNIFORM8, padding=1, method="int")
+    assert layer.simd_variant(0, 255) is None
+    assert layer(x)[0, 0, 0, 1, 1] == -255 * 128 * 2700                 # gemm_i16 instead, exact
+    assert layer.simd_variant(0, 127) == "avx2"                         # 2 * 127 * 128 = 32512 fits
+
+
+def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
+    import sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", "none")
+    rng = np.random.default_rng(4)
+    x, w = random_codes(rng, SPLIT4, (2, 40, 6, 6), (12, 40, 3, 3))
+    layer = sim.Conv2d(w, SPLIT4, padding=1, method="int")
+    assert layer.simd_variant(0, 15) is None
+    assert np.array_equal(layer(x), sim.conv2d(x, w, SPLIT4, padding=1, method="exact"))
+
+
+# ---- lut on the byte kernels: terms above 255 split into two bytes --------------------------
+
+@pytest.mark.parametrize("dp", [Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut"),
+                                Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut"),
+                                Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut")])
+@pytest.mark.parametrize("nbits", [5, 12, 40])
+def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
+    from sim.layers import _byte_terms, _term_tables
+    g, v = _term_tables(dp, nbits)
+    gb, vb = _byte_terms(dp, nbits)
+    assert gb.min() >= 0 and gb.max() <= 255 and gb.shape[0] > g.shape[0]
+    want = np.einsum("ta,tkw->kaw", g.astype(object), v.astype(object))
+    got = np.einsum("ta,tkw->kaw", gb.astype(object), vb.astype(object))
+    assert ((want - got) % 2**nbits == 0).all()
+    assert np.abs(vb).max() < 2 ** (nbits - 1) + 1                       # reduced like v
+
+
+def test_terms_of_2_to_the_14_or_more_are_not_split():
+    from sim.layers import _byte_terms, _term_tables
+    dp = Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut", frac_bits=16)      # LUT entries up to 324387
+    g, v = _term_tables(dp, 20)
+    gb, vb = _byte_terms(dp, 20)
+    assert gb.shape == g.shape and (gb == g).all() and (vb == v).all()
+
+
+def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
+    dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut")
+    rng = np.random.default_rng(8)
+    x, w = random_codes(rng, dp, (2, 64, 6, 6), (16, 64, 3, 3))
+    for bits in (None, 9):
+        layer = sim.Conv2d(w, dp, padding=1, acc_bits=bits, method="int")
+        assert layer._int_weights().n_t == 5                              # A, LUT1 % 64, LUT1 // 64, LUT3, LUT5
+        assert layer.simd_variant(0, 15) == (SIMD.VARIANTS and next(v for v in layers_order() if v in SIMD.VARIANTS))
+        assert np.array_equal(layer(x), sim.conv2d(x, w, dp, padding=1, acc_bits=bits, method="exact"))
+    x[:] = 15                                                             # the largest LUT entries
+    assert np.array_equal(sim.conv2d(x, w, dp, padding=1, method="int"), sim.conv2d(x, w, dp, padding=1, method="exact"))
+
+
+def layers_order():
+    import sim.layers as layers
+    return layers.SIMD_ORDER

@@ -271,6 +271,23 @@ def test_layer_paths_give_identical_vectors(random_nets):
                 assert np.array_equal(ref[k], got[k]), (net.manifest["meta"], method, k)
 
 
+def test_ops_cut_into_thread_ranges_give_identical_vectors(monkeypatch, random_nets):
+    """Every kernel of the network run in one range per thread changes no bit."""
+    import sim.layers as layers
+    import sim.network as network
+    refs = [run_network(net, x, method="auto") for net, x in random_nets]
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    calls = []
+    real = network._in_ranges
+    monkeypatch.setattr(network, "_in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
+    monkeypatch.setattr(network, "PAR_MIN_WORK", 0)            # no node forced onto one thread
+    for (net, x), ref in zip(random_nets, refs):
+        got = run_network(net, x, method="auto")
+        for k in ref:
+            assert np.array_equal(ref[k], got[k]), (net.manifest["meta"], k)
+    assert calls
+
+
 def test_keep_false_returns_only_the_same_logits(random_nets):
     for net, x in random_nets:
         model = IntNetwork(net)
