@@ -35,6 +35,7 @@ __all__ = ["ENGINE_DESIGNS", "SYNTH_DEPTHS", "EngineSynthTop", "engine_configs",
 ENGINE_DESIGNS = {
     "uniform": ("uniform", "mul", "any"),
     "uniform-grouped": ("uniform", "mul", "grouped"),
+    "pot": ("pot", "shift", "any"),
     "pot-grouped": ("pot", "shift", "grouped"),
     "post-split": ("post", "split", "any"),
     "post-split-grouped": ("post", "split", "grouped"),
