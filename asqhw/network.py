@@ -10,11 +10,8 @@ allocate more than it declares. Both golden/ and sim/ read networks through this
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import numpy as np
 from . import SPEC_VERSION, atomic
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS
-from .safezip import SafeZip
+from .safezip import SafeZip, archive_bytes
 
 __all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap",
            "expected_arrays", "validate", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED", "WIDE_UNSIGNED", "OPS"]
@@ -34,7 +31,6 @@ OPS = ("conv2d", "linear", "add", "maxpool", "avgpool", "adapter", "quant")
 WIDE_UNSIGNED = (0, 2**15 - 1)
 WIDE_SIGNED = (-(2**15), 2**15 - 1)
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _MAX_MANIFEST = 1 << 22
 _MAX_ELEMENTS = 1 << 31
 _MAX_ENTRIES = 1 << 14
@@ -408,11 +404,6 @@ def validate(manifest: dict, arrays: dict | None = None, where: str = "network")
 
 
 # --- writing --------------------------------------------------------------------------------
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
 
 def write_network(path, manifest: dict, params: dict, vectors: dict | None = None, *,
                   force: bool = True) -> str:
@@ -433,15 +424,7 @@ def write_network(path, manifest: dict, params: dict, vectors: dict | None = Non
     arrays = {k: np.asarray(given[k]).astype(exp[k][0], copy=False) for k in exp}
     manifest["arrays"] = {k: {"dtype": d, "shape": list(s)} for k, (d, s) in exp.items()}
     validate(manifest, arrays, str(path))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        entries = [("manifest.json", json.dumps(manifest, sort_keys=True, indent=1).encode())]
-        entries += [(f"{k}.npy", _npy_bytes(a)) for k, a in arrays.items()]
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
-    data = buf.getvalue()
+    data = archive_bytes(manifest, arrays)
     atomic.write_bytes(path, data, force)
     return hashlib.sha256(data).hexdigest()
 

@@ -1,4 +1,4 @@
-"""Bounded reading of ZIP/npz archives and their JSON and ``.npy`` entries.
+"""Bounded reading of ZIP/npz archives and their JSON and ``.npy`` entries; deterministic writing.
 
 Nothing is inflated or allocated before it is checked against what the caller
 declares: an entry's flags, compression method and sizes are read from the ZIP
@@ -19,6 +19,9 @@ API
     ``read_json(name, max_bytes=1 << 20)`` -- :func:`loads_json` of the entry.
     ``read_npy(name, dtype, shape, label=None)`` -- the array, after checking the entry's declared
     size, its header's dtype, order and shape against ``dtype`` and ``shape``.
+``archive_bytes(manifest, arrays)``
+    The bytes of an archive: ``manifest.json`` (sorted keys) then ``KEY.npy`` per array in
+    the given order, stored, with fixed timestamps: the same content gives the same bytes.
 ``loads_json(data, where)``
     Strict JSON: UTF-8, no NaN/Infinity, nesting at most ``MAX_JSON_DEPTH`` levels.
 ``parse_npy(data, dtype, shape, where)``
@@ -198,3 +201,26 @@ class SafeZip:
         need = math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
         return parse_npy(self.read(name, need + NPY_HEADER_MAX), dtype, shape,
                          f"{self.where}: {label or f'entry {name!r}'}")
+
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """The ``.npy`` bytes of ``arr`` (C order, no pickles)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def archive_bytes(manifest: dict, arrays: dict) -> bytes:
+    """A deterministic archive of ``manifest`` and ``arrays`` (see the module docstring)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        entries = [("manifest.json", json.dumps(manifest, sort_keys=True, indent=1).encode())]
+        entries += [(f"{k}.npy", npy_bytes(a)) for k, a in arrays.items()]
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    return buf.getvalue()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from . import SPEC_VERSION
 from .atomic import write_bytes, write_text
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS, output_range
-from .safezip import SafeZip, loads_json
+from .safezip import SafeZip, archive_bytes, loads_json
 
 __all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case_shapes", "datapath_of",
            "fan_in", "validate_manifest", "FORMAT_VERSION"]
@@ -27,7 +25,6 @@ FORMAT_VERSION = 1
 ARRAY_ORDER = ("x", "w", "M", "B", "sh", "acc", "y", "alpha", "bias", "y_float")
 DTYPES = {"x": "int16", "w": "int16", "M": "int64", "B": "int64", "sh": "int64", "acc": "int64",
           "y": "int16", "alpha": "float64", "bias": "float64", "y_float": "float32"}
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 MAX_CASE_BYTES = 1 << 32   # a case declaring more array bytes is refused before reading
 
 
@@ -286,11 +283,6 @@ def validate_manifest(manifest: dict) -> None:
     _check_array_table(manifest)
 
 
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
 
 def write_case(path, manifest: dict, arrays: dict) -> str:
     """Write one case deterministically; return its SHA-256.
@@ -303,15 +295,7 @@ def write_case(path, manifest: dict, arrays: dict) -> str:
     manifest["arrays"] = {k: {"dtype": DTYPES[k], "shape": list(a.shape)} for k, a in arrays.items()}
     validate_manifest(manifest)
     _check_arrays(manifest, arrays, str(path))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-        entries = [("manifest.json", json.dumps(manifest, sort_keys=True, indent=1).encode())]
-        entries += [(f"{k}.npy", _npy_bytes(a)) for k, a in arrays.items()]
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
-    data = buf.getvalue()
+    data = archive_bytes(manifest, arrays)
     write_bytes(path, data, force=None)
     return hashlib.sha256(data).hexdigest()
 
