@@ -20,7 +20,7 @@ PERCENTILES = (1, 5, 50, 95, 99)
 
 def collect_betas(net, codes: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
     """``beta_q`` (int64, one per image) of every adapter of ``net`` for input ``codes``."""
-    from sim.network import IntNetwork
+    from asqhw.sim.network import IntNetwork
 
     adapters = [nd["name"] for nd in net.nodes if nd["op"] == "adapter"]
     if not adapters:

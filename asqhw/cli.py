@@ -20,9 +20,9 @@ __all__ = ["main"]
 
 def default_corpus() -> Path:
     """The bundled corpus, located without importing golden/ (and torch)."""
-    spec = importlib.util.find_spec("golden")
+    spec = importlib.util.find_spec("asqhw.golden")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("the bundled corpus (package 'golden') is not installed")
+        raise UserError("the bundled corpus (package 'asqhw.golden') is not installed")
     return Path(list(spec.submodule_search_locations)[0]) / "vectors"
 
 
@@ -60,22 +60,22 @@ def cmd_conform(args) -> int:
     from .vectors import load_cases
 
     if args.rtl and args.unit == "adapter":
-        return importlib.import_module("hdl.engine.adapter_conform").conform_adapters(args, default_networks)
+        return importlib.import_module("asqhw.hdl.engine.adapter_conform").conform_adapters(args, default_networks)
     case_paths, net_paths = split_paths(args.paths or [default_corpus(), default_networks()])
     cases = load_cases(case_paths) if case_paths else []
     nets = conform_networks(net_paths)
-    import sim
+    from asqhw import sim
 
     t0 = time.perf_counter()
     reports = [compare(c, *sim.run(c.manifest, c.arrays)) for c in cases]
     sim_seconds = time.perf_counter() - t0
     rtl = None
     if args.rtl and args.unit == "engine":
-        from hdl.engine.cosim import conform_engine
+        from asqhw.hdl.engine.cosim import conform_engine
 
         rtl = conform_engine(cases, args)
     elif args.rtl:
-        from hdl.cosim import run_cases_rtl
+        from asqhw.hdl.cosim import run_cases_rtl
 
         results = run_cases_rtl(cases, lanes=16 if args.lanes is None else args.lanes, schedule=args.schedule,
                                 simulator=args.simulator, progress=_progress(args.quiet),
@@ -163,7 +163,7 @@ def cmd_conform(args) -> int:
 def cmd_golden_export(args) -> int:
     if args.model:
         return importlib.import_module(".export_cmd", __package__).cmd_export_model(args)
-    from golden.corpus import export_corpus
+    from asqhw.golden.corpus import export_corpus
 
     out = Path(args.out) if args.out else default_corpus()
     entries = export_corpus(out, seed=args.seed, force=args.force, names=args.case or None,
@@ -215,14 +215,14 @@ def _datapath_from(args):
 
 
 def cmd_verilog(args) -> int:
-    from hdl.verilog import generate
+    from asqhw.hdl.verilog import generate
 
     dp = _datapath_from(args)
     if args.fan_in < 1:
         raise UserError(f"--fan-in must be a positive integer, not {args.fan_in}")
     acc_bits = dp.natural_acc_bits(args.fan_in) if args.acc_bits is None else args.acc_bits
     if args.unit == "engine":
-        from hdl.engine.emit import generate_from_args
+        from asqhw.hdl.engine.emit import generate_from_args
 
         for f in generate_from_args(args, dp, acc_bits, " ".join(["asqhw"] + sys.argv[1:])):
             print(f)
@@ -236,10 +236,10 @@ def cmd_verilog(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from hdl import synth
+    from asqhw.hdl import synth
 
     if args.unit == "engine":
-        from hdl.engine.synth import cmd_engine_synth
+        from asqhw.hdl.engine.synth import cmd_engine_synth
 
         return cmd_engine_synth(args)
     if args.config:

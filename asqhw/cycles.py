@@ -21,7 +21,7 @@ __all__ = ["register", "layer_rows", "parse_sweep"]
 
 
 def _shape(layer, batch):
-    from hdl.engine.program import LayerShape
+    from asqhw.hdl.engine.program import LayerShape
 
     if layer.kind == "linear":
         return LayerShape("linear", layer.c_in, layer.c_out, n=batch)
@@ -30,7 +30,7 @@ def _shape(layer, batch):
 
 
 def _engine(dp, lanes, schedule, out_bits, shape=None, entries=0):
-    from hdl.engine.params import EngineConfig
+    from asqhw.hdl.engine.params import EngineConfig
 
     if schedule == "auto":
         schedule = "grouped" if dp.arch in ("shift", "split") else "any"
@@ -57,9 +57,9 @@ def layer_rows(layers, dp, *, lanes, schedule="auto", batch=1, out_bits=None, cl
     datapath (a network export's layers differ, e.g. the first layer's signed input).
     """
     base_dp = dp
-    from hdl.engine.cycles import io_cycles, run_cycles
-    from hdl.engine.expect import expected_entries
-    from hdl.engine.program import channel_entry_counts
+    from asqhw.hdl.engine.cycles import io_cycles, run_cycles
+    from asqhw.hdl.engine.expect import expected_entries
+    from asqhw.hdl.engine.program import channel_entry_counts
 
     rows = []
     for name, shape in layers:
@@ -107,7 +107,7 @@ def _adapter_rows(rows, layers, batch, reduction=4, n_acc=1):
     Each adapter also makes the per-sample multipliers of its layer (``C_out * n_acc``,
     spec section 11) alongside the divider.
     """
-    from hdl.engine.adapter import adapter_cycles
+    from asqhw.hdl.engine.adapter import adapter_cycles
 
     from .overhead import topology_sites
 
@@ -121,7 +121,7 @@ def _adapter_rows(rows, layers, batch, reduction=4, n_acc=1):
 
 def _synth_rows(path, dp, schedule, rq_pipeline=1) -> dict:
     """``{lanes: row}`` of an ``engine_synth.json`` for this datapath and schedule."""
-    from hdl.engine.synth import ENGINE_DESIGNS
+    from asqhw.hdl.engine.synth import ENGINE_DESIGNS
 
     try:
         data = json.loads(Path(path).read_text())
@@ -146,7 +146,7 @@ def _layers_from_args(args):
         return [(lay.name, _shape(lay, args.batch)) for lay in topology(args.model)], None, args.model
     if not args.paths:
         raise UserError("give --model NAME or golden case files")
-    from hdl.engine.program import shape_of_case
+    from asqhw.hdl.engine.program import shape_of_case
 
     from .vectors import load_cases
 
@@ -162,7 +162,7 @@ def _network_layers(path, batch):
     """Layers, weight codes, label, main datapath, per-layer datapaths and adapters of an export."""
     from collections import Counter
 
-    from hdl.engine.program import LayerShape
+    from asqhw.hdl.engine.program import LayerShape
 
     from .network import read_network
 
@@ -212,7 +212,7 @@ def cmd_cycles(args) -> int:
     else:
         (layers, weights, label), dp = got, _datapath_from(args)
     lanes_list = parse_sweep(args.sweep)[1] if args.sweep else [args.lanes]
-    from hdl.engine.expect import mse_clip
+    from asqhw.hdl.engine.expect import mse_clip
 
     clip = args.clip if args.clip is not None else mse_clip(dp)
     model_text = (f"entry counts: expectation for i.i.d. N(0,1) weights quantised to the nearest "
@@ -224,7 +224,7 @@ def cmd_cycles(args) -> int:
                                     out_bits=args.out_bits, clip=clip, weights=weights, dps=dps,
                                     rq_pipeline=args.rq_pipeline)
     if args.adapter and adapters is not None:
-        from hdl.engine.adapter import adapter_cycles
+        from asqhw.hdl.engine.adapter import adapter_cycles
 
         for rows in results.values():
             for r in rows:

@@ -23,8 +23,8 @@ def add_model_args(p) -> None:
 
 def cmd_export_model(args) -> int:
     """Write ``OUT/NAME.npz`` from ``--model``; refuse to overwrite without ``--force``."""
-    from golden.netexport import export_network
-    from golden.qat.checkpoint import load_checkpoint
+    from asqhw.golden.netexport import export_network
+    from asqhw.golden.qat.checkpoint import load_checkpoint
 
     if args.case:
         raise UserError("--case selects corpus cases; it does not combine with --model")

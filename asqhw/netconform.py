@@ -112,7 +112,7 @@ def compare_network(net: Network, computed: dict) -> NetReport:
 
 def check_network(net: Network, method: str = "auto") -> NetReport:
     """Recompute ``net``'s vectors with the numba model from ``vec/input`` and compare them."""
-    from sim.network import run_network
+    from asqhw.sim.network import run_network
 
     if not net.samples:
         raise UserError(f"{net.path or net.name}: the network export has no golden vectors (samples = 0)")

@@ -32,13 +32,13 @@ def _out(path: str | None, force: bool, required: bool = True) -> Path | None:
 
 
 def _pair(args):
-    from golden.qat.checkpoint import load_checkpoint
+    from asqhw.golden.qat.checkpoint import load_checkpoint
 
     return load_checkpoint(args.lsq), load_checkpoint(args.asq)
 
 
 def cmd_activations(args) -> int:
-    from golden.plots import plot_histograms
+    from asqhw.golden.plots import plot_histograms
 
     out = _out(args.out, args.force)
     lsq, asq = _pair(args)
@@ -56,7 +56,7 @@ def cmd_activations(args) -> int:
 
 
 def cmd_block_error(args) -> int:
-    from golden.plots import plot_block_error
+    from asqhw.golden.plots import plot_block_error
 
     out = _out(args.out, args.force)
     lsq, asq = _pair(args)

@@ -118,7 +118,7 @@ def _qat_predictions(net, x, batch: int = 500) -> np.ndarray:
 
 
 def _int_predictions(net, codes, batch: int = 256) -> np.ndarray:
-    from sim.network import IntNetwork
+    from asqhw.sim.network import IntNetwork
 
     model = IntNetwork(net)
     key = f"vec/{net.output}"
@@ -134,11 +134,11 @@ def measure(args) -> dict:
     """
     import torch
 
-    from golden.netexport import build_network
-    from golden.qat.checkpoint import net_from_checkpoint, save_checkpoint
-    from golden.qat.data import load_data
-    from golden.qat.scheme import SCHEMES, Scheme
-    from golden.qat.train import default_model, evaluate, train
+    from asqhw.golden.netexport import build_network
+    from asqhw.golden.qat.checkpoint import net_from_checkpoint, save_checkpoint
+    from asqhw.golden.qat.data import load_data
+    from asqhw.golden.qat.scheme import SCHEMES, Scheme
+    from asqhw.golden.qat.train import default_model, evaluate, train
 
     from .datasets import input_codes, load_test_set
     from .netconform import check_network

@@ -40,7 +40,7 @@ def cmd_run(args) -> int:
     """Run the export over the data set; print accuracy, QAT agreement, images/s."""
     import numba
 
-    from sim.network import IntNetwork, set_threads
+    from asqhw.sim.network import IntNetwork, set_threads
 
     from .datasets import input_codes, load_test_set
     from .network import read_network

@@ -47,10 +47,10 @@ def train_command(args, model: str, epochs: tuple[int, int], threads: int | None
 def cmd_train(args) -> int:
     import torch
 
-    from golden.qat.checkpoint import load_checkpoint, save_checkpoint
-    from golden.qat.data import load_data
-    from golden.qat.scheme import Scheme
-    from golden.qat.train import default_model, train
+    from asqhw.golden.qat.checkpoint import load_checkpoint, save_checkpoint
+    from asqhw.golden.qat.data import load_data
+    from asqhw.golden.qat.scheme import Scheme
+    from asqhw.golden.qat.train import default_model, train
 
     scheme = Scheme(args.scheme, args.bits, e_max=args.e_max, reduction=args.reduction)
     model = args.model or default_model(args.data if args.data == "digits" else "cifar10")
@@ -97,7 +97,7 @@ def cmd_train(args) -> int:
 
 def register(sub) -> None:
     """Add the ``train`` subcommand to the CLI's subparsers."""
-    from golden.qat.scheme import E_MAX_CHOICES, SCHEMES
+    from asqhw.golden.qat.scheme import E_MAX_CHOICES, SCHEMES
 
     p = sub.add_parser("train", help="train a reference network (float, then QAT) into a checkpoint")
     p.add_argument("--data", default="digits", help="'digits' (bundled, default) or 'cifar10:DIR'")

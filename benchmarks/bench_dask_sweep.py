@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hdl import jobs, synth  # noqa: E402
+from asqhw.hdl import jobs, synth  # noqa: E402
 
 
 class TimedRunner(jobs.JobRunner):

@@ -49,10 +49,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import sim  # noqa: E402
+from asqhw import sim  # noqa: E402
 from asqhw.network import m_cap, read_network, write_network  # noqa: E402
 from asqhw.params import Datapath  # noqa: E402
-from sim.network import IntNetwork  # noqa: E402
+from asqhw.sim.network import IntNetwork  # noqa: E402
 
 U16, S16 = (0, 2**15 - 1), (-(2**15), 2**15 - 1)
 
@@ -322,8 +322,8 @@ def bench_checkpoint(path, out_dir, batch, reps):
     floats, the integer model their input codes; the top-1 agreement is over those images.
     """
     try:
-        from golden.netexport import build_network
-        from golden.qat.checkpoint import load_checkpoint, net_from_checkpoint
+        from asqhw.golden.netexport import build_network
+        from asqhw.golden.qat.checkpoint import load_checkpoint, net_from_checkpoint
     except ImportError as e:
         raise SystemExit(f"--checkpoint needs golden.qat and golden.netexport ({e})") from None
     ckpt = load_checkpoint(path)

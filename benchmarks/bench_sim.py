@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.ao.nn.quantized.functional as qF  # noqa: E402
 
-import sim  # noqa: E402
+from asqhw import sim  # noqa: E402
 from asqhw.params import Datapath  # noqa: E402
 
 # name, C_in, C_out, kernel, stride, padding, input size, occurrences in ResNet-18
@@ -154,7 +154,7 @@ def cpu_info() -> dict:
 COLD = """
 import time, numpy as np
 t0 = time.perf_counter()
-import sim
+from asqhw import sim
 from asqhw.params import Datapath
 CONFIGS = [Datapath(fmt="uniform", a_bits=8, w_bits=8), Datapath(fmt="pot", a_bits=4, w_bits=4),
            Datapath(fmt="post", a_bits=4, w_bits=4, arch="split"), Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut")]

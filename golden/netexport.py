@@ -274,7 +274,7 @@ def qat_test_top1(net, data_spec: str) -> list[int] | None:
     Stored in the export's ``meta.qat_top1`` so that ``asqhw run`` measures integer-vs-QAT
     agreement over the whole split; None when the data set cannot be loaded here.
     """
-    from golden.qat.data import load_data
+    from asqhw.golden.qat.data import load_data
 
     try:
         data = load_data(data_spec)

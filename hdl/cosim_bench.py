@@ -1,6 +1,6 @@
 """Simulation speed of the co-simulation flow (cycles per second), on a synthetic layer.
 
-``python -m hdl.cosim_bench [--simulator verilator|amaranth] [--size N]`` runs one
+``python -m asqhw.hdl.cosim_bench [--simulator verilator|amaranth] [--size N]`` runs one
 random post4-split 3x3 convolution (16 -> 16 channels, N x N input) through
 :func:`hdl.cosim.run_cases_rtl` and prints simulated cycles, wall time of the
 simulation alone and cycles/s.  The expected arrays of the synthetic case are
@@ -62,7 +62,7 @@ def benchmark(size: int, *, simulator: str = "verilator", lanes: int = 16,
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hdl.cosim_bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m asqhw.hdl.cosim_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--simulator", choices=("verilator", "amaranth"), default="verilator")
     ap.add_argument("--size", type=int, default=32, help="input height and width")
     ap.add_argument("--lanes", type=int, default=16)

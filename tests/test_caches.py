@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from asqhw.cli import main
-from hdl.synth import make_config, to_verilog
-from hdl.synth_tools import TARGETS, Cache, place_and_route, synthesize
-from hdl.verilator import build, entry_valid
+from asqhw.hdl.synth import make_config, to_verilog
+from asqhw.hdl.synth_tools import TARGETS, Cache, place_and_route, synthesize
+from asqhw.hdl.verilator import build, entry_valid
 
 ROOT = Path(__file__).parents[1]
 TINY_V = "module tiny(input clk, input [3:0] a, output [3:0] y);\n  assign y = a + 4'd1;\nendmodule\n"

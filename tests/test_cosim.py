@@ -14,7 +14,7 @@ from asqhw.params import Datapath, output_range
 from asqhw.vectors import load_cases, read_case, write_case
 
 from spec_reading import spec_product, spec_wrap
-from hdl.cosim import compare, run_cases_rtl
+from asqhw.hdl.cosim import compare, run_cases_rtl
 
 CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
 
@@ -226,7 +226,7 @@ def test_single_beat_dot_products_back_to_back_keep_their_channel_params(own_cas
 
 
 def test_auto_schedule_groups_shift_based_archs_only():
-    from hdl.cosim import auto_schedule
+    from asqhw.hdl.cosim import auto_schedule
 
     assert auto_schedule(Datapath("pot", 4, 4)) == "grouped"
     assert auto_schedule(Datapath("post", 4, 4, arch="split")) == "grouped"

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sim
-import sim.layers as layers_mod
+from asqhw import sim
+import asqhw.sim.layers as layers_mod
 from asqhw.errors import UserError
 from asqhw.params import ARCHS, Datapath
 from asqhw.vectors import case_shapes
-from golden.intref import reference
+from asqhw.golden.intref import reference
 
 # variant -> module constants patched while the layer runs (see the module docstring)
 VARIANTS = {

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import golden.netref as ref
-import sim.network as model
+import asqhw.golden.netref as ref
+import asqhw.sim.network as model
 from asqhw.network import read_network, write_network
 from netcases import FORMATS, random_input, random_network
 

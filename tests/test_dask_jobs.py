@@ -29,9 +29,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 from asqhw.vectors import load_cases
-from hdl.cosim import compare, run_cases_rtl
-from hdl.jobs import ENV, JobRunner
-from hdl.synth import make_config, run_synth, to_verilog
+from asqhw.hdl.cosim import compare, run_cases_rtl
+from asqhw.hdl.jobs import ENV, JobRunner
+from asqhw.hdl.synth import make_config, run_synth, to_verilog
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -150,7 +150,7 @@ def test_a_failing_task_comes_back_as_a_one_line_error():
 
 
 def test_a_failed_task_is_reported_in_its_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    from hdl import synth_tools
+    from asqhw.hdl import synth_tools
 
     real = synth_tools.run_yosys
     label_of = {to_verilog(c)[0]: c.label for c in configs()}
@@ -171,7 +171,7 @@ def test_a_failed_task_is_reported_in_its_row_and_the_sweep_goes_on(tmp_path, mo
 
 def test_conform_reports_a_failed_rtl_task_in_its_row_and_exits_1(tiny_case, capsys, monkeypatch):
     from asqhw.cli import main
-    from hdl import cosim
+    from asqhw.hdl import cosim
 
     def lost(*args):
         raise RuntimeError("worker lost")
@@ -187,7 +187,7 @@ def test_conform_reports_a_failed_rtl_task_in_its_row_and_exits_1(tiny_case, cap
 def test_a_task_whose_workers_all_died_is_described_as_such():
     from distributed.scheduler import KilledWorker
 
-    from hdl.jobs import describe_failure
+    from asqhw.hdl.jobs import describe_failure
 
     from types import SimpleNamespace
 
@@ -232,7 +232,7 @@ def test_environment_variable_names_the_scheduler(cluster, monkeypatch):
 def test_missing_tool_on_a_worker_is_reported_once_before_any_work(cluster, tmp_path):
     with JobRunner(scheduler=cluster.address) as runner:
         with pytest.raises(UserError, match="on Dask worker tcp://127.0.0.1:.*yowasp-nope not found"):
-            runner.on_workers(__import__("hdl.synth_tools").synth_tools.tool_versions, ["yowasp-nope"])
+            runner.on_workers(__import__("asqhw.hdl.synth_tools", fromlist=["tool_versions"]).tool_versions, ["yowasp-nope"])
 
 
 def test_conform_rtl_through_the_scheduler_equals_the_local_run(cluster, tmp_path):

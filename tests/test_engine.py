@@ -16,12 +16,12 @@ from asqhw.params import Datapath
 from asqhw.vectors import load_cases
 
 from spec_reading import spec_product, spec_wrap
-from hdl.engine.cosim import (DEFAULT_DEPTHS, build_engine, compare_y, engine_config, run_cases_engine,
+from asqhw.hdl.engine.cosim import (DEFAULT_DEPTHS, build_engine, compare_y, engine_config, run_cases_engine,
                               run_engine)
-from hdl.engine.cycles import run_cycles
-from hdl.engine.expect import expected_entries, sample_codes
-from hdl.engine.params import EngineConfig
-from hdl.engine.program import LayerShape, build_program, channel_entry_counts
+from asqhw.hdl.engine.cycles import run_cycles
+from asqhw.hdl.engine.expect import expected_entries, sample_codes
+from asqhw.hdl.engine.params import EngineConfig
+from asqhw.hdl.engine.program import LayerShape, build_program, channel_entry_counts
 
 CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
 LANES = 4
@@ -89,7 +89,7 @@ def test_a_mutated_activation_changes_the_engine_output(corpus):
     exe, sidecar = build_engine(ecfg)
     x = case["x"].copy()
     x[2, 7] = (x[2, 7] + 5) % 16
-    from hdl.engine.program import shape_of_case
+    from asqhw.hdl.engine.program import shape_of_case
 
     y, cycles, est, missing, _ = run_engine(ecfg, exe, sidecar, shape_of_case(case), x, case["w"],
                                             case["M"], case["B"], case["sh"])

@@ -15,10 +15,10 @@ import pytest
 from asqhw import SPEC_VERSION
 from asqhw.cli import main
 from asqhw.network import FORMAT, FORMAT_VERSION, Network, m_cap, read_network, validate, write_network
-from golden import netref
-from hdl.verilator import lint
-from hdl.engine.adapter import adapter_cycles, adapter_stalls
-from hdl.engine.adapter_cosim import (AdapterConfig, adapter_jobs, build_adapter, compare_run, render,
+from asqhw.golden import netref
+from asqhw.hdl.verilator import lint
+from asqhw.hdl.engine.adapter import adapter_cycles, adapter_stalls
+from asqhw.hdl.engine.adapter_cosim import (AdapterConfig, adapter_jobs, build_adapter, compare_run, render,
                                       config_of, expected_of, reciprocal, run_adapter)
 
 from netcases import _shift_for, random_input, random_network

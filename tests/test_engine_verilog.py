@@ -9,9 +9,9 @@ from asqhw.cli import main
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
-from hdl.engine.emit import generate, module_name
-from hdl.engine.params import EngineConfig
-from hdl.verilator import lint
+from asqhw.hdl.engine.emit import generate, module_name
+from asqhw.hdl.engine.params import EngineConfig
+from asqhw.hdl.verilator import lint
 
 SMALL = dict(act_depth=256, term_depth=256, out_depth=256, max_channels=8)
 VARIANTS = {
@@ -79,7 +79,7 @@ def test_cli_rejects_lanes_that_are_not_a_power_of_two(tmp_path, capsys):
 def test_synthesis_top_loads_the_wide_words_serially():
     from amaranth.hdl import Value
 
-    from hdl.engine.synth import EngineSynthTop, engine_configs
+    from asqhw.hdl.engine.synth import EngineSynthTop, engine_configs
 
     (_, _, ecfg), = engine_configs(["post-split-grouped"], [4], lanes=(8,))
     top = EngineSynthTop(ecfg)

@@ -10,8 +10,8 @@ import pytest
 
 from asqhw.errors import UserError
 from asqhw.vectors import load_cases
-from golden import VECTORS_DIR, intref
-from golden.corpus import config_key, corpus_specs, export_corpus
+from asqhw.golden import VECTORS_DIR, intref
+from asqhw.golden.corpus import config_key, corpus_specs, export_corpus
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 
 from asqhw.errors import UserError
 from asqhw.vectors import read_case
-from golden import intref
-from golden.corpus import large_case_spec
-from golden.export import CaseSpec, acc_units, build_case, conv2d, export_case, linear, requant_constants
+from asqhw.golden import intref
+from asqhw.golden.corpus import large_case_spec
+from asqhw.golden.export import CaseSpec, acc_units, build_case, conv2d, export_case, linear, requant_constants
 
 
 def spec(**over) -> CaseSpec:

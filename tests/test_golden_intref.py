@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from asqhw.params import Datapath
-from golden import intref
+from asqhw.golden import intref
 
 DPS = {
     "uniform4": Datapath("uniform", 4, 4),

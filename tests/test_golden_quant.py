@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from golden.quant import (AsqActivation, LsqWeight, PowerWeight, asq_fake_quant, power_codes,
+from asqhw.golden.quant import (AsqActivation, LsqWeight, PowerWeight, asq_fake_quant, power_codes,
                           power_decode, power_levels)
 
 F64 = torch.float64

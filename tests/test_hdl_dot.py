@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from asqhw.params import Datapath
 from spec_reading import spec_product, spec_wrap
-from hdl.dot import DotUnit
-from hdl.schedule import beats
+from asqhw.hdl.dot import DotUnit
+from asqhw.hdl.schedule import beats
 
 
 def ref_dot(dp, acc_bits, a_vec, w_vec):

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from asqhw.params import Datapath
 from spec_reading import spec_product
-from hdl.lanes import LutLane, SignLane, lut_table, make_lane, product_bits
+from asqhw.hdl.lanes import LutLane, SignLane, lut_table, make_lane, product_bits
 
 
 def all_weight_codes(dp):

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from hdl.requant import Requantiser
+from asqhw.hdl.requant import Requantiser
 
 
 def ref_requant(acc, m, b, sh, lo, hi):

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from asqhw.params import Datapath
-from hdl.schedule import beats, cycles
+from asqhw.hdl.schedule import beats, cycles
 
 SPLIT = Datapath(fmt="post", arch="split", a_bits=4, w_bits=4)
 POT = Datapath(fmt="pot", a_bits=3, w_bits=3, a_signed=True)

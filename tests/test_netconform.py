@@ -15,7 +15,7 @@ import pytest
 from asqhw.cli import main
 from asqhw.network import read_network, write_network
 from netcases import random_input, random_network
-from sim.network import run_network
+from asqhw.sim.network import run_network
 
 N = 3
 

@@ -9,12 +9,12 @@ import torch
 from asqhw.cli import main
 from asqhw.errors import UserError
 from asqhw.network import m_cap, read_network
-from golden import netref
-from golden.netexport import build_network, requant_constants_capped
-from golden.qat.checkpoint import load_checkpoint
-from golden.qat.data import load_data
-from golden.qat.scheme import Scheme
-from golden.qat.train import train
+from asqhw.golden import netref
+from asqhw.golden.netexport import build_network, requant_constants_capped
+from asqhw.golden.qat.checkpoint import load_checkpoint
+from asqhw.golden.qat.data import load_data
+from asqhw.golden.qat.scheme import Scheme
+from asqhw.golden.qat.train import train
 from test_qat_data import write_tiny_cifar
 
 
@@ -75,8 +75,8 @@ def test_wide_codes_read_by_a_quantiser_have_step_s_times_two_to_minus_g(digits_
 
 
 def test_integer_network_agrees_with_the_qat_network_on_the_test_set(digits_ckpt, digits_export):
-    from golden.netexport import input_codes
-    from golden.qat.checkpoint import net_from_checkpoint
+    from asqhw.golden.netexport import input_codes
+    from asqhw.golden.qat.checkpoint import net_from_checkpoint
 
     ck = load_checkpoint(digits_ckpt)
     net = read_network(digits_export)

@@ -20,10 +20,10 @@ def checkpoints(tmp_path_factory):
     """Tiny LSQ and ASQ 2-bit digits checkpoints sharing one float network."""
     import torch
 
-    from golden.qat.checkpoint import save_checkpoint
-    from golden.qat.data import load_digits
-    from golden.qat.scheme import Scheme
-    from golden.qat.train import train
+    from asqhw.golden.qat.checkpoint import save_checkpoint
+    from asqhw.golden.qat.data import load_digits
+    from asqhw.golden.qat.scheme import Scheme
+    from asqhw.golden.qat.train import train
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("ckpt")

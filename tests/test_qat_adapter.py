@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from golden.qat.actquant import ActQuant, wide_shift
-from golden.qat.adapter import Adapter, adapter_hidden
+from asqhw.golden.qat.actquant import ActQuant, wide_shift
+from asqhw.golden.qat.adapter import Adapter, adapter_hidden
 
 F64 = torch.float64
 

@@ -10,7 +10,7 @@ import torch
 
 from asqhw.cli import main
 from asqhw.errors import UserError
-from golden.qat.data import augment_batch, load_cifar10, load_data, load_digits
+from asqhw.golden.qat.data import augment_batch, load_cifar10, load_data, load_digits
 
 
 def write_tiny_cifar(root, n=6, seed=0) -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from golden.qat.layers import QConv, QLinear
-from golden.qat.models import build_model
-from golden.qat.scheme import Scheme
+from asqhw.golden.qat.layers import QConv, QLinear
+from asqhw.golden.qat.models import build_model
+from asqhw.golden.qat.scheme import Scheme
 from asqhw.errors import UserError
 
 

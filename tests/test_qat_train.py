@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from asqhw.cli import main
-from golden.qat.checkpoint import load_checkpoint, net_from_checkpoint
+from asqhw.golden.qat.checkpoint import load_checkpoint, net_from_checkpoint
 
 ARGS = ["train", "--scheme", "asq+post", "--bits", "3", "--epochs", "1,1", "--subset", "200", "--threads", "1", "-q"]
 

@@ -6,7 +6,7 @@ from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
 from asqhw.params import Datapath
-from hdl.dot import DotUnit
+from asqhw.hdl.dot import DotUnit
 from spec_reading import spec_product, spec_wrap
 
 DP = Datapath("uniform", 4, 4)

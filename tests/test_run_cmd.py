@@ -14,7 +14,7 @@ from asqhw.datasets import input_codes, load_test_set
 from asqhw.network import read_network, write_network
 from asqhw.params import Datapath
 from netcases import random_input, random_network
-from sim.network import predict, run_network, set_threads
+from asqhw.sim.network import predict, run_network, set_threads
 
 
 def _digits_net(path, samples=0, meta=None):

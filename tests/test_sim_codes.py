@@ -11,7 +11,7 @@ from itertools import product as cartesian
 import numpy as np
 import pytest
 
-import sim
+from asqhw import sim
 from asqhw.params import Datapath
 
 SMALL = [2, 3, 4]

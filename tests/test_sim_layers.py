@@ -5,9 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sim
+from asqhw import sim
 from asqhw.errors import UserError
-from sim import simd as SIMD
+from asqhw.sim import simd as SIMD
 from asqhw.params import Datapath
 
 SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
@@ -194,7 +194,7 @@ def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pa
                                            (Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut", frac_bits=16),
                                             np.float64)])
 def test_gemm_chunks_worst_case_fan_in_exactly(monkeypatch, dp, dtype):
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "CENTRE_MODE", "never")     # constant codes would centre to all-zero GEMMs
     rng = np.random.default_rng(7)
     x, w = random_codes(rng, dp, (1, 512, 3, 3), (4, 512, 3, 3), extreme=True)
@@ -208,7 +208,7 @@ def test_gemm_chunks_worst_case_fan_in_exactly(monkeypatch, dp, dtype):
 @settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 6), k=st.integers(1, 60), limit=st.integers(1, 1000), seed=st.integers(0, 2**31))
 def test_chunks_keep_every_row_within_the_limit(rows, k, limit, seed):
-    from sim.kernels import chunk_ends
+    from asqhw.sim.kernels import chunk_ends
     bound = np.random.default_rng(seed).integers(0, limit + 1, size=(k, rows))
     ends = chunk_ends(bound, limit)
     assert ends[-1] == k and np.all(np.diff(np.concatenate([[0], ends])) > 0)
@@ -238,7 +238,7 @@ def test_split_packs_both_accumulators_into_one_gemm_when_chunks_stay_long(extre
 @settings(max_examples=30, deadline=None)
 @given(rows=st.integers(1, 5), k=st.integers(1, 80), bits=st.integers(2, 12), seed=st.integers(0, 2**31))
 def test_packed_chunks_keep_both_sums_within_limits(rows, k, bits, seed):
-    from sim.kernels import chunk_ends_packed
+    from asqhw.sim.kernels import chunk_ends_packed
     rng = np.random.default_rng(seed)
     lim0, limit = (1 << (bits - 1)) - 1, 1 << 16
     b0 = rng.integers(0, lim0 + 1, size=(k, rows))
@@ -291,7 +291,7 @@ def test_layer_object_reuses_prepared_weights_across_inputs():
 
 @pytest.mark.parametrize("bits", [6, 11, 16])
 def test_unpacking_recovers_both_sums_at_their_limits(bits):
-    from sim.kernels import unpack_add
+    from asqhw.sim.kernels import unpack_add
     s0 = np.array([-(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1, 0, 5, -7], dtype=np.int64)
     s1 = np.array([(2**24 - 2**bits) >> bits, -((2**24 - 2**bits) >> bits), 1, -1, 0], dtype=np.int64)
     res = (s0 + (s1 << bits)).astype(np.float32)[None, None, :]
@@ -306,7 +306,7 @@ def test_unpacking_recovers_both_sums_at_their_limits(bits):
                                                     ("post", "lut", 4, 4), ("pot", "shift", 4, 4)])
 def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bits, w_bits):
     """Forcing every GEMM call onto the multi-thread (shared) path changes no bit."""
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     from asqhw.params import Datapath
 
     monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
@@ -404,7 +404,7 @@ def test_auto_takes_the_int_path_for_a_large_uniform_layer(monkeypatch):
        size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
 def test_centred_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
                                                seed):
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
     try:
@@ -426,7 +426,7 @@ def test_centred_packed_split_plan_halves_the_chunks_and_is_exact(stride, pad, g
     layer = sim.Conv2d(w, SPLIT4, stride=stride, padding=pad, groups=groups, acc_bits=bits, method="gemm")
     plan = layer.plan(int(x.min()), int(x.max()))
     assert plan.centre == 7 and plan.pack_bits > 0
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     old, layers.CENTRE_MODE = layers.CENTRE_MODE, "never"
     try:
         plain = layer.plan(int(x.min()), int(x.max()))
@@ -442,7 +442,7 @@ def test_centred_packed_split_plan_halves_the_chunks_and_is_exact(stride, pad, g
 def test_centring_correction_counts_only_taps_inside_the_input():
     # one input channel of constant code 15, weights all W = 0 (P = 15 * 8 = 120, first accumulator):
     # a corner output of a padded 3x3 conv sees 4 valid taps, an edge 6, the centre 9
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     x = np.full((1, 1, 5, 5), 15, np.int16)
     x[0, 0, 2, 2] = 0                                           # codes span [0, 15]: centre 7
     w = np.full((8, 1, 3, 3), 1, np.int16)
@@ -460,7 +460,7 @@ def test_centring_correction_counts_only_taps_inside_the_input():
 @pytest.mark.parametrize("method", ["exact", "int"])
 def test_thread_ranges_of_the_exact_and_int_paths_change_no_bit(monkeypatch, method):
     """The exact kernel and the int path cut into one range per thread give the one-range result."""
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
     rng = np.random.default_rng(21)
     x, w = random_codes(rng, dp, (3, 24, 7, 7), (20, 24, 3, 3))
@@ -500,7 +500,7 @@ def test_the_simd_variants_follow_the_cpu_flags():
 def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_out_g, groups, k, stride, pad, size,
                                            extreme, narrow, seed):
     """Every byte SIMD kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it."""
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     layer = sim.Conv2d(w, dp, method="int", **kw)
@@ -512,7 +512,7 @@ def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_ou
 
 @pytest.mark.parametrize("variant", SIMD.VARIANTS)
 def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(monkeypatch, variant):
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     dp = Datapath(fmt="uniform", a_bits=8, w_bits=7)                   # |w| <= 64: 2 * 255 * 64 < 2^15
     x = np.full((1, 300, 4, 4), 255, np.int16)
@@ -527,7 +527,7 @@ def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(
 
 @pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
 def test_avx2_kernel_is_refused_where_a_byte_pair_could_saturate(monkeypatch, variant):
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     x = np.full((1, 300, 4, 4), 255, np.int16)
     w = np.full((6, 300, 3, 3), -128, np.int16)                        # 2 * 255 * 128 > 2^15 - 1
@@ -538,7 +538,7 @@ def test_avx2_kernel_is_refused_where_a_byte_pair_could_saturate(monkeypatch, va
 
 
 def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", "none")
     rng = np.random.default_rng(4)
     x, w = random_codes(rng, SPLIT4, (2, 40, 6, 6), (12, 40, 3, 3))
@@ -554,7 +554,7 @@ def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
                                 Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut")])
 @pytest.mark.parametrize("nbits", [5, 12, 40])
 def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
-    from sim.layers import _byte_terms, _term_tables
+    from asqhw.sim.layers import _byte_terms, _term_tables
     g, v = _term_tables(dp, nbits)
     gb, vb = _byte_terms(dp, nbits)
     assert gb.min() >= 0 and gb.max() <= 255 and gb.shape[0] > g.shape[0]
@@ -565,7 +565,7 @@ def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
 
 
 def test_terms_of_2_to_the_14_or_more_are_not_split():
-    from sim.layers import _byte_terms, _term_tables
+    from asqhw.sim.layers import _byte_terms, _term_tables
     dp = Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut", frac_bits=16)      # LUT entries up to 324387
     g, v = _term_tables(dp, 20)
     gb, vb = _byte_terms(dp, 20)
@@ -586,5 +586,5 @@ def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
 
 
 def layers_order():
-    import sim.layers as layers
+    import asqhw.sim.layers as layers
     return layers.SIMD_ORDER

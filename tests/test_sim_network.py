@@ -16,8 +16,8 @@ from asqhw.errors import UserError
 from asqhw.network import expected_arrays, read_network, write_network
 from asqhw.params import Datapath
 from netcases import FORMATS, random_input, random_network
-from sim import netops
-from sim.network import IntNetwork, predict, run_network
+from asqhw.sim import netops
+from asqhw.sim.network import IntNetwork, predict, run_network
 
 S16 = (-(2**15), 2**15 - 1)
 U16 = (0, 2**15 - 1)
@@ -273,8 +273,8 @@ def test_layer_paths_give_identical_vectors(random_nets):
 
 def test_ops_cut_into_thread_ranges_give_identical_vectors(monkeypatch, random_nets):
     """Every kernel of the network run in one range per thread changes no bit."""
-    import sim.layers as layers
-    import sim.network as network
+    import asqhw.sim.layers as layers
+    import asqhw.sim.network as network
     refs = [run_network(net, x, method="auto") for net, x in random_nets]
     monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
     calls = []

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import sim
+from asqhw import sim
 from asqhw.errors import UserError
 
 

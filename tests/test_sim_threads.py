@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import time, numpy as np, torch
-import sim, numba
+import numba
+from asqhw import sim
 from asqhw.params import Datapath
 torch.set_num_threads(1)
 x = torch.randn(8, 16, 28, 28); w = torch.randn(16, 16, 3, 3)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sim
+from asqhw import sim
 from asqhw.vectors import load_cases
 
 CORPUS = Path(__file__).resolve().parents[1] / "golden" / "vectors"

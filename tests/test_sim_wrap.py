@@ -9,7 +9,7 @@ over. docs/datapath.md section 5 only asks for the sum modulo ``2^40``.
 import numpy as np
 import pytest
 
-import sim
+from asqhw import sim
 from asqhw.params import Datapath
 
 K = 1 << 17

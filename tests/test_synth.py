@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from asqhw.errors import UserError
-from hdl import synth_tools
-from hdl.synth import (DESIGNS, OUTPUT_NAMES, RegisteredIO, compare_to_baseline, expand_configs,
+from asqhw.hdl import synth_tools
+from asqhw.hdl.synth import (DESIGNS, OUTPUT_NAMES, RegisteredIO, compare_to_baseline, expand_configs,
                        format_markdown, make_config, parse_config, parse_int_list, run_synth, to_verilog)
 
 
@@ -269,7 +269,7 @@ def test_a_pipeline_deeper_than_the_unit_allows_is_a_user_error():
 
 def test_default_designs_of_asqhw_synth_are_every_dot_unit_design():
     from asqhw.cli import build_parser
-    from hdl.engine.synth import DEFAULT_DOT_DESIGNS
+    from asqhw.hdl.engine.synth import DEFAULT_DOT_DESIGNS
 
     args = build_parser().parse_args(["synth", "-o", "out"])
     assert args.design == DEFAULT_DOT_DESIGNS == list(DESIGNS)

@@ -10,8 +10,8 @@ from asqhw import SPEC_VERSION
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
-from hdl.verilator import LintError, find_verilator, lint
-from hdl.verilog import generate, module_name
+from asqhw.hdl.verilator import LintError, find_verilator, lint
+from asqhw.hdl.verilog import generate, module_name
 
 DPS = {
     "uniform4": Datapath("uniform", 4, 4),

@@ -113,7 +113,7 @@ def render(cfg: AdapterConfig) -> tuple[str, str, list[dict]]:
               "max_hw": cfg.max_hw, "max_mults": cfg.max_mults,
               "beta_bits": cfg.beta_bits, "beta_frac": cfg.beta_frac,
               "spec_version": SPEC_VERSION, "generator": __version__}
-    text = _header(module, "hdl.engine.adapter_cosim.render", params) + convert(cfg.unit(), module)
+    text = _header(module, "asqhw.hdl.engine.adapter_cosim.render", params) + convert(cfg.unit(), module)
     return text, module, ports_of(text, module)
 
 
