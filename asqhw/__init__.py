@@ -1,6 +1,6 @@
 """asq-hw: bit-exact ASQ+POST datapath tools (spec, vectors, CLI)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 SPEC_VERSION = "1.1"
 
 # The implementations are installed as asqhw.sim, asqhw.golden and asqhw.hdl (no top-level

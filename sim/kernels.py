@@ -19,6 +19,11 @@ assume they never overflow); the reduction modulo ``2^64`` is consistent with th
 accumulator wrap modulo ``2^n`` (``n <= 40``).
 """
 
+# numba's cache keys an entry by this file's size and time stamp and imports the module the
+# entry names: this edit (for the move to asqhw.sim) invalidates entries compiled under the
+# old top-level name 'sim'.
+
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,11 @@ in about half the time of ``prange`` ones) and writes int16 (codes, wide codes) 
 int64 (sums) into an array given by the caller.
 """
 
+# numba's cache keys an entry by this file's size and time stamp and imports the module the
+# entry names: this edit (for the move to asqhw.sim) invalidates entries compiled under the
+# old top-level name 'sim'.
+
+
 from __future__ import annotations
 
 import numpy as np

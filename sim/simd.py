@@ -15,6 +15,11 @@ Only variants the host supports are offered (:data:`VARIANTS`); none when numba
 compiles for another CPU than the host (``NUMBA_CPU_NAME``) or off x86.
 """
 
+# numba's cache keys an entry by this file's size and time stamp and imports the module the
+# entry names: this edit (for the move to asqhw.sim) invalidates entries compiled under the
+# old top-level name 'sim'.
+
+
 from __future__ import annotations
 
 import platform
