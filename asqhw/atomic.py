@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["ensure_dir", "check_target", "write_bytes", "write_text", "replace_dir", "temp_path",
+__all__ = ["ensure_dir", "pid_alive", "check_target", "write_bytes", "write_text", "replace_dir", "temp_path",
            "os_reason"]
 
 
@@ -173,3 +173,14 @@ def replace_dir(tmpdir, final) -> bool:
             shutil.rmtree(tmpdir, ignore_errors=True)
             return False
         raise UserError(f"{final}: cannot move into place ({os_reason(e)})") from None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists (a leftover work directory of a dead one may go)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from asqhw.atomic import ensure_dir, write_bytes, write_text
+from asqhw.atomic import ensure_dir, pid_alive, write_bytes, write_text
 from asqhw.errors import UserError
 
 __all__ = [
@@ -228,21 +228,11 @@ class Cache:
                 pid = int(d.name.split("-p")[-1].split("-")[0])
             except ValueError:
                 continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 shutil.rmtree(d, ignore_errors=True)
         work = base / f"{key}-p{os.getpid()}-{uuid.uuid4().hex[:8]}.d"
         work.mkdir()
         return work
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _sha256(path) -> str | None:

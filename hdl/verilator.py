@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from asqhw.atomic import ensure_dir, os_reason
+from asqhw.atomic import ensure_dir, os_reason, pid_alive
 from asqhw.errors import UserError
 
 __all__ = ["find_verilator", "verilator_env", "verilator_version", "lint", "LintError",
@@ -119,16 +119,6 @@ def entry_valid(entry: Path) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(root: Path) -> None:
     """Delete work directories of builds whose process no longer exists (e.g. killed)."""
     for d in root.glob(".tmp-*"):
@@ -136,7 +126,7 @@ def _remove_stale(root: Path) -> None:
             pid = int(d.name.rsplit("-", 2)[-2])
         except (ValueError, IndexError):
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(d, ignore_errors=True)
 
 

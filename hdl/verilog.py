@@ -17,7 +17,7 @@ from asqhw.atomic import check_target, ensure_dir, write_text
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
-__all__ = ["UNITS", "SCHEDULES", "build_unit", "module_name", "command_line", "convert",
+__all__ = ["UNITS", "SCHEDULES", "build_unit", "module_name", "command_line", "datapath_args", "convert",
            "ports_of", "render", "generate", "LINT_WAIVERS"]
 
 UNITS = ("mac", "dot", "requant", "top")
@@ -113,9 +113,9 @@ def module_name(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pi
     return name + (f"_{o}" if unit == "top" else "")
 
 
-def command_line(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipeline) -> str:
-    """The ``asqhw verilog`` command line that regenerates a unit (output dir left as OUT/)."""
-    args = ["asqhw", "verilog", "--unit", unit, "--weights", dp.fmt]
+def datapath_args(dp) -> list[str]:
+    """The ``asqhw verilog`` options that select datapath ``dp`` (weights, mode, widths)."""
+    args = ["--weights", dp.fmt]
     if dp.fmt == "post":
         args += ["--mode", dp.arch]
     args += ["--a-bits", str(dp.a_bits), "--w-bits", str(dp.w_bits)]
@@ -125,6 +125,12 @@ def command_line(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, p
         args += ["--e-max", str(dp.e_max)]
     if dp.arch == "lut":
         args += ["--frac-bits", str(dp.frac_bits)]
+    return args
+
+
+def command_line(unit, dp, *, lanes, acc_bits, out_bits, out_signed, schedule, pipeline) -> str:
+    """The ``asqhw verilog`` command line that regenerates a unit (output dir left as OUT/)."""
+    args = ["asqhw", "verilog", "--unit", unit] + datapath_args(dp)
     args += ["--lanes", str(lanes), "--acc-bits", str(acc_bits), "--out-bits", str(out_bits)]
     if out_signed:
         args += ["--out-signed"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from asqhw import SPEC_VERSION, __version__
 from asqhw.atomic import check_target, ensure_dir, write_text
 
-from ..verilog import _header, convert, ports_of
+from ..verilog import _header, convert, datapath_args, ports_of
 from .cycles import formula_text
 from .params import EngineConfig
 from .top import Engine
@@ -23,17 +23,7 @@ def module_name(ecfg: EngineConfig) -> str:
 
 def command_line(ecfg: EngineConfig) -> str:
     """The ``asqhw verilog --unit engine`` command line that regenerates ``ecfg``."""
-    dp = ecfg.dp
-    args = ["asqhw", "verilog", "--unit", "engine", "--weights", dp.fmt]
-    if dp.fmt == "post":
-        args += ["--mode", dp.arch]
-    args += ["--a-bits", str(dp.a_bits), "--w-bits", str(dp.w_bits)]
-    if dp.a_signed:
-        args += ["--a-signed"]
-    if dp.fmt != "uniform":
-        args += ["--e-max", str(dp.e_max)]
-    if dp.arch == "lut":
-        args += ["--frac-bits", str(dp.frac_bits)]
+    args = ["asqhw", "verilog", "--unit", "engine"] + datapath_args(ecfg.dp)
     args += ["--lanes", str(ecfg.lanes), "--acc-bits", str(ecfg.acc_bits),
              "--out-bits", str(ecfg.out_bits)]
     if ecfg.out_signed:
