@@ -208,7 +208,8 @@ def bench(args):
                "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                                       "NUMBA_NUM_THREADS", "OMP_NUM_THREADS")},
                "load_before": os.getloadavg()[0],
-               "reps": args.reps, "quick": args.quick, "clock": "cpu" if args.cpu_time else "wall",
+               "reps": args.reps, "quick": args.quick, "simd_mode": args.simd,
+               "simd_variants": list(sim.simd.VARIANTS), "clock": "cpu" if args.cpu_time else "wall",
                "reference": {}, "configs": {}}
     results["cold_compile_s"] = cold_compile_seconds() if not args.no_cold else None
     for cname, dp in configs.items():
@@ -234,7 +235,8 @@ def bench(args):
                 t_first = time.perf_counter() - t0
                 t_sim = timed_block(lambda: layer(x), args.reps)
                 rows = results["configs"][cname]["batches"].setdefault(str(nb), {"layers": []})["layers"]
-                rows.append({"layer": name, "count": count, "macs": macs, "sim_s": t_sim, "sim_first_s": t_first})
+                rows.append({"layer": name, "count": count, "macs": macs, "sim_s": t_sim, "sim_first_s": t_first,
+                             "kernel": layer.simd_variant(int(x.min()), int(x.max()))})
         results["reference"][str(nb)] = {"layers": refs, "total": _total(refs)}
         for cres in results["configs"].values():
             b = cres["batches"][str(nb)]
@@ -257,6 +259,8 @@ def report(res):
     print(f"threads={res['threads']} ({res['threading_layer']} layer)  numpy {res['numpy']}  torch {res['torch']} "
           f"(quantized engine {res['quantized_engine']})  numba {res['numba']}  BLAS: {res['blas']}")
     print(f"env: {res['env']}  best of {res['reps']}, {res['clock']} time")
+    print(f"sim SIMD kernels this CPU has: {', '.join(res.get('simd_variants', [])) or 'none'}; "
+          f"mode {res.get('simd_mode', 'auto')} (per layer: the kernel column)")
     print(f"1-min load average before/after: {res['load_before']:.2f} / {res['load_after']:.2f} "
           f"on {os.cpu_count()} CPUs (other work on the machine inflates every column)")
     if res["cold_compile_s"] is not None:
@@ -276,14 +280,14 @@ def report(res):
             refs = res["reference"][nb]
             print(f"-- batch {nb}")
             print(f"{'layer':18s} {'x':>2s} {'first ms':>9s} {'sim ms':>9s} {'GMAC/s':>7s} {'torch ms':>9s} "
-                  f"{'qint8 ms':>9s} {'/torch':>6s} {'/qint8':>6s}")
+                  f"{'qint8 ms':>9s} {'/torch':>6s} {'/qint8':>6s} kernel")
             for r, f in zip(b["layers"] + [dict(b["total"], layer="total (x count)", count=1)],
                             refs["layers"] + [refs["total"]]):
                 gs = r["macs"] / r["sim_s"] / 1e9
                 first = f"{r['sim_first_s'] * 1e3:9.2f}" if "sim_first_s" in r else " " * 9
                 print(f"{r['layer']:18s} {r['count']:2d} {first} {r['sim_s'] * 1e3:9.2f} {gs:7.1f} "
                       f"{f['torch_s'] * 1e3:9.2f} {f['qint8_s'] * 1e3:9.2f} {r['sim_s'] / f['torch_s']:6.2f} "
-                      f"{r['sim_s'] / f['qint8_s']:6.2f}")
+                      f"{r['sim_s'] / f['qint8_s']:6.2f} {r.get('kernel') or '-'}")
 
 
 def markdown(res) -> str:
@@ -336,7 +340,11 @@ def main(argv=None):
     p.add_argument("--cpu-time", action="store_true",
                    help="time with process CPU time instead of wall time (for a busy machine; use one thread)")
     p.add_argument("--markdown", metavar="JSON", help="print the Markdown tables of a saved --json result and exit")
+    p.add_argument("--simd", default="auto", choices=("auto", "none", "vnni512", "vnni256", "avx2"),
+                   help="force the direct kernel variant (sim.layers.SIMD_MODE); 'avx2' measures the AVX2-only "
+                        "kernel on an AVX-512 machine; 'none' the paths without SIMD kernels")
     args = p.parse_args(argv)
+    sim.layers.SIMD_MODE = args.simd
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return

@@ -10,13 +10,15 @@ Three interchangeable paths compute the same integers:
   so that the bound holds per chunk, and chunk sums are added in int64; single
   identity terms may be centred (``A - c``, "Centred activations").
 - ``int``: the same separable terms (terms above 255 split into bytes) as integer
-  operands in a GEMM with int32 sums: the byte SIMD kernels of :mod:`sim.simd` for
-  uint8 x int8 operands, else ``gemm_i16``; used only when every operand fits int16
-  and every output's sum of ``|a*w|`` is below ``2^31`` (docs/sim.md, "Integer GEMM
-  path", "Integer SIMD kernels").
+  operands with int32 sums: for uint8 activation terms and int8 weights the direct
+  convolution kernels of :mod:`sim.direct` (byte SIMD, no im2col), else an integer
+  im2col and ``gemm_i16``; used only when every operand fits int16 and every output's
+  sum of ``|a*w|`` is below ``2^31`` (docs/sim.md, "Integer GEMM path", "Direct
+  convolution kernels").
 
-``method="auto"`` takes ``int`` whenever its bound holds and the layer is large
-enough to profit, else ``gemm`` when its proof goes through, else ``exact``."""
+``method="auto"`` takes the direct kernels whenever they apply (and the layer is not
+tiny), the portable int kernel for long mul/shift fan-ins over few positions, else
+``gemm`` when its proof goes through, else ``exact``."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import numpy as np
 from asqhw.errors import UserError
 from asqhw.params import MAX_ACC_BITS, Datapath
 
-from . import kernels, simd
+from . import direct, kernels, simd
 from .codes import product_table, product_terms
 
 __all__ = ["conv2d", "linear", "Conv2d", "GemmPlan", "METHODS", "F32_EXACT", "F64_EXACT"]
@@ -61,9 +63,9 @@ INT_K_ALIGN = 64              # int path: fan-in padded with zeros to a multiple
 INT_AUTO_ARCHS = ("mul", "shift")   # auto: int path only for these (split needs 2*C_out rows, lut int16 operands)
 INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM rows (fan-in * terms) ...
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
-SIMD_ORDER = ("vnni256", "vnni512", "avx2")   # preferred byte dot-product kernels (sim.simd), fastest measured first
+SIMD_ORDER = ("vnni512", "vnni256", "avx2")   # direct byte kernels (sim.direct), fastest measured first
 SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
-SIMD_MIN_FAN_IN = 512         # auto: the SIMD int path only for GEMM fan-ins (positions x terms) of at least this per accumulator
+DIRECT_SHARE_MACS = 1 << 26   # direct path: below this many multiply-adds (padded) one thread runs the call
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -359,6 +361,7 @@ class Conv2d:
         self._int = None
         self._scratch = None
         self._corr = {}
+        self._direct = {}     # per variant: direct.DirectWeights; per (variant, N, H_o, W_o, shares): the shares
 
     def _int_weights(self):
         """The weight side of the int path: the float path's unless ``_byte_terms`` splits a term."""
@@ -425,16 +428,14 @@ class Conv2d:
         cg_out = c_out // groups
         if method == "auto" and (cg_out < 8 or self.fan_in * cg_out * nb * ho * wo < 1 << 16):
             method = "exact"
-        # auto: the int path where it measured faster than the float GEMM (docs/sim.md, "Integer GEMM path")
-        # auto: the int path where it measured faster than the float GEMM: with a byte SIMD kernel for
-        # fan-ins of at least SIMD_MIN_FAN_IN per accumulator (short ones spend their time in the lane
-        # reductions and stores), else for mul/shift layers of a long fan-in and few positions
-        # (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels")
-        try_int = method == "int" or (method == "auto" and (
-            (self.fan_in * self._int_weights().n_t >= SIMD_MIN_FAN_IN * dp.n_acc
-             and self.simd_variant(xmin, xmax) is not None)
-            or (dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
-                and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)))
+        if method in ("auto", "int"):
+            variant = self.simd_variant(xmin, xmax)
+            if variant is not None:
+                return self._run_direct(x16, xmin, xmax, ho, wo, variant)
+        # auto: the portable int kernel where it measured faster than the float GEMM: mul/shift layers
+        # of a long fan-in and few positions (docs/sim.md, "Integer GEMM path")
+        try_int = method == "int" or (method == "auto" and dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
+                                      and self.fan_in * len(product_terms(dp)) >= INT_MIN_FAN_IN)
         if try_int:
             if self.int_exact(xmin, xmax):
                 return self._run_int(x16, xmin, xmax, ho, wo)
@@ -561,28 +562,78 @@ class Conv2d:
         return g16, max(-g_lo, g_hi), gw.int_matrices()
 
     def simd_variant(self, xmin: int, xmax: int) -> str | None:
-        """The byte SIMD kernel (``sim.simd``) the int path would use for codes in ``[xmin, xmax]``, or None.
+        """The direct byte kernel (``sim.direct``) the int path runs for codes in ``[xmin, xmax]``, or None.
 
-        Needs the int path's proof (``int_exact``), unsigned 8-bit activation operands and
+        Needs the int path's proof (``int_exact``), unsigned 8-bit activation terms and
         signed 8-bit weights; ``avx2`` also needs ``2 * max|a| * max|w| <= 2^15 - 1``.
         """
-        if SIMD_MODE == "none" or not simd.VARIANTS or not self.int_exact(xmin, xmax):
+        if SIMD_MODE == "none":
+            return None
+        return self._byte_variant(xmin, xmax, SIMD_ORDER if SIMD_MODE == "auto" else (SIMD_MODE,))
+
+    def _byte_variant(self, xmin, xmax, order):
+        if not simd.VARIANTS or not self.int_exact(xmin, xmax):
             return None
         g16, a_max, mats = self._int_operands(xmin, xmax)
         if g16.dtype != np.uint8 or mats[0].dtype != np.int8:
             return None
         w_max = int(self._int_weights().vabs_used.max(initial=0))
-        order = SIMD_ORDER if SIMD_MODE == "auto" else (SIMD_MODE,)
         for v in order:
             if v in simd.VARIANTS and (v != "avx2" or 2 * a_max * w_max <= simd.AVX2_PAIR_LIMIT):
                 return v
         return None
 
+    def _run_direct(self, x, xmin, xmax, ho, wo, variant):
+        # One share per thread, each a range of output rows (n, oy) done start to end on its own
+        # buffers: byte planes of the activation terms (channels last, zero padded), the direct tile
+        # kernel into an int32 position-major buffer, the wrap and the store. One dispatch per call
+        # (a thread wake-up measured about 0.1 ms here). Exactness: int_exact (docs/sim.md,
+        # "Direct convolution kernels").
+        gw = self._int_weights()
+        if variant not in self._direct:
+            v8 = gw.v.astype(np.int8)                     # the used values fit (direct_variant); others are never read
+            c_out, cg_in, kh, kw = self.w16.shape
+            self._direct[variant] = direct.DirectWeights(variant, gw.codes, v8, cg_in, kh, kw, self.stride)
+        dw = self._direct[variant]
+        g8, _, _ = self._int_operands(xmin, xmax)
+        a0 = self.dp.a_range[0]
+        identity = gw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
+        nb = x.shape[0]
+        npos = ho * wo
+        out = np.empty((self.dp.n_acc, nb, self.w16.shape[0], npos), dtype=np.int64)
+        work = nb * npos * dw.rows * dw.kc * len(dw.packed) * dw.kh * dw.ktaps_x
+        n_sh = 1 if work < DIRECT_SHARE_MACS else min(numba.get_num_threads(), nb * ho)
+        key = (variant, nb, ho, wo, n_sh)
+        if key not in self._direct:
+            cut = [nb * ho * s // n_sh for s in range(n_sh + 1)]
+            self._direct[key] = [direct.Share(dw, cut[s], cut[s + 1], ho, wo) for s in range(n_sh)]
+        shares = self._direct[key]
+        tiles = direct.direct_tiles(variant)
+        rpb = dw.n_ob * dw.rows_per_block
+
+        def run(s0, s1):
+            for s in range(s0, s1):
+                sh = shares[s]
+                xt = self._buffer(f"planes{s}", np.uint8, sh.plane_bytes)
+                buf = self._buffer(f"dbuf{s}", np.int32, sh.chunk_qt * dw.rb * rpb).reshape(sh.chunk_qt * dw.rb, rpb)
+                for gi in range(self.groups):
+                    for n, _, _, base, rows, y0 in sh.segs:
+                        seg = xt[base:base + rows * sh.wpa * dw.kc].reshape(rows, sh.wpa, dw.kc)
+                        direct.planes(x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, n, y0, seg)
+                    for qt0 in range(0, sh.n_qt, sh.chunk_qt):
+                        qt1 = min(sh.n_qt, qt0 + sh.chunk_qt)
+                        tiles(xt, dw.packed[gi], sh.offs, sh.taps, dw.kc4, qt0, qt1, dw.n_ob, buf, dw.wblk)
+                        q = qt0 * dw.rb
+                        direct.store_rows(buf, out, gi, gw.cg_out, sh.q0 + q, min(sh.nq - q, (qt1 - qt0) * dw.rb),
+                                          self.acc_bits)
+
+        _in_ranges(run, n_sh, work)
+        return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
+
     def _run_int(self, x, xmin, xmax, ho, wo):
         # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the
-        # narrowest that holds the transformed codes) and the integer GEMM with int32 sums, both
-        # run on one range per thread; the GEMM is a byte SIMD kernel (sim.simd) when simd_variant allows,
-        # else gemm_i16; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path", "Integer SIMD kernels").
+        # narrowest that holds the transformed codes) and gemm_i16 with int32 sums, both run on one
+        # range per thread; no BLAS. Exactness: int_exact (docs/sim.md, "Integer GEMM path").
         gw = self._int_weights()
         mats = gw.int_matrices()
         nb = x.shape[0]
@@ -592,8 +643,7 @@ class Conv2d:
         a0 = self.dp.a_range[0]
         g16, _, _ = self._int_operands(xmin, xmax)
         cdt = g16.dtype
-        variant = self.simd_variant(xmin, xmax)
-        gemm = kernels.gemm_i16 if variant is None else simd.gemm_u8s8(variant)
+        gemm = kernels.gemm_i16
         out = np.empty((self.dp.n_acc, nb, c_out, npos), dtype=np.int64)
         itemsize = np.dtype(cdt).itemsize
         blk = _images_per_block(nb, kt, npos, itemsize)

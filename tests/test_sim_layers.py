@@ -13,6 +13,7 @@ from asqhw.params import Datapath
 SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
 UNIFORM4 = Datapath(fmt="uniform", a_bits=4, w_bits=4)
 UNIFORM8 = Datapath(fmt="uniform", a_bits=8, w_bits=8)
+POT4 = Datapath(fmt="pot", a_bits=4, w_bits=4)
 
 
 def wrap(v, n):
@@ -388,12 +389,23 @@ def test_int_path_refuses_weights_beyond_int16():
         sim.linear(x, w, dp, method="int")
 
 
-def test_auto_takes_the_int_path_for_a_large_uniform_layer(monkeypatch):
+def test_auto_takes_the_portable_int_kernel_for_a_large_uniform_layer_without_simd(monkeypatch):
+    import asqhw.sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", "none")
     calls = []
     monkeypatch.setattr(sim.Conv2d, "_run_int", lambda self, *a: calls.append(a) or "int")
     rng = np.random.default_rng(5)
     x, w = random_codes(rng, UNIFORM8, (1, 128, 7, 7), (16, 128, 3, 3))
     assert sim.Conv2d(w, UNIFORM8, padding=1)(x) == "int" and len(calls) == 1
+
+
+def test_auto_takes_the_direct_kernel_when_the_cpu_has_one(monkeypatch):
+    assert SIMD.VARIANTS, "this x86 test machine has AVX2 at least"
+    calls = []
+    monkeypatch.setattr(sim.Conv2d, "_run_direct", lambda self, *a: calls.append(a[-1]) or "direct")
+    rng = np.random.default_rng(5)
+    x, w = random_codes(rng, SPLIT4, (1, 64, 14, 14), (16, 64, 3, 3))
+    assert sim.Conv2d(w, SPLIT4, padding=1)(x) == "direct" and calls == [SIMD.VARIANTS[0]]
 
 
 # ---- centred activations on the float GEMM path --------------------------------------------
@@ -494,20 +506,53 @@ def test_the_simd_variants_follow_the_cpu_flags():
 @pytest.mark.parametrize("variant", SIMD.VARIANTS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 40), c_out_g=st.integers(1, 9),
+@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 40), c_out_g=st.integers(1, 40),
        groups=st.integers(1, 2), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2),
-       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
+       size=st.integers(1, 9), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31),
+       split_work=st.booleans())
 def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_out_g, groups, k, stride, pad, size,
-                                           extreme, narrow, seed):
-    """Every byte SIMD kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it."""
+                                           extreme, narrow, seed, split_work):
+    """Every direct byte kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it.
+
+    ``split_work`` cuts every call into one share per thread and one tile per chunk.
+    """
+    import asqhw.sim.direct as direct
     import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    if split_work:
+        monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
+        monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+        monkeypatch.setattr(direct, "CHUNK_BYTES", 1)
     x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     layer = sim.Conv2d(w, dp, method="int", **kw)
     xmin, xmax = int(x.min()), int(x.max())
     if layer.int_exact(xmin, xmax):
         assert layer.simd_variant(xmin, xmax) in (variant, None)
         assert np.array_equal(layer(x), sim.conv2d(x, w, dp, method="exact", **kw))
+
+
+@pytest.mark.parametrize("variant", SIMD.VARIANTS)
+@pytest.mark.parametrize(("c_in", "k", "stride", "pad"), [(3, 7, 2, 3),      # folded taps (3 channels x 7 taps)
+                                                          (64, 3, 1, 1),     # two row blocks of every width
+                                                          (40, 1, 2, 0),     # 1x1 stride 2: sampled planes
+                                                          (64, 3, 2, 1)])
+@pytest.mark.parametrize("dp", [SPLIT4, Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut"), POT4])
+def test_direct_kernel_runs_and_equals_the_exact_kernel_across_shares_and_chunks(monkeypatch, variant, c_in, k,
+                                                                                  stride, pad, dp):
+    import asqhw.sim.direct as direct
+    import asqhw.sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
+    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    monkeypatch.setattr(direct, "CHUNK_BYTES", 4096)
+    rng = np.random.default_rng(c_in * k)
+    x, w = random_codes(rng, dp, (3, c_in, 13, 11), (72, c_in, k, k))
+    layer = sim.Conv2d(w, dp, stride=stride, padding=pad)
+    assert layer.simd_variant(0, 15) == variant
+    got = layer(x)
+    assert np.array_equal(got, sim.conv2d(x, w, dp, stride=stride, padding=pad, method="exact"))
+    x[1, 0, 4, 4] = 15 - x[1, 0, 4, 4]                                 # a changed input changes the result
+    assert not np.array_equal(layer(x), got)
 
 
 @pytest.mark.parametrize("variant", SIMD.VARIANTS)

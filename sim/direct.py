@@ -1,0 +1,329 @@
+"""Direct convolution on byte planes: the int path's kernel for uint8 activation terms and int8 weights.
+
+No im2col. The activation terms ``g_t(A)`` of one group are written once as a zero-padded
+channels-last byte tensor (:func:`planes`, ``xt[n, y, x, (kx, j, t)]``; for narrow inputs the
+``K_w`` taps of a row are folded into the channels); the weights are packed once per layer
+as int8 vectors of ``VL`` output rows times 4 fan-in bytes. A tile of ``J*VL`` output rows and
+``RB`` output positions keeps ``J*RB`` vector accumulators in registers: for every kernel tap
+and every 4 bytes of fan-in it loads ``J`` weight vectors, broadcasts 4 activation bytes per
+position and adds ``u8 x s8`` dot products of 4 into every int32 lane (docs/sim.md, "Direct
+convolution kernels"). No horizontal reduction: each lane is one output row. Results go to an
+int32 position-major buffer, which :func:`store_rows` wraps to the accumulator width and
+stores into the ``(n_acc, N, C, P)`` int64 accumulators.
+
+Variants (the host's, ``sim.simd.VARIANTS``): ``vnni512`` (``vpdpbusd`` zmm, 16 lanes),
+``vnni256`` (``vpdpbusd`` ymm, 8 lanes), ``avx2`` (``vpmaddubsw`` + ``vpmaddwd`` by 1 +
+``vpaddd``, 8 lanes; exact only under the pair bound of ``sim.simd.AVX2_PAIR_LIMIT``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["SHAPES", "DirectWeights", "Share", "planes", "store_rows", "direct_tiles", "FOLD_BELOW"]
+
+# (vector bits, weight vectors J, positions RB) per variant: J*RB accumulators + J weights + a
+# broadcast stay within the register file (32 vector registers with AVX-512, 16 with AVX2 only)
+SHAPES = {"vnni512": (512, 2, 12), "vnni256": (256, 2, 6), "avx2": (256, 2, 4)}
+FOLD_BELOW = 32      # fold the K_w taps of a row into the channels when a pixel has fewer term bytes
+CHUNK_BYTES = 256 << 10   # positions per chunk: the chunk's int32 results stay near this size (L2)
+
+
+def _make_tile(variant):
+    """A numba intrinsic computing one tile into ``buf`` (see the module docstring).
+
+    ``(xt, wp, offs, taps, q0, wofs, kc4, buf, bofs, brow)``: ``xt`` uint8 (flat), ``wp``
+    int8 (flat), ``offs`` int64 byte offsets in ``xt`` of each position's first tap,
+    ``taps`` int64 byte offsets of the taps, ``q0`` first position of the tile, ``wofs``
+    byte offset of the tile's weights, ``kc4`` 4-byte fan-in groups per tap, ``buf`` int32
+    (flat), ``bofs`` element offset of the tile's first result, ``brow`` buffer row length.
+    Result ``(r, j, lane)`` goes to ``buf[bofs + r*brow + j*VL + lane]``.
+    """
+    width, nj, rb = SHAPES[variant]
+    vl = width // 32
+    vbytes = vl * 4
+
+    @intrinsic
+    def tile(typingctx, xt, wp, offs, taps, q0, wofs, kc4, buf, bofs, brow):
+        sig = types.none(xt, wp, offs, taps, q0, wofs, kc4, buf, bofs, brow)
+
+        def codegen(context, builder, signature, args):
+            xtv, wpv, offv, tapv, q0v, wofv, kc4v, bufv, bofv, browv = args
+            arr = [context.make_array(signature.args[i])(context, builder, a)
+                   for i, a in ((0, xtv), (1, wpv), (2, offv), (3, tapv), (7, bufv))]
+            i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+            vd, vb, vw = ir.VectorType(i32, vl), ir.VectorType(i8, vbytes), ir.VectorType(ir.IntType(16), vl * 2)
+            xbase = builder.bitcast(arr[0].data, i8.as_pointer())
+            wbase = builder.bitcast(arr[1].data, i8.as_pointer())
+            obase = builder.bitcast(arr[2].data, i64.as_pointer())
+            tbase = builder.bitcast(arr[3].data, i64.as_pointer())
+            bbase = builder.bitcast(arr[4].data, i32.as_pointer())
+            ntaps = builder.extract_value(arr[3].shape, 0)
+            mod = builder.module
+            if variant.startswith("vnni"):
+                dp = cgutils.get_or_insert_function(mod, ir.FunctionType(vd, [vd, vd, vd]),
+                                                    f"llvm.x86.avx512.vpdpbusd.{width}")
+            else:
+                mub = cgutils.get_or_insert_function(mod, ir.FunctionType(vw, [vb, vb]), "llvm.x86.avx2.pmadd.ub.sw")
+                mwd = cgutils.get_or_insert_function(mod, ir.FunctionType(vd, [vw, vw]), "llvm.x86.avx2.pmadd.wd")
+                ones = ir.Constant(vw, [1] * (vl * 2))
+            pix = [builder.gep(xbase, [builder.load(builder.gep(obase, [builder.add(q0v, ir.Constant(i64, r))]))])
+                   for r in range(rb)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vd, None)) for _ in range(nj * rb)]
+            splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
+            wstep = builder.mul(kc4v, ir.Constant(i64, nj * vbytes))
+            with cgutils.for_range(builder, ntaps) as tl:
+                toff = builder.load(builder.gep(tbase, [tl.index]))
+                wt = builder.add(wofv, builder.mul(tl.index, wstep))
+                with cgutils.for_range(builder, kc4v) as cl:
+                    koff = builder.add(toff, builder.mul(cl.index, ir.Constant(i64, 4)))
+                    wo = builder.add(wt, builder.mul(cl.index, ir.Constant(i64, nj * vbytes)))
+                    wv = [builder.load(builder.bitcast(builder.gep(wbase, [builder.add(wo, ir.Constant(i64, j * vbytes))]),
+                                                       vd.as_pointer()), align=1) for j in range(nj)]
+                    for r in range(rb):
+                        a = builder.load(builder.bitcast(builder.gep(pix[r], [koff]), i32.as_pointer()), align=1)
+                        av = builder.shuffle_vector(builder.insert_element(ir.Constant(vd, ir.Undefined), a,
+                                                                           ir.Constant(i32, 0)),
+                                                    ir.Constant(vd, ir.Undefined), splat)
+                        for j in range(nj):
+                            acc = accs[j * rb + r]
+                            if variant.startswith("vnni"):
+                                new = builder.call(dp, [builder.load(acc), av, wv[j]])
+                            else:
+                                pairs = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(wv[j], vb)])
+                                new = builder.add(builder.load(acc), builder.call(mwd, [pairs, ones]))
+                            builder.store(new, acc)
+            for r in range(rb):
+                row = builder.add(bofv, builder.mul(browv, ir.Constant(i64, r)))
+                for j in range(nj):
+                    ptr = builder.gep(bbase, [builder.add(row, ir.Constant(i64, j * vl))])
+                    builder.store(builder.load(accs[j * rb + r]), builder.bitcast(ptr, vd.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_tile_vnni512 = _make_tile("vnni512")
+_tile_vnni256 = _make_tile("vnni256")
+_tile_avx2 = _make_tile("avx2")
+_RB512, _RB256, _RBAVX2 = SHAPES["vnni512"][2], SHAPES["vnni256"][2], SHAPES["avx2"][2]
+_ROWS512 = SHAPES["vnni512"][1] * 16
+_ROWS256 = SHAPES["vnni256"][1] * 8
+_ROWSAVX2 = SHAPES["avx2"][1] * 8
+
+# One module-level driver per variant (numba caches by function); each compiles only when
+# first called, which happens only for a variant the CPU has.
+
+
+@njit(cache=True, nogil=True)
+def _tiles_vnni512(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk):
+    brow = buf.shape[1]
+    xf, wf, bf = xt.reshape(-1), wp.reshape(-1), buf.reshape(-1)
+    for ob in range(n_ob):
+        for qt in range(qt0, qt1):
+            q0 = qt * _RB512
+            _tile_vnni512(xf, wf, offs, taps, q0, ob * wblk, kc4, bf, (q0 - qt0 * _RB512) * brow + ob * _ROWS512, brow)
+
+
+@njit(cache=True, nogil=True)
+def _tiles_vnni256(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk):
+    brow = buf.shape[1]
+    xf, wf, bf = xt.reshape(-1), wp.reshape(-1), buf.reshape(-1)
+    for ob in range(n_ob):
+        for qt in range(qt0, qt1):
+            q0 = qt * _RB256
+            _tile_vnni256(xf, wf, offs, taps, q0, ob * wblk, kc4, bf, (q0 - qt0 * _RB256) * brow + ob * _ROWS256, brow)
+
+
+@njit(cache=True, nogil=True)
+def _tiles_avx2(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk):
+    brow = buf.shape[1]
+    xf, wf, bf = xt.reshape(-1), wp.reshape(-1), buf.reshape(-1)
+    for ob in range(n_ob):
+        for qt in range(qt0, qt1):
+            q0 = qt * _RBAVX2
+            _tile_avx2(xf, wf, offs, taps, q0, ob * wblk, kc4, bf, (q0 - qt0 * _RBAVX2) * brow + ob * _ROWSAVX2, brow)
+
+
+_TILES = {"vnni512": _tiles_vnni512, "vnni256": _tiles_vnni256, "avx2": _tiles_avx2}
+
+
+def direct_tiles(variant):
+    """The tile driver of ``variant``: ``(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk)``.
+
+    Computes the position tiles ``qt0 .. qt1 - 1`` (positions ``qt*RB ..``) of every row block
+    (``wblk`` weight bytes each) into ``buf`` (row 0 is position ``qt0*RB``). Runs on the
+    calling thread with the GIL released.
+    """
+    return _TILES[variant]
+
+
+@njit(cache=True, nogil=True)
+def planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, xt):
+    """Byte planes of image ``n``, group ``g``: ``xt[r, c, (kx*cg_in + j)*n_t + t] = g8[t, A - a0]``.
+
+    ``A = x[n, g*cg_in + j, (y0 + r)*sub - pad, c*sub + kx - pad]`` for ``kx < fold``; 0
+    outside the input (every ``g_t`` maps code 0 to 0) and in the channels
+    ``fold*cg_in*n_t ..`` (fan-in padding). ``xt`` is ``(rows, W_p, KC)``. ``identity``: the
+    single term is ``g(A) = A`` (codes in 0 .. 255), copied instead of looked up. Runs on
+    the calling thread with the GIL released.
+    """
+    rows, wpa, kc = xt.shape
+    n_t = g8.shape[0]
+    c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
+    used = fold * cg_in * n_t
+    xf = x.reshape(-1)
+    tf = xt.reshape(-1)
+    ukc, unt, usub = np.uint64(kc), np.uint64(n_t), np.uint64(sub)
+    for r in range(rows):
+        base = np.uint64(r) * np.uint64(wpa) * ukc
+        iy = (y0 + r) * sub - pad
+        if iy < 0 or iy >= h:
+            for i in range(np.uint64(wpa) * ukc):
+                tf[base + i] = 0
+            continue
+        if used < kc:
+            for xp in range(np.uint64(wpa)):
+                for i in range(np.uint64(used), ukc):
+                    tf[base + xp * ukc + i] = 0
+        for kx in range(fold):
+            lo = min(wpa, max(0, (pad - kx + sub - 1) // sub))        # c*sub + kx - pad inside 0 .. W-1
+            hi = max(lo, min(wpa, (wd - 1 + pad - kx) // sub + 1))
+            for j in range(cg_in):
+                src = np.uint64((n * c_in + g * cg_in + j) * h + iy) * np.uint64(wd) - np.uint64(pad - kx)
+                c0 = np.uint64((kx * cg_in + j) * n_t)
+                for xp in range(np.uint64(lo)):
+                    for t in range(unt):
+                        tf[base + xp * ukc + c0 + t] = 0
+                for xp in range(np.uint64(hi), np.uint64(wpa)):
+                    for t in range(unt):
+                        tf[base + xp * ukc + c0 + t] = 0
+                d = base + np.uint64(lo) * ukc + c0
+                sx = src + np.uint64(lo) * usub
+                if identity:
+                    for _ in range(np.uint64(hi - lo)):
+                        tf[d] = np.uint8(xf[sx])
+                        d += ukc
+                        sx += usub
+                else:
+                    for _ in range(np.uint64(hi - lo)):
+                        av = np.uint64(xf[sx] - a0)
+                        for t in range(unt):
+                            tf[d + t] = g8[t, av]
+                        d += ukc
+                        sx += usub
+
+
+@njit(cache=True, nogil=True)
+def store_rows(buf, out, g, cg_out, q0, nq, nbits):
+    """``out[k, n, g*cg_out + c, p] = wrap_nbits(buf[q - q0, k*cg_out + c])``, ``q = n*P + p`` in ``q0 .. q0 + nq - 1``.
+
+    ``buf`` int32 ``(Q, R)`` holds exact sums (``|S| < 2^31``): for ``nbits >= 32`` the wrap
+    is the identity, else it is computed in uint64. Blocks of 64 positions keep the cache
+    lines they read in the L1 cache while the rows advance.
+    """
+    nb, c_all, npos = out.shape[1], out.shape[2], out.shape[3]
+    rows = out.shape[0] * cg_out
+    brow = np.uint64(buf.shape[1])
+    bf = buf.reshape(-1)
+    of = out.reshape(-1)
+    half = np.uint64(1) << np.uint64(nbits - 1)
+    mask = (np.uint64(1) << np.uint64(nbits)) - np.uint64(1)
+    narrow = nbits < 32
+    q = q0
+    while q < q0 + nq:
+        n = q // npos
+        p = q - n * npos
+        cnt = min(64, npos - p, q0 + nq - q)
+        for r in range(rows):
+            k, c = r // cg_out, g * cg_out + r % cg_out
+            dst = np.uint64(((k * nb + n) * c_all + c) * npos + p)
+            src = np.uint64(q - q0) * brow + np.uint64(r)
+            if narrow:
+                for i in range(np.uint64(cnt)):
+                    v = np.uint64(np.int64(bf[src + i * brow]))
+                    of[dst + i] = np.int64((v + half) & mask) - np.int64(half)
+            else:
+                for i in range(np.uint64(cnt)):
+                    of[dst + i] = bf[src + i * brow]
+        q += cnt
+
+
+class Share:
+    """One thread's part of a layer call: output rows ``(n, oy)`` ``R0 .. R1 - 1`` as image segments.
+
+    ``segs`` ``(n, oy_a, oy_b, plane byte offset, plane rows, first plane row)``; ``offs``
+    the byte offsets in the share's planes of each position's first tap (padded to whole
+    tiles), ``n_qt`` tiles, ``q0`` first global position ``n*P + p``, ``nq`` positions;
+    the tiles run in chunks of ``chunk_qt`` (results near CHUNK_BYTES, cache resident).
+    """
+
+    def __init__(self, dw, r0, r1, ho, wo):
+        st = dw.st
+        wpa = (wo - 1) * st + dw.ktaps_x
+        self.wpa, self.q0, self.nq = wpa, r0 * wo, (r1 - r0) * wo
+        self.segs, offs, base = [], [], 0
+        r = r0
+        while r < r1:
+            n, oa = divmod(r, ho)
+            ob = min(ho, oa + r1 - r)
+            rows = (ob - oa - 1) * st + dw.kh
+            self.segs.append((n, oa, ob, base, rows, oa * st))
+            oy = np.arange(ob - oa)[:, None]
+            ox = np.arange(wo)[None, :]
+            offs.append((base + (oy * st * wpa + ox * st) * dw.kc).reshape(-1))
+            base += rows * wpa * dw.kc
+            r += ob - oa
+        self.plane_bytes = base
+        self.n_qt = (self.nq + dw.rb - 1) // dw.rb
+        self.chunk_qt = max(1, CHUNK_BYTES // (dw.rb * dw.n_ob * dw.rows_per_block * 4))
+        self.offs = np.zeros(self.n_qt * dw.rb, dtype=np.int64)
+        self.offs[:self.nq] = np.concatenate(offs)
+        ky = np.arange(dw.kh)[:, None]
+        kx = np.arange(dw.ktaps_x)[None, :]
+        self.taps = ((ky * wpa + kx) * dw.kc).reshape(-1).astype(np.int64)
+
+
+class DirectWeights:
+    """The weights of one layer packed for the direct kernel of one variant, and the layer's geometry rules.
+
+    ``codes`` per group ``(C_g, C_in/G * K_h * K_w)`` weight-code indices (fan-in order
+    ``(j, ky, kx)``), ``v8`` int8 ``(n_t, n_acc, n_w)`` the term weights (every used value fits).
+    """
+
+    def __init__(self, variant, codes, v8, cg_in, kh, kw, stride):
+        width, self.nj, self.rb = SHAPES[variant]
+        self.variant, self.vl = variant, width // 32
+        self.rows_per_block = self.nj * self.vl
+        n_t, n_acc, _ = v8.shape
+        self.n_t, self.kh, self.kw, self.cg_in = n_t, kh, kw, cg_in
+        self.fold = kw if cg_in * n_t < FOLD_BELOW and kw > 1 else 1
+        self.sub = stride if kh == kw == 1 else 1            # 1x1 kernels: the planes sample every stride-th pixel
+        self.st = 1 if self.sub > 1 else stride               # the stride the tiles step by in the planes
+        self.ktaps_x = 1 if self.fold > 1 else kw
+        self.kc = (self.fold * cg_in * n_t + 3) // 4 * 4
+        self.kc4 = self.kc // 4
+        cg_out = codes[0].shape[0]
+        self.rows = n_acc * cg_out
+        self.n_ob = (self.rows + self.rows_per_block - 1) // self.rows_per_block
+        ntaps = kh * self.ktaps_x
+        self.wblk = ntaps * self.kc * self.rows_per_block
+        self.packed = [self._pack(c, v8, cg_out) for c in codes]
+
+    def _pack(self, codes, v8, cg_out):
+        n_t, n_acc = v8.shape[0], v8.shape[1]
+        c4 = codes.reshape(cg_out, self.cg_in, self.kh, self.kw)
+        vals = v8[:, :, c4]                                   # (n_t, n_acc, C_g, j, ky, kx)
+        w = vals.transpose(1, 2, 4, 5, 3, 0).reshape(self.rows, self.kh, self.kw, self.cg_in * n_t)
+        if self.fold > 1:                                     # channels (kx, j, t), one tap per row
+            w = w.reshape(self.rows, self.kh, 1, self.kw * self.cg_in * n_t)
+        full = np.zeros((self.n_ob * self.rows_per_block, self.kh, self.ktaps_x, self.kc), dtype=np.int8)
+        full[:self.rows, :, :, :w.shape[3]] = w
+        pk = full.reshape(self.n_ob, self.nj, self.vl, self.kh * self.ktaps_x, self.kc4, 4)
+        return np.ascontiguousarray(pk.transpose(0, 3, 4, 1, 2, 5)).reshape(-1)
