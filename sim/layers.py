@@ -96,16 +96,46 @@ def _term_tables(dp: Datapath, nbits: int):
 BYTE_SPLIT = 64      # int path: a non-negative term above 255 is split into g % 64 and g // 64 (weights v, 64 v)
 
 
-@lru_cache(maxsize=64)
-def _byte_terms(dp: Datapath, nbits: int):
-    """The int path's terms: ``_term_tables`` with every term whose ``g`` exceeds 255 split into two byte terms.
+def _linear_part(g, v, a0, nbits):
+    """Move the largest linear part ``k_t * A`` of every non-negative term into the identity term.
 
-    ``g = (g % 64) + 64 * (g // 64)`` for ``g >= 0``, so ``g * v = (g % 64) * v + (g // 64) * (64 v)``
-    term by term (the weight ``64 v`` reduced modulo ``2^nbits`` like ``v``). Only done when
-    every ``g`` is non-negative and below ``2^14`` (``g // 64 <= 255``); otherwise the terms
-    are returned unchanged. Used for ``lut``, whose odd terms reach 339 for 4-bit codes.
+    For unsigned codes (``a0 >= 0``) and a term with ``g_t(0) = 0`` and ``g_t >= 0``, let
+    ``k_t = min over A >= 1 of floor(g_t(A) / A)``. Then ``g_t(A) * v_t = A * (k_t v_t) +
+    e_t(A) * v_t`` with ``e_t = g_t - k_t A >= 0``: the identity term's weights become ``v_0 +
+    sum_t k_t v_t`` (reduced modulo ``2^nbits`` into the signed range like ``v``) and ``g_t``
+    becomes ``e_t``. For ``lut`` (``g_t(A) = LUT[W][A]``, about ``A * 2^(F - W/2)``) the
+    residues are at most about ``A``: 4-bit codes give bytes without a split. Terms whose
+    residue is 0 everywhere are dropped. Returns ``g, v`` unchanged when there is no
+    identity term or the codes are signed.
     """
-    g, v = _term_tables(dp, nbits)
+    n_a = g.shape[1]
+    codes = np.arange(a0, a0 + n_a, dtype=np.int64)
+    ident = [t for t in range(g.shape[0]) if (g[t] == codes).all()]
+    if a0 < 0 or not ident:
+        return g, v
+    i0 = ident[0]
+    g, v = g.copy(), v.copy()
+    pos = codes > 0
+    for t in range(g.shape[0]):
+        if t == i0 or not pos.any() or g[t][codes == 0].any() or g[t].min() < 0:
+            continue
+        k = int((g[t][pos] // codes[pos]).min())
+        if k <= 0:
+            continue
+        g[t] = g[t] - k * codes
+        v[i0] = np.array([[_wrap_int(int(a) + k * int(b), nbits) for a, b in zip(r0, rt)]
+                          for r0, rt in zip(v[i0], v[t])], dtype=np.int64)
+    keep = [t for t in range(g.shape[0]) if t == i0 or g[t].any()]     # a residue of 0 everywhere adds nothing
+    return g[keep], v[keep]
+
+
+def _split_bytes(g, v, nbits):
+    """Every term above 255 split in two bytes: ``g % 64`` (weights ``v``) and ``g // 64`` (weights ``64 v``).
+
+    ``g * v = (g % 64) * v + (g // 64) * (64 v)`` for ``g >= 0`` (``64 v`` reduced modulo
+    ``2^nbits`` into the signed range like ``v``). Only done when every ``g`` is non-negative
+    and below ``2^14`` (``g // 64 <= 255``); otherwise the terms are returned as they are.
+    """
     big = [t for t in range(g.shape[0]) if int(g[t].max(initial=0)) > 255]
     if not big or int(g.min(initial=0)) < 0 or int(g.max(initial=0)) >= 1 << 14:
         return g, v
@@ -119,6 +149,17 @@ def _byte_terms(dp: Datapath, nbits: int):
             gs.append(g[t])
             vs.append(v[t])
     return np.array(gs, dtype=np.int64), np.array(vs, dtype=np.int64)
+
+
+@lru_cache(maxsize=64)
+def _byte_terms(dp: Datapath, nbits: int):
+    """The int path's terms: ``_term_tables`` after :func:`_linear_part` and :func:`_split_bytes`.
+
+    For ``lut`` with 4-bit or 8-bit unsigned codes this gives four byte terms (``A`` and
+    three residues for ``E_max = 6``).
+    """
+    g, v = _term_tables(dp, nbits)
+    return _split_bytes(*_linear_part(g, v, dp.a_range[0], nbits), nbits)
 
 
 @dataclass(frozen=True)
@@ -361,13 +402,14 @@ class Conv2d:
         self._int = None
         self._scratch = None
         self._corr = {}
-        self._direct = {}     # per variant: direct.DirectWeights; per (variant, N, H_o, W_o, shares): the shares
+        self._direct = {}     # per (variant, spread): direct.DirectWeights; per (variant, spread, N, H_o, W_o, shares): the shares
 
     def _int_weights(self):
-        """The weight side of the int path: the float path's unless ``_byte_terms`` splits a term."""
+        """The weight side of the int path: the float path's unless ``_byte_terms`` changes the terms."""
         if self._int is None:
             g, v = _byte_terms(self.dp, self.acc_bits)
-            same = g.shape == self._gemm_weights().g_tab.shape
+            fl = self._gemm_weights()
+            same = g.shape == fl.g_tab.shape and (g == fl.g_tab).all() and v.shape == fl.v.shape and (v == fl.v).all()
             self._int = self._gemm if same else _GemmWeights(self.w16, self.dp, self.groups, self.acc_bits, (g, v))
         return self._int
 
@@ -565,7 +607,8 @@ class Conv2d:
         """The direct byte kernel (``sim.direct``) the int path runs for codes in ``[xmin, xmax]``, or None.
 
         Needs the int path's proof (``int_exact``), unsigned 8-bit activation terms and
-        signed 8-bit weights; ``avx2`` also needs ``2 * max|a| * max|w| <= 2^15 - 1``.
+        signed 8-bit weights; ``avx2`` interleaves zero bytes when ``2 * max|a| * max|w|``
+        exceeds ``2^15 - 1`` (:meth:`_spread`).
         """
         if SIMD_MODE == "none":
             return None
@@ -574,14 +617,21 @@ class Conv2d:
     def _byte_variant(self, xmin, xmax, order):
         if not simd.VARIANTS or not self.int_exact(xmin, xmax):
             return None
-        g16, a_max, mats = self._int_operands(xmin, xmax)
+        g16, _, mats = self._int_operands(xmin, xmax)
         if g16.dtype != np.uint8 or mats[0].dtype != np.int8:
             return None
-        w_max = int(self._int_weights().vabs_used.max(initial=0))
-        for v in order:
-            if v in simd.VARIANTS and (v != "avx2" or 2 * a_max * w_max <= simd.AVX2_PAIR_LIMIT):
-                return v
-        return None
+        return next((v for v in order if v in simd.VARIANTS), None)
+
+    def _spread(self, xmin, xmax, variant):
+        """True when ``avx2`` needs a zero byte after every term byte: a pair of products could saturate.
+
+        ``vpmaddubsw`` saturates ``a0*w0 + a1*w1`` to int16; with every second byte 0 each pair is
+        one product, at most ``255 * 128 < 2^15``.
+        """
+        if variant != "avx2":
+            return False
+        _, a_max, _ = self._int_operands(xmin, xmax)
+        return 2 * a_max * int(self._int_weights().vabs_used.max(initial=0)) > simd.AVX2_PAIR_LIMIT
 
     def _run_direct(self, x, xmin, xmax, ho, wo, variant):
         # One share per thread, each a range of output rows (n, oy) done start to end on its own
@@ -590,20 +640,25 @@ class Conv2d:
         # (a thread wake-up measured about 0.1 ms here). Exactness: int_exact (docs/sim.md,
         # "Direct convolution kernels").
         gw = self._int_weights()
-        if variant not in self._direct:
-            v8 = gw.v.astype(np.int8)                     # the used values fit (direct_variant); others are never read
-            c_out, cg_in, kh, kw = self.w16.shape
-            self._direct[variant] = direct.DirectWeights(variant, gw.codes, v8, cg_in, kh, kw, self.stride)
-        dw = self._direct[variant]
+        spread = self._spread(xmin, xmax, variant)
         g8, _, _ = self._int_operands(xmin, xmax)
+        if (variant, spread) not in self._direct:
+            v8 = gw.v.astype(np.int8)                     # the used values fit (simd_variant); others are never read
+            if spread:                                    # a zero term after every term
+                v8 = np.stack([v8, np.zeros_like(v8)], axis=1).reshape(-1, *v8.shape[1:])
+            c_out, cg_in, kh, kw = self.w16.shape
+            self._direct[variant, spread] = direct.DirectWeights(variant, gw.codes, v8, cg_in, kh, kw, self.stride)
+        dw = self._direct[variant, spread]
+        if spread:
+            g8 = np.stack([g8, np.zeros_like(g8)], axis=1).reshape(-1, g8.shape[1])
         a0 = self.dp.a_range[0]
-        identity = gw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
+        identity = dw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
         nb = x.shape[0]
         npos = ho * wo
         out = np.empty((self.dp.n_acc, nb, self.w16.shape[0], npos), dtype=np.int64)
         work = nb * npos * dw.rows * dw.kc * len(dw.packed) * dw.kh * dw.ktaps_x
         n_sh = 1 if work < DIRECT_SHARE_MACS else min(numba.get_num_threads(), nb * ho)
-        key = (variant, nb, ho, wo, n_sh)
+        key = (variant, spread, nb, ho, wo, n_sh)
         if key not in self._direct:
             cut = [nb * ho * s // n_sh for s in range(n_sh + 1)]
             self._direct[key] = [direct.Share(dw, cut[s], cut[s + 1], ho, wo) for s in range(n_sh)]

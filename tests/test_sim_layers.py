@@ -571,15 +571,19 @@ def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(
 
 
 @pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
-def test_avx2_kernel_is_refused_where_a_byte_pair_could_saturate(monkeypatch, variant):
+def test_avx2_kernel_spreads_the_bytes_where_a_byte_pair_could_saturate(monkeypatch, variant):
     import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     x = np.full((1, 300, 4, 4), 255, np.int16)
     w = np.full((6, 300, 3, 3), -128, np.int16)                        # 2 * 255 * 128 > 2^15 - 1
     layer = sim.Conv2d(w, UNIFORM8, padding=1, method="int")
-    assert layer.simd_variant(0, 255) is None
-    assert layer(x)[0, 0, 0, 1, 1] == -255 * 128 * 2700                 # gemm_i16 instead, exact
-    assert layer.simd_variant(0, 127) == "avx2"                         # 2 * 127 * 128 = 32512 fits
+    assert layer.simd_variant(0, 255) == "avx2" and layer._spread(0, 255, "avx2")
+    assert layer(x)[0, 0, 0, 1, 1] == -255 * 128 * 2700
+    assert layer._direct["avx2", True].n_t == 2                        # every term byte followed by a zero byte
+    assert not layer._spread(0, 127, "avx2")                            # 2 * 127 * 128 = 32512 fits
+    x[:] = 127
+    assert layer(x)[0, 0, 0, 1, 1] == -127 * 128 * 2700
+    assert layer._direct["avx2", False].n_t == 1
 
 
 def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
@@ -602,19 +606,37 @@ def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
     from asqhw.sim.layers import _byte_terms, _term_tables
     g, v = _term_tables(dp, nbits)
     gb, vb = _byte_terms(dp, nbits)
-    assert gb.min() >= 0 and gb.max() <= 255 and gb.shape[0] > g.shape[0]
+    assert gb.min() >= 0 and gb.max() <= 255
     want = np.einsum("ta,tkw->kaw", g.astype(object), v.astype(object))
     got = np.einsum("ta,tkw->kaw", gb.astype(object), vb.astype(object))
     assert ((want - got) % 2**nbits == 0).all()
     assert np.abs(vb).max() < 2 ** (nbits - 1) + 1                       # reduced like v
 
 
-def test_terms_of_2_to_the_14_or_more_are_not_split():
-    from asqhw.sim.layers import _byte_terms, _term_tables
+def test_terms_of_2_to_the_14_or_more_are_not_split_and_smaller_ones_are():
+    from asqhw.sim.layers import _split_bytes
+    v = np.array([[[1, -3]], [[2, 5]]], dtype=np.int64)                   # (n_t, n_acc, n_w)
+    g = np.array([[0, 1, 2], [0, 300, (1 << 14) - 1]], dtype=np.int64)
+    gs, vs = _split_bytes(g, v, 20)
+    assert gs.tolist() == [[0, 1, 2], [0, 300 % 64, 63], [0, 300 // 64, 255]]
+    assert vs[2].tolist() == [[128, 320]]
+    g[1, 2] = 1 << 14
+    gs, vs = _split_bytes(g, v, 20)
+    assert (gs == g).all() and (vs == v).all()
+
+
+def test_linear_part_leaves_small_residues_and_the_same_products():
+    from asqhw.sim.layers import _linear_part, _term_tables
     dp = Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut", frac_bits=16)      # LUT entries up to 324387
     g, v = _term_tables(dp, 20)
-    gb, vb = _byte_terms(dp, 20)
-    assert gb.shape == g.shape and (gb == g).all() and (vb == v).all()
+    gl, vl = _linear_part(g, v, dp.a_range[0], 20)
+    assert g.max() > 1 << 18 and 0 <= gl.min() and gl.max() <= 7
+    want = np.einsum("ta,tkw->kaw", g.astype(object), v.astype(object))
+    got = np.einsum("ta,tkw->kaw", gl.astype(object), vl.astype(object))
+    assert ((want - got) % 2**20 == 0).all()
+    signed = Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut", a_signed=True)
+    gs, vs = _term_tables(signed, 20)
+    assert all((a == b).all() for a, b in zip(_linear_part(gs, vs, signed.a_range[0], 20), (gs, vs)))
 
 
 def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
@@ -623,7 +645,7 @@ def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
     x, w = random_codes(rng, dp, (2, 64, 6, 6), (16, 64, 3, 3))
     for bits in (None, 9):
         layer = sim.Conv2d(w, dp, padding=1, acc_bits=bits, method="int")
-        assert layer._int_weights().n_t == 5                              # A, LUT1 % 64, LUT1 // 64, LUT3, LUT5
+        assert layer._int_weights().n_t == 4                              # A, and the residues of LUT1, LUT3, LUT5
         assert layer.simd_variant(0, 15) == (SIMD.VARIANTS and next(v for v in layers_order() if v in SIMD.VARIANTS))
         assert np.array_equal(layer(x), sim.conv2d(x, w, dp, padding=1, acc_bits=bits, method="exact"))
     x[:] = 15                                                             # the largest LUT entries
