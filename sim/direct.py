@@ -24,7 +24,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["SHAPES", "DirectWeights", "Share", "planes", "store_rows", "direct_tiles", "FOLD_BELOW"]
+__all__ = ["SHAPES", "DirectWeights", "Share", "planes", "store_rows", "share_kernel", "FOLD_BELOW", "CHUNK_BYTES"]
 
 # (vector bits, weight vectors J, positions RB) per variant: J*RB accumulators + J weights + a
 # broadcast stay within the register file (32 vector registers with AVX-512, 16 with AVX2 only)
@@ -117,51 +117,74 @@ _ROWS512 = SHAPES["vnni512"][1] * 16
 _ROWS256 = SHAPES["vnni256"][1] * 8
 _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
-# One module-level driver per variant (numba caches by function); each compiles only when
-# first called, which happens only for a variant the CPU has.
+# One module-level share function per variant (numba caches by function); each compiles only
+# when first called, which happens only for a variant the CPU has. The body is the same but for
+# the tile intrinsic it calls.
 
 
 @njit(cache=True, nogil=True)
-def _tiles_vnni512(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk):
+def _share_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
+                   n_ob, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
-    xf, wf, bf = xt.reshape(-1), wp.reshape(-1), buf.reshape(-1)
-    for ob in range(n_ob):
-        for qt in range(qt0, qt1):
-            q0 = qt * _RB512
-            _tile_vnni512(xf, wf, offs, taps, q0, ob * wblk, kc4, bf, (q0 - qt0 * _RB512) * brow + ob * _ROWS512, brow)
+    xf, wf, bf = xt, wp, buf.reshape(-1)
+    for qa in range(0, n_qt, chunk_qt):
+        for ob in range(n_ob):
+            for qt in range(qa, min(n_qt, qa + chunk_qt)):
+                _tile_vnni512(xf, wf, offs, taps, qt * _RB512, ob * wblk, kc4, bf,
+                              (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
+        store_rows(buf, out, g, cg_out, q0 + qa * _RB512, min(nq - qa * _RB512, chunk_qt * _RB512), nbits)
 
 
 @njit(cache=True, nogil=True)
-def _tiles_vnni256(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk):
+def _share_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
+                   n_ob, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
-    xf, wf, bf = xt.reshape(-1), wp.reshape(-1), buf.reshape(-1)
-    for ob in range(n_ob):
-        for qt in range(qt0, qt1):
-            q0 = qt * _RB256
-            _tile_vnni256(xf, wf, offs, taps, q0, ob * wblk, kc4, bf, (q0 - qt0 * _RB256) * brow + ob * _ROWS256, brow)
+    xf, wf, bf = xt, wp, buf.reshape(-1)
+    for qa in range(0, n_qt, chunk_qt):
+        for ob in range(n_ob):
+            for qt in range(qa, min(n_qt, qa + chunk_qt)):
+                _tile_vnni256(xf, wf, offs, taps, qt * _RB256, ob * wblk, kc4, bf,
+                              (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
+        store_rows(buf, out, g, cg_out, q0 + qa * _RB256, min(nq - qa * _RB256, chunk_qt * _RB256), nbits)
 
 
 @njit(cache=True, nogil=True)
-def _tiles_avx2(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk):
+def _share_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
+                n_ob, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
-    xf, wf, bf = xt.reshape(-1), wp.reshape(-1), buf.reshape(-1)
-    for ob in range(n_ob):
-        for qt in range(qt0, qt1):
-            q0 = qt * _RBAVX2
-            _tile_avx2(xf, wf, offs, taps, q0, ob * wblk, kc4, bf, (q0 - qt0 * _RBAVX2) * brow + ob * _ROWSAVX2, brow)
+    xf, wf, bf = xt, wp, buf.reshape(-1)
+    for qa in range(0, n_qt, chunk_qt):
+        for ob in range(n_ob):
+            for qt in range(qa, min(n_qt, qa + chunk_qt)):
+                _tile_avx2(xf, wf, offs, taps, qt * _RBAVX2, ob * wblk, kc4, bf,
+                           (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
+        store_rows(buf, out, g, cg_out, q0 + qa * _RBAVX2, min(nq - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits)
 
 
-_TILES = {"vnni512": _tiles_vnni512, "vnni256": _tiles_vnni256, "avx2": _tiles_avx2}
+_SHARES = {"vnni512": _share_vnni512, "vnni256": _share_vnni256, "avx2": _share_avx2}
 
 
-def direct_tiles(variant):
-    """The tile driver of ``variant``: ``(xt, wp, offs, taps, kc4, qt0, qt1, n_ob, buf, wblk)``.
+def share_kernel(variant):
+    """One share of a call, start to end, on the calling thread with the GIL released.
 
-    Computes the position tiles ``qt0 .. qt1 - 1`` (positions ``qt*RB ..``) of every row block
-    (``wblk`` weight bytes each) into ``buf`` (row 0 is position ``qt0*RB``). Runs on the
-    calling thread with the GIL released.
+    ``(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4,
+    n_qt, chunk_qt, n_ob, wblk, buf, out, cg_out, q0, nq, nbits)``: the planes of every
+    segment (:func:`planes`; ``xt`` flat, ``wpa`` pixels per row, ``segs`` ``Share.seg_array``), then per chunk of ``chunk_qt`` position tiles the tiles of every row
+    block (``wblk`` weight bytes each) into ``buf`` and :func:`store_rows` into ``out``.
     """
-    return _TILES[variant]
+    return _SHARES[variant]
+
+
+@njit(cache=True, nogil=True)
+def _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc):
+    """:func:`planes` of every segment ``(n, oy_a, oy_b, byte offset, rows, first row)`` of a share (``xt`` flat)."""
+    for i in range(segs.shape[0]):
+        n, base, rows, y0 = segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
+        seg = xt[base:base + rows * wpa * kc].reshape(rows, wpa, kc)
+        planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, seg)
 
 
 @njit(cache=True, nogil=True)
@@ -281,6 +304,7 @@ class Share:
             base += rows * wpa * dw.kc
             r += ob - oa
         self.plane_bytes = base
+        self.seg_array = np.array(self.segs, dtype=np.int64).reshape(-1, 6)
         self.n_qt = (self.nq + dw.rb - 1) // dw.rb
         self.chunk_qt = max(1, CHUNK_BYTES // (dw.rb * dw.n_ob * dw.rows_per_block * 4))
         self.offs = np.zeros(self.n_qt * dw.rb, dtype=np.int64)

@@ -402,6 +402,7 @@ class Conv2d:
         self._int = None
         self._scratch = None
         self._corr = {}
+        self._operands = {}
         self._direct = {}     # per (variant, spread): direct.DirectWeights; per (variant, spread, N, H_o, W_o, shares): the shares
 
     def _int_weights(self):
@@ -592,7 +593,16 @@ class Conv2d:
         return self._corr[key]
 
     def _int_operands(self, xmin, xmax):
-        """The int path's activation table (narrowest integer type holding the used codes) and weight matrices."""
+        """The int path's activation table (narrowest integer type holding the used codes) and weight matrices.
+
+        Kept per code range (``_operands``): the tables are read, never written.
+        """
+        key = (xmin, xmax)
+        if key not in self._operands:
+            self._operands[key] = self._make_operands(xmin, xmax)
+        return self._operands[key]
+
+    def _make_operands(self, xmin, xmax):
         gw = self._int_weights()
         a0 = self.dp.a_range[0]
         lo, hi = xmin - a0, xmax - a0 + 1                   # only codes in [xmin, xmax] are read
@@ -663,7 +673,7 @@ class Conv2d:
             cut = [nb * ho * s // n_sh for s in range(n_sh + 1)]
             self._direct[key] = [direct.Share(dw, cut[s], cut[s + 1], ho, wo) for s in range(n_sh)]
         shares = self._direct[key]
-        tiles = direct.direct_tiles(variant)
+        kernel = direct.share_kernel(variant)
         rpb = dw.n_ob * dw.rows_per_block
 
         def run(s0, s1):
@@ -672,15 +682,9 @@ class Conv2d:
                 xt = self._buffer(f"planes{s}", np.uint8, sh.plane_bytes)
                 buf = self._buffer(f"dbuf{s}", np.int32, sh.chunk_qt * dw.rb * rpb).reshape(sh.chunk_qt * dw.rb, rpb)
                 for gi in range(self.groups):
-                    for n, _, _, base, rows, y0 in sh.segs:
-                        seg = xt[base:base + rows * sh.wpa * dw.kc].reshape(rows, sh.wpa, dw.kc)
-                        direct.planes(x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, n, y0, seg)
-                    for qt0 in range(0, sh.n_qt, sh.chunk_qt):
-                        qt1 = min(sh.n_qt, qt0 + sh.chunk_qt)
-                        tiles(xt, dw.packed[gi], sh.offs, sh.taps, dw.kc4, qt0, qt1, dw.n_ob, buf, dw.wblk)
-                        q = qt0 * dw.rb
-                        direct.store_rows(buf, out, gi, gw.cg_out, sh.q0 + q, min(sh.nq - q, (qt1 - qt0) * dw.rb),
-                                          self.acc_bits)
+                    kernel(x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, sh.seg_array, xt, sh.wpa,
+                           dw.packed[gi], sh.offs, sh.taps, dw.kc4, sh.n_qt, sh.chunk_qt, dw.n_ob, dw.wblk, buf, out,
+                           gw.cg_out, sh.q0, sh.nq, self.acc_bits)
 
         _in_ranges(run, n_sh, work)
         return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
