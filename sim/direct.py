@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["SHAPES", "DirectWeights", "Share", "planes", "store_rows", "share_kernel", "FOLD_BELOW", "CHUNK_BYTES"]
+__all__ = ["SHAPES", "DirectWeights", "Share", "Shares", "planes", "store_rows", "share_kernel", "parallel_kernel",
+           "FOLD_BELOW", "CHUNK_BYTES"]
 
 # (vector bits, weight vectors J, positions RB) per variant: J*RB accumulators + J weights + a
 # broadcast stay within the register file (32 vector registers with AVX-512, 16 with AVX2 only)
@@ -124,44 +125,88 @@ _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
 @njit(cache=True, nogil=True)
 def _share_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
-                   n_ob, wblk, buf, out, cg_out, q0, nq, nbits):
+                   ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
     xf, wf, bf = xt, wp, buf.reshape(-1)
     for qa in range(0, n_qt, chunk_qt):
-        for ob in range(n_ob):
+        for ob in range(ob0, ob1):
             for qt in range(qa, min(n_qt, qa + chunk_qt)):
                 _tile_vnni512(xf, wf, offs, taps, qt * _RB512, ob * wblk, kc4, bf,
                               (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
-        store_rows(buf, out, g, cg_out, q0 + qa * _RB512, min(nq - qa * _RB512, chunk_qt * _RB512), nbits)
+        store_rows(buf, out, g, cg_out, q0 + qa * _RB512, min(nq - qa * _RB512, chunk_qt * _RB512), nbits,
+                   ob0 * _ROWS512, min(out.shape[0] * cg_out, ob1 * _ROWS512))
 
 
 @njit(cache=True, nogil=True)
 def _share_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
-                   n_ob, wblk, buf, out, cg_out, q0, nq, nbits):
+                   ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
     xf, wf, bf = xt, wp, buf.reshape(-1)
     for qa in range(0, n_qt, chunk_qt):
-        for ob in range(n_ob):
+        for ob in range(ob0, ob1):
             for qt in range(qa, min(n_qt, qa + chunk_qt)):
                 _tile_vnni256(xf, wf, offs, taps, qt * _RB256, ob * wblk, kc4, bf,
                               (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
-        store_rows(buf, out, g, cg_out, q0 + qa * _RB256, min(nq - qa * _RB256, chunk_qt * _RB256), nbits)
+        store_rows(buf, out, g, cg_out, q0 + qa * _RB256, min(nq - qa * _RB256, chunk_qt * _RB256), nbits,
+                   ob0 * _ROWS256, min(out.shape[0] * cg_out, ob1 * _ROWS256))
 
 
 @njit(cache=True, nogil=True)
 def _share_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
-                n_ob, wblk, buf, out, cg_out, q0, nq, nbits):
+                ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
     xf, wf, bf = xt, wp, buf.reshape(-1)
     for qa in range(0, n_qt, chunk_qt):
-        for ob in range(n_ob):
+        for ob in range(ob0, ob1):
             for qt in range(qa, min(n_qt, qa + chunk_qt)):
                 _tile_avx2(xf, wf, offs, taps, qt * _RBAVX2, ob * wblk, kc4, bf,
                            (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
-        store_rows(buf, out, g, cg_out, q0 + qa * _RBAVX2, min(nq - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits)
+        store_rows(buf, out, g, cg_out, q0 + qa * _RBAVX2, min(nq - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
+                   ob0 * _ROWSAVX2, min(out.shape[0] * cg_out, ob1 * _ROWSAVX2))
+
+
+# The parallel drivers: one share per thread in numba's own pool (a prange over the shares;
+# with the TBB threading layer a launch costs microseconds, against about 0.1 ms for waking an
+# idle Python thread on this VM). One per variant, like the share functions.
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _par_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
+                 chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    for s in prange(segs.shape[0]):
+        _share_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
+                       taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _par_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
+                 chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    for s in prange(segs.shape[0]):
+        _share_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
+                       taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _par_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
+              chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    for s in prange(segs.shape[0]):
+        _share_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
+                    taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
+
+
+_PARALLEL = {"vnni512": _par_vnni512, "vnni256": _par_vnni256, "avx2": _par_avx2}
+
+
+def parallel_kernel(variant):
+    """All shares of a call, one per numba thread: the arguments of :func:`share_kernel`, each per-share one stacked.
+
+    ``segs`` ``(S, max segments, 6)`` with ``nseg`` ``(S,)`` used, ``xt`` ``(S, bytes)``, ``offs``
+    ``(S, positions)``, ``buf`` ``(S, rows, R)``, and ``n_qt``, ``ob0``, ``ob1``, ``q0``, ``nq`` ``(S,)``.
+    """
+    return _PARALLEL[variant]
 
 
 _SHARES = {"vnni512": _share_vnni512, "vnni256": _share_vnni256, "avx2": _share_avx2}
@@ -171,9 +216,10 @@ def share_kernel(variant):
     """One share of a call, start to end, on the calling thread with the GIL released.
 
     ``(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4,
-    n_qt, chunk_qt, n_ob, wblk, buf, out, cg_out, q0, nq, nbits)``: the planes of every
-    segment (:func:`planes`; ``xt`` flat, ``wpa`` pixels per row, ``segs`` ``Share.seg_array``), then per chunk of ``chunk_qt`` position tiles the tiles of every row
-    block (``wblk`` weight bytes each) into ``buf`` and :func:`store_rows` into ``out``.
+    n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``: the planes of every
+    segment (:func:`planes`; ``xt`` flat, ``wpa`` pixels per row, ``segs`` ``Share.seg_array``),
+    then per chunk of ``chunk_qt`` position tiles the tiles of the row blocks ``ob0 .. ob1 - 1``
+    (``wblk`` weight bytes each) into ``buf`` and :func:`store_rows` of their rows into ``out``.
     """
     return _SHARES[variant]
 
@@ -244,15 +290,16 @@ def planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, xt):
 
 
 @njit(cache=True, nogil=True)
-def store_rows(buf, out, g, cg_out, q0, nq, nbits):
-    """``out[k, n, g*cg_out + c, p] = wrap_nbits(buf[q - q0, k*cg_out + c])``, ``q = n*P + p`` in ``q0 .. q0 + nq - 1``.
+def store_rows(buf, out, g, cg_out, q0, nq, nbits, r0, r1):
+    """``out[k, n, g*cg_out + c, p] = wrap_nbits(buf[q - q0, r])`` for the rows ``r = k*cg_out + c`` in ``r0 .. r1 - 1``.
+
+    ``q = n*P + p`` runs over ``q0 .. q0 + nq - 1``.
 
     ``buf`` int32 ``(Q, R)`` holds exact sums (``|S| < 2^31``): for ``nbits >= 32`` the wrap
     is the identity, else it is computed in uint64. Blocks of 64 positions keep the cache
     lines they read in the L1 cache while the rows advance.
     """
     nb, c_all, npos = out.shape[1], out.shape[2], out.shape[3]
-    rows = out.shape[0] * cg_out
     brow = np.uint64(buf.shape[1])
     bf = buf.reshape(-1)
     of = out.reshape(-1)
@@ -264,7 +311,7 @@ def store_rows(buf, out, g, cg_out, q0, nq, nbits):
         n = q // npos
         p = q - n * npos
         cnt = min(64, npos - p, q0 + nq - q)
-        for r in range(rows):
+        for r in range(r0, r1):
             k, c = r // cg_out, g * cg_out + r % cg_out
             dst = np.uint64(((k * nb + n) * c_all + c) * npos + p)
             src = np.uint64(q - q0) * brow + np.uint64(r)
@@ -279,7 +326,10 @@ def store_rows(buf, out, g, cg_out, q0, nq, nbits):
 
 
 class Share:
-    """One thread's part of a layer call: output rows ``(n, oy)`` ``R0 .. R1 - 1`` as image segments.
+    """One thread's part of a layer call: output rows ``(n, oy)`` ``R0 .. R1 - 1`` as image segments, row blocks ``ob0 .. ob1 - 1``.
+
+    A call is cut by output rows (positions) or, when it has few positions, by row blocks
+    (every share then makes the same planes, and reads only its own weights).
 
     ``segs`` ``(n, oy_a, oy_b, plane byte offset, plane rows, first plane row)``; ``offs``
     the byte offsets in the share's planes of each position's first tap (padded to whole
@@ -287,7 +337,8 @@ class Share:
     the tiles run in chunks of ``chunk_qt`` (results near CHUNK_BYTES, cache resident).
     """
 
-    def __init__(self, dw, r0, r1, ho, wo):
+    def __init__(self, dw, r0, r1, ho, wo, ob0=0, ob1=None):
+        self.ob0, self.ob1 = ob0, dw.n_ob if ob1 is None else ob1
         st = dw.st
         wpa = (wo - 1) * st + dw.ktaps_x
         self.wpa, self.q0, self.nq = wpa, r0 * wo, (r1 - r0) * wo
@@ -351,3 +402,23 @@ class DirectWeights:
         full[:self.rows, :, :, :w.shape[3]] = w
         pk = full.reshape(self.n_ob, self.nj, self.vl, self.kh * self.ktaps_x, self.kc4, 4)
         return np.ascontiguousarray(pk.transpose(0, 3, 4, 1, 2, 5)).reshape(-1)
+
+
+class Shares:
+    """The shares of one call geometry stacked for :func:`parallel_kernel` (buffers included, kept between calls)."""
+
+    def __init__(self, dw, shares):
+        n = len(shares)
+        self.shares = shares
+        self.segs = np.zeros((n, max(len(sh.segs) for sh in shares), 6), dtype=np.int64)
+        self.offs = np.zeros((n, max(sh.offs.size for sh in shares)), dtype=np.int64)
+        for i, sh in enumerate(shares):
+            self.segs[i, :len(sh.segs)] = sh.seg_array
+            self.offs[i, :sh.offs.size] = sh.offs
+        col = lambda name: np.array([getattr(sh, name) for sh in shares], dtype=np.int64)  # noqa: E731
+        self.nseg = np.array([len(sh.segs) for sh in shares], dtype=np.int64)
+        self.n_qt, self.ob0, self.ob1, self.q0, self.nq = (col(k) for k in ("n_qt", "ob0", "ob1", "q0", "nq"))
+        self.chunk_qt = shares[0].chunk_qt
+        self.wpa, self.taps = shares[0].wpa, shares[0].taps
+        self.xt = np.empty((n, max(sh.plane_bytes for sh in shares)), dtype=np.uint8)
+        self.buf = np.empty((n, self.chunk_qt * dw.rb, dw.n_ob * dw.rows_per_block), dtype=np.int32)

@@ -65,7 +65,8 @@ INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM 
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
 SIMD_ORDER = ("vnni512", "vnni256", "avx2")   # direct byte kernels (sim.direct), fastest measured first
 SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
-DIRECT_SHARE_MACS = 1 << 26   # direct path: below this many multiply-adds (padded) one thread runs the call
+DIRECT_SHARE_MACS = 1 << 22   # direct path: below this many multiply-adds (padded) one thread runs the call
+DIRECT_ROW_SPLIT = 256        # direct path: calls with at most this many positions are cut by row blocks, not positions
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -403,7 +404,7 @@ class Conv2d:
         self._scratch = None
         self._corr = {}
         self._operands = {}
-        self._direct = {}     # per (variant, spread): direct.DirectWeights; per (variant, spread, N, H_o, W_o, shares): the shares
+        self._direct = {}     # per (variant, spread): direct.DirectWeights; per (variant, spread, N, H_o, W_o, shares, by rows): the shares
 
     def _int_weights(self):
         """The weight side of the int path: the float path's unless ``_byte_terms`` changes the terms."""
@@ -644,11 +645,11 @@ class Conv2d:
         return 2 * a_max * int(self._int_weights().vabs_used.max(initial=0)) > simd.AVX2_PAIR_LIMIT
 
     def _run_direct(self, x, xmin, xmax, ho, wo, variant):
-        # One share per thread, each a range of output rows (n, oy) done start to end on its own
-        # buffers: byte planes of the activation terms (channels last, zero padded), the direct tile
-        # kernel into an int32 position-major buffer, the wrap and the store. One dispatch per call
-        # (a thread wake-up measured about 0.1 ms here). Exactness: int_exact (docs/sim.md,
-        # "Direct convolution kernels").
+        # One share per numba thread (a prange over the shares: one parallel launch per call), each a
+        # range of output rows (n, oy), or of row blocks when there are few positions, done start to
+        # end on its own buffers: byte planes of the activation terms (channels last, zero padded),
+        # the direct tile kernel into an int32 position-major buffer, the wrap and the store.
+        # Exactness: int_exact (docs/sim.md, "Direct convolution kernels").
         gw = self._int_weights()
         spread = self._spread(xmin, xmax, variant)
         g8, _, _ = self._int_operands(xmin, xmax)
@@ -667,26 +668,30 @@ class Conv2d:
         npos = ho * wo
         out = np.empty((self.dp.n_acc, nb, self.w16.shape[0], npos), dtype=np.int64)
         work = nb * npos * dw.rows * dw.kc * len(dw.packed) * dw.kh * dw.ktaps_x
-        n_sh = 1 if work < DIRECT_SHARE_MACS else min(numba.get_num_threads(), nb * ho)
-        key = (variant, spread, nb, ho, wo, n_sh)
+        n_sh = 1 if work < DIRECT_SHARE_MACS else numba.get_num_threads()
+        by_rows = nb * npos <= DIRECT_ROW_SPLIT and dw.n_ob >= n_sh     # few positions: cut the row blocks
+        n_sh = min(n_sh, dw.n_ob if by_rows else nb * ho)
+        key = (variant, spread, nb, ho, wo, n_sh, by_rows)
         if key not in self._direct:
-            cut = [nb * ho * s // n_sh for s in range(n_sh + 1)]
-            self._direct[key] = [direct.Share(dw, cut[s], cut[s + 1], ho, wo) for s in range(n_sh)]
-        shares = self._direct[key]
-        kernel = direct.share_kernel(variant)
-        rpb = dw.n_ob * dw.rows_per_block
-
-        def run(s0, s1):
-            for s in range(s0, s1):
-                sh = shares[s]
-                xt = self._buffer(f"planes{s}", np.uint8, sh.plane_bytes)
-                buf = self._buffer(f"dbuf{s}", np.int32, sh.chunk_qt * dw.rb * rpb).reshape(sh.chunk_qt * dw.rb, rpb)
-                for gi in range(self.groups):
-                    kernel(x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, sh.seg_array, xt, sh.wpa,
-                           dw.packed[gi], sh.offs, sh.taps, dw.kc4, sh.n_qt, sh.chunk_qt, dw.n_ob, dw.wblk, buf, out,
-                           gw.cg_out, sh.q0, sh.nq, self.acc_bits)
-
-        _in_ranges(run, n_sh, work)
+            if by_rows:
+                cut = [dw.n_ob * s // n_sh for s in range(n_sh + 1)]
+                parts = [direct.Share(dw, 0, nb * ho, ho, wo, cut[s], cut[s + 1]) for s in range(n_sh)]
+            else:
+                cut = [nb * ho * s // n_sh for s in range(n_sh + 1)]
+                parts = [direct.Share(dw, cut[s], cut[s + 1], ho, wo) for s in range(n_sh)]
+            self._direct[key] = direct.Shares(dw, parts)
+        st = self._direct[key]
+        for gi in range(self.groups):
+            if n_sh == 1:
+                direct.share_kernel(variant)(
+                    x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, st.segs[0, :st.nseg[0]],
+                    st.xt[0], st.wpa, dw.packed[gi], st.offs[0], st.taps, dw.kc4, int(st.n_qt[0]), st.chunk_qt,
+                    0, dw.n_ob, dw.wblk, st.buf[0], out, gw.cg_out, 0, nb * npos, self.acc_bits)
+            else:
+                direct.parallel_kernel(variant)(
+                    x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, st.segs, st.nseg, st.xt,
+                    st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, st.n_qt, st.chunk_qt, st.ob0, st.ob1, dw.wblk,
+                    st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
         return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
 
     def _run_int(self, x, xmin, xmax, ho, wo):

@@ -1,5 +1,6 @@
 """sim.conv2d / sim.linear: layer geometry, accumulator wrap, and the GEMM path equal to the exact kernel."""
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -471,8 +472,9 @@ def test_centring_correction_counts_only_taps_inside_the_input():
 
 @pytest.mark.parametrize("method", ["exact", "int"])
 def test_thread_ranges_of_the_exact_and_int_paths_change_no_bit(monkeypatch, method):
-    """The exact kernel and the int path cut into one range per thread give the one-range result."""
+    """The exact kernel and the portable int path cut into one range per thread give the one-range result."""
     import asqhw.sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", "none")                   # the direct kernels share by numba threads
     dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
     rng = np.random.default_rng(21)
     x, w = random_codes(rng, dp, (3, 24, 7, 7), (20, 24, 3, 3))
@@ -509,19 +511,21 @@ def test_the_simd_variants_follow_the_cpu_flags():
 @given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 40), c_out_g=st.integers(1, 40),
        groups=st.integers(1, 2), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2),
        size=st.integers(1, 9), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31),
-       split_work=st.booleans())
+       split_work=st.sampled_from(["no", "positions", "rows"]))
 def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_out_g, groups, k, stride, pad, size,
                                            extreme, narrow, seed, split_work):
     """Every direct byte kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it.
 
-    ``split_work`` cuts every call into one share per thread and one tile per chunk.
+    ``split_work`` cuts every call into one share per thread (by positions or by row blocks)
+    and one tile per chunk.
     """
     import asqhw.sim.direct as direct
     import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
-    if split_work:
+    if split_work != "no":
         monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
         monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+        monkeypatch.setattr(layers, "DIRECT_ROW_SPLIT", 1 << 30 if split_work == "rows" else 0)
         monkeypatch.setattr(direct, "CHUNK_BYTES", 1)
     x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     layer = sim.Conv2d(w, dp, method="int", **kw)
@@ -537,13 +541,15 @@ def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_ou
                                                           (40, 1, 2, 0),     # 1x1 stride 2: sampled planes
                                                           (64, 3, 2, 1)])
 @pytest.mark.parametrize("dp", [SPLIT4, Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut"), POT4])
+@pytest.mark.parametrize("by_rows", [False, True])
 def test_direct_kernel_runs_and_equals_the_exact_kernel_across_shares_and_chunks(monkeypatch, variant, c_in, k,
-                                                                                  stride, pad, dp):
+                                                                                  stride, pad, dp, by_rows):
     import asqhw.sim.direct as direct
     import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
     monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    monkeypatch.setattr(layers, "DIRECT_ROW_SPLIT", 1 << 30 if by_rows else 0)
     monkeypatch.setattr(direct, "CHUNK_BYTES", 4096)
     rng = np.random.default_rng(c_in * k)
     x, w = random_codes(rng, dp, (3, c_in, 13, 11), (72, c_in, k, k))
@@ -551,6 +557,9 @@ def test_direct_kernel_runs_and_equals_the_exact_kernel_across_shares_and_chunks
     assert layer.simd_variant(0, 15) == variant
     got = layer(x)
     assert np.array_equal(got, sim.conv2d(x, w, dp, stride=stride, padding=pad, method="exact"))
+    shares = next(v for k, v in layer._direct.items() if len(k) == 7).shares
+    assert len(shares) == min(2, numba.get_num_threads()) and (shares[0].ob1 < layer._direct[variant, False].n_ob) == (
+        by_rows and len(shares) > 1)
     x[1, 0, 4, 4] = 15 - x[1, 0, 4, 4]                                 # a changed input changes the result
     assert not np.array_equal(layer(x), got)
 
