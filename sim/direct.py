@@ -124,9 +124,9 @@ _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
+def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
                    ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
     xf, wf, bf = xt, wp, buf.reshape(-1)
     for qa in range(0, n_qt, chunk_qt):
@@ -139,9 +139,9 @@ def _share_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa,
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
+def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
                    ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
     xf, wf, bf = xt, wp, buf.reshape(-1)
     for qa in range(0, n_qt, chunk_qt):
@@ -154,9 +154,9 @@ def _share_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa,
 
 
 @njit(cache=True, nogil=True)
-def _share_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
+def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
                 ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc4 * 4)
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc4 * 4)
     brow = buf.shape[1]
     xf, wf, bf = xt, wp, buf.reshape(-1)
     for qa in range(0, n_qt, chunk_qt):
@@ -174,26 +174,26 @@ def _share_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _par_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
+def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
                  chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni512(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
+        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
                        taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _par_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
+def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
                  chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni256(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
+        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
                        taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _par_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
+def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
               chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_avx2(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
+        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
                     taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
 
 
@@ -215,7 +215,7 @@ _SHARES = {"vnni512": _share_vnni512, "vnni256": _share_vnni256, "avx2": _share_
 def share_kernel(variant):
     """One share of a call, start to end, on the calling thread with the GIL released.
 
-    ``(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, wp, offs, taps, kc4,
+    ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4,
     n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``: the planes of every
     segment (:func:`planes`; ``xt`` flat, ``wpa`` pixels per row, ``segs`` ``Share.seg_array``),
     then per chunk of ``chunk_qt`` position tiles the tiles of the row blocks ``ob0 .. ob1 - 1``
@@ -225,23 +225,26 @@ def share_kernel(variant):
 
 
 @njit(cache=True, nogil=True)
-def _planes_of(x, g8, identity, a0, g, cg_in, pad, fold, sub, segs, xt, wpa, kc):
+def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc):
     """:func:`planes` of every segment ``(n, oy_a, oy_b, byte offset, rows, first row)`` of a share (``xt`` flat)."""
     for i in range(segs.shape[0]):
         n, base, rows, y0 = segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
         seg = xt[base:base + rows * wpa * kc].reshape(rows, wpa, kc)
-        planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, seg)
+        planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, seg)
 
 
 @njit(cache=True, nogil=True)
-def planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, xt):
+def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt):
     """Byte planes of image ``n``, group ``g``: ``xt[r, c, (kx*cg_in + j)*n_t + t] = g8[t, A - a0]``.
 
-    ``A = x[n, g*cg_in + j, (y0 + r)*sub - pad, c*sub + kx - pad]`` for ``kx < fold``; 0
-    outside the input (every ``g_t`` maps code 0 to 0) and in the channels
+    ``A = x[n, g*cg_in + j, (y0 + r)*suby - pad, c*subx + kx - pad]`` for ``kx < fold``; 0
+    outside the input (every ``g_t`` maps code 0 to 0) and in the bytes
     ``fold*cg_in*n_t ..`` (fan-in padding). ``xt`` is ``(rows, W_p, KC)``. ``identity``: the
-    single term is ``g(A) = A`` (codes in 0 .. 255), copied instead of looked up. Runs on
-    the calling thread with the GIL released.
+    single term is ``g(A) = A`` (codes in 0 .. 255), copied. ``gpk[A - a0]`` holds the
+    ``n_t`` bytes of a code little-endian: for ``n_t`` in 2, 4, 8 one store of that width
+    writes them (the byte offsets are multiples of ``n_t``: ``KC`` and every channel's
+    offset are); pixels are written in order, channels innermost (a copy goes channel by
+    channel instead, reading input rows). Runs on the calling thread with the GIL released.
     """
     rows, wpa, kc = xt.shape
     n_t = g8.shape[0]
@@ -249,10 +252,14 @@ def planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, xt):
     used = fold * cg_in * n_t
     xf = x.reshape(-1)
     tf = xt.reshape(-1)
-    ukc, unt, usub = np.uint64(kc), np.uint64(n_t), np.uint64(sub)
+    t16 = tf.view(np.uint16) if n_t == 2 else tf[:0].view(np.uint16)      # wide views: their sizes divide
+    t32 = tf.view(np.uint32) if n_t == 4 else tf[:0].view(np.uint32)
+    t64 = tf.view(np.uint64) if n_t == 8 else tf[:0].view(np.uint64)
+    ukc, hw = np.uint64(kc), np.uint64(h * wd)
+    ch0 = np.uint64((n * c_in + g * cg_in) * h * wd)
     for r in range(rows):
         base = np.uint64(r) * np.uint64(wpa) * ukc
-        iy = (y0 + r) * sub - pad
+        iy = (y0 + r) * suby - pad
         if iy < 0 or iy >= h:
             for i in range(np.uint64(wpa) * ukc):
                 tf[base + i] = 0
@@ -262,31 +269,40 @@ def planes(x, g8, identity, a0, g, cg_in, pad, fold, sub, n, y0, xt):
                 for i in range(np.uint64(used), ukc):
                     tf[base + xp * ukc + i] = 0
         for kx in range(fold):
-            lo = min(wpa, max(0, (pad - kx + sub - 1) // sub))        # c*sub + kx - pad inside 0 .. W-1
-            hi = max(lo, min(wpa, (wd - 1 + pad - kx) // sub + 1))
-            for j in range(cg_in):
-                src = np.uint64((n * c_in + g * cg_in + j) * h + iy) * np.uint64(wd) - np.uint64(pad - kx)
-                c0 = np.uint64((kx * cg_in + j) * n_t)
-                for xp in range(np.uint64(lo)):
-                    for t in range(unt):
-                        tf[base + xp * ukc + c0 + t] = 0
-                for xp in range(np.uint64(hi), np.uint64(wpa)):
-                    for t in range(unt):
-                        tf[base + xp * ukc + c0 + t] = 0
-                d = base + np.uint64(lo) * ukc + c0
-                sx = src + np.uint64(lo) * usub
-                if identity:
+            lo = min(wpa, max(0, (pad - kx + subx - 1) // subx))      # xp*subx + kx - pad inside 0 .. W-1
+            hi = max(lo, min(wpa, (wd - 1 + pad - kx) // subx + 1))
+            c0 = np.uint64(kx * cg_in * n_t)
+            span = np.uint64(cg_in * n_t)
+            for xp in range(np.uint64(wpa)):
+                if xp < lo or xp >= hi:
+                    for i in range(span):
+                        tf[base + xp * ukc + c0 + i] = 0
+            if identity:                                              # a copy: channels outermost reads rows
+                for j in range(np.uint64(cg_in)):
+                    d = base + np.uint64(lo) * ukc + c0 + j
+                    src = ch0 + j * hw + np.uint64(iy * wd) + np.uint64(lo * subx + kx) - np.uint64(pad)
                     for _ in range(np.uint64(hi - lo)):
-                        tf[d] = np.uint8(xf[sx])
+                        tf[d] = np.uint8(xf[src])
                         d += ukc
-                        sx += usub
+                        src += np.uint64(subx)
+                continue
+            for xp in range(np.uint64(lo), np.uint64(hi)):
+                d = base + xp * ukc + c0
+                src = ch0 + np.uint64(iy * wd) + xp * np.uint64(subx) + np.uint64(kx) - np.uint64(pad)
+                if n_t == 4:
+                    for j in range(np.uint64(cg_in)):
+                        t32[d // np.uint64(4) + j] = np.uint32(gpk[np.uint64(xf[src + j * hw] - a0)])
+                elif n_t == 2:
+                    for j in range(np.uint64(cg_in)):
+                        t16[d // np.uint64(2) + j] = np.uint16(gpk[np.uint64(xf[src + j * hw] - a0)])
+                elif n_t == 8:
+                    for j in range(np.uint64(cg_in)):
+                        t64[d // np.uint64(8) + j] = gpk[np.uint64(xf[src + j * hw] - a0)]
                 else:
-                    for _ in range(np.uint64(hi - lo)):
-                        av = np.uint64(xf[sx] - a0)
-                        for t in range(unt):
-                            tf[d + t] = g8[t, av]
-                        d += ukc
-                        sx += usub
+                    for j in range(np.uint64(cg_in)):
+                        av = np.uint64(xf[src + j * hw] - a0)
+                        for t in range(np.uint64(n_t)):
+                            tf[d + j * np.uint64(n_t) + t] = g8[t, av]
 
 
 @njit(cache=True, nogil=True)
@@ -339,19 +355,19 @@ class Share:
 
     def __init__(self, dw, r0, r1, ho, wo, ob0=0, ob1=None):
         self.ob0, self.ob1 = ob0, dw.n_ob if ob1 is None else ob1
-        st = dw.st
-        wpa = (wo - 1) * st + dw.ktaps_x
+        sty, stx = dw.sty, dw.stx
+        wpa = (wo - 1) * stx + dw.ktaps_x
         self.wpa, self.q0, self.nq = wpa, r0 * wo, (r1 - r0) * wo
         self.segs, offs, base = [], [], 0
         r = r0
         while r < r1:
             n, oa = divmod(r, ho)
             ob = min(ho, oa + r1 - r)
-            rows = (ob - oa - 1) * st + dw.kh
-            self.segs.append((n, oa, ob, base, rows, oa * st))
+            rows = (ob - oa - 1) * sty + dw.kh
+            self.segs.append((n, oa, ob, base, rows, oa * sty))
             oy = np.arange(ob - oa)[:, None]
             ox = np.arange(wo)[None, :]
-            offs.append((base + (oy * st * wpa + ox * st) * dw.kc).reshape(-1))
+            offs.append((base + (oy * sty * wpa + ox * stx) * dw.kc).reshape(-1))
             base += rows * wpa * dw.kc
             r += ob - oa
         self.plane_bytes = base
@@ -379,8 +395,11 @@ class DirectWeights:
         n_t, n_acc, _ = v8.shape
         self.n_t, self.kh, self.kw, self.cg_in = n_t, kh, kw, cg_in
         self.fold = kw if cg_in * n_t < FOLD_BELOW and kw > 1 else 1
-        self.sub = stride if kh == kw == 1 else 1            # 1x1 kernels: the planes sample every stride-th pixel
-        self.st = 1 if self.sub > 1 else stride               # the stride the tiles step by in the planes
+        # the planes sample every stride-th row and column of a 1x1 kernel, and every stride-th
+        # column when the taps of a row are folded; the tiles step by the rest of the stride
+        self.suby = stride if kh == kw == 1 else 1
+        self.subx = stride if kh == kw == 1 or self.fold > 1 else 1
+        self.sty, self.stx = stride // self.suby, stride // self.subx
         self.ktaps_x = 1 if self.fold > 1 else kw
         self.kc = (self.fold * cg_in * n_t + 3) // 4 * 4
         self.kc4 = self.kc // 4

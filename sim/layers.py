@@ -664,6 +664,9 @@ class Conv2d:
             g8 = np.stack([g8, np.zeros_like(g8)], axis=1).reshape(-1, g8.shape[1])
         a0 = self.dp.a_range[0]
         identity = dw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
+        gpk = np.zeros(g8.shape[1], dtype=np.uint64)      # a code's n_t bytes, little-endian (n_t <= 8)
+        for t in range(min(8, dw.n_t)):
+            gpk |= g8[t].astype(np.uint64) << np.uint64(8 * t)
         nb = x.shape[0]
         npos = ho * wo
         out = np.empty((self.dp.n_acc, nb, self.w16.shape[0], npos), dtype=np.int64)
@@ -684,12 +687,12 @@ class Conv2d:
         for gi in range(self.groups):
             if n_sh == 1:
                 direct.share_kernel(variant)(
-                    x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, st.segs[0, :st.nseg[0]],
+                    x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs[0, :st.nseg[0]],
                     st.xt[0], st.wpa, dw.packed[gi], st.offs[0], st.taps, dw.kc4, int(st.n_qt[0]), st.chunk_qt,
                     0, dw.n_ob, dw.wblk, st.buf[0], out, gw.cg_out, 0, nb * npos, self.acc_bits)
             else:
                 direct.parallel_kernel(variant)(
-                    x, g8, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.sub, st.segs, st.nseg, st.xt,
+                    x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs, st.nseg, st.xt,
                     st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, st.n_qt, st.chunk_qt, st.ob0, st.ob1, dw.wblk,
                     st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
         return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
