@@ -124,88 +124,87 @@ _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
-                   ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc4 * 4)
-    brow = buf.shape[1]
-    xf, wf, bf = xt, wp, buf.reshape(-1)
-    for qa in range(0, n_qt, chunk_qt):
-        for ob in range(ob0, ob1):
-            for qt in range(qa, min(n_qt, qa + chunk_qt)):
-                _tile_vnni512(xf, wf, offs, taps, qt * _RB512, ob * wblk, kc4, bf,
-                              (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
-        store_rows(buf, out, g, cg_out, q0 + qa * _RB512, min(nq - qa * _RB512, chunk_qt * _RB512), nbits,
-                   ob0 * _ROWS512, min(out.shape[0] * cg_out, ob1 * _ROWS512))
+def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
+                   kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
+    bs = buf[s]
+    brow = bs.shape[1]
+    xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
+    for qa in range(0, nt, chunk_qt):
+        for ob in range(o0, o1):
+            for qt in range(qa, min(nt, qa + chunk_qt)):
+                _tile_vnni512(xf, wp, of, taps, qt * _RB512, ob * wblk, kc4, bf, (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
+        store_rows(bs, out, g, cg_out, q0[s] + qa * _RB512, min(nq[s] - qa * _RB512, chunk_qt * _RB512), nbits,
+                   o0 * _ROWS512, min(out.shape[0] * cg_out, o1 * _ROWS512))
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
-                   ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc4 * 4)
-    brow = buf.shape[1]
-    xf, wf, bf = xt, wp, buf.reshape(-1)
-    for qa in range(0, n_qt, chunk_qt):
-        for ob in range(ob0, ob1):
-            for qt in range(qa, min(n_qt, qa + chunk_qt)):
-                _tile_vnni256(xf, wf, offs, taps, qt * _RB256, ob * wblk, kc4, bf,
-                              (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
-        store_rows(buf, out, g, cg_out, q0 + qa * _RB256, min(nq - qa * _RB256, chunk_qt * _RB256), nbits,
-                   ob0 * _ROWS256, min(out.shape[0] * cg_out, ob1 * _ROWS256))
+def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
+                   kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
+    bs = buf[s]
+    brow = bs.shape[1]
+    xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
+    for qa in range(0, nt, chunk_qt):
+        for ob in range(o0, o1):
+            for qt in range(qa, min(nt, qa + chunk_qt)):
+                _tile_vnni256(xf, wp, of, taps, qt * _RB256, ob * wblk, kc4, bf, (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
+        store_rows(bs, out, g, cg_out, q0[s] + qa * _RB256, min(nq[s] - qa * _RB256, chunk_qt * _RB256), nbits,
+                   o0 * _ROWS256, min(out.shape[0] * cg_out, o1 * _ROWS256))
 
 
 @njit(cache=True, nogil=True)
-def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4, n_qt, chunk_qt,
-                ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc4 * 4)
-    brow = buf.shape[1]
-    xf, wf, bf = xt, wp, buf.reshape(-1)
-    for qa in range(0, n_qt, chunk_qt):
-        for ob in range(ob0, ob1):
-            for qt in range(qa, min(n_qt, qa + chunk_qt)):
-                _tile_avx2(xf, wf, offs, taps, qt * _RBAVX2, ob * wblk, kc4, bf,
-                           (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
-        store_rows(buf, out, g, cg_out, q0 + qa * _RBAVX2, min(nq - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
-                   ob0 * _ROWSAVX2, min(out.shape[0] * cg_out, ob1 * _ROWSAVX2))
+def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
+                kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
+    bs = buf[s]
+    brow = bs.shape[1]
+    xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
+    for qa in range(0, nt, chunk_qt):
+        for ob in range(o0, o1):
+            for qt in range(qa, min(nt, qa + chunk_qt)):
+                _tile_avx2(xf, wp, of, taps, qt * _RBAVX2, ob * wblk, kc4, bf, (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
+        store_rows(bs, out, g, cg_out, q0[s] + qa * _RBAVX2, min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
+                   o0 * _ROWSAVX2, min(out.shape[0] * cg_out, o1 * _ROWSAVX2))
 
+
+_PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False, "numpy": False,
+                "stencil": False, "fusion": False, "inplace_binop": False}   # no other parallel transform: less to compile
 
 # The parallel drivers: one share per thread in numba's own pool (a prange over the shares;
 # with the TBB threading layer a launch costs microseconds, against about 0.1 ms for waking an
 # idle Python thread on this VM). One per variant, like the share functions.
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
 def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
                  chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
-                       taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
+        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa, wp, offs,
+                       taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
 def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
                  chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
-                       taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
+        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa, wp, offs,
+                       taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
 def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
               chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s, :nseg[s]], xt[s], wpa, wp, offs[s],
-                    taps, kc4, n_qt[s], chunk_qt, ob0[s], ob1[s], wblk, buf[s], out, cg_out, q0[s], nq[s], nbits)
+        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa, wp, offs,
+                    taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 _PARALLEL = {"vnni512": _par_vnni512, "vnni256": _par_vnni256, "avx2": _par_avx2}
 
 
 def parallel_kernel(variant):
-    """All shares of a call, one per numba thread: the arguments of :func:`share_kernel`, each per-share one stacked.
-
-    ``segs`` ``(S, max segments, 6)`` with ``nseg`` ``(S,)`` used, ``xt`` ``(S, bytes)``, ``offs``
-    ``(S, positions)``, ``buf`` ``(S, rows, R)``, and ``n_qt``, ``ob0``, ``ob1``, ``q0``, ``nq`` ``(S,)``.
-    """
+    """Every share of a call, one per numba thread: :func:`share_kernel` without ``s``."""
     return _PARALLEL[variant]
 
 
@@ -213,21 +212,22 @@ _SHARES = {"vnni512": _share_vnni512, "vnni256": _share_vnni256, "avx2": _share_
 
 
 def share_kernel(variant):
-    """One share of a call, start to end, on the calling thread with the GIL released.
+    """Share ``s`` of a call, start to end, on the calling thread with the GIL released.
 
-    ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, wp, offs, taps, kc4,
-    n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``: the planes of every
-    segment (:func:`planes`; ``xt`` flat, ``wpa`` pixels per row, ``segs`` ``Share.seg_array``),
-    then per chunk of ``chunk_qt`` position tiles the tiles of the row blocks ``ob0 .. ob1 - 1``
-    (``wblk`` weight bytes each) into ``buf`` and :func:`store_rows` of their rows into ``out``.
+    ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp,
+    offs, taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``, the
+    per-share arguments stacked as in :class:`Shares`: the planes of the share's segments
+    (:func:`planes`), then per chunk of ``chunk_qt`` position tiles the tiles of its row blocks
+    ``ob0[s] .. ob1[s] - 1`` (``wblk`` weight bytes each) into ``buf[s]`` and
+    :func:`store_rows` of their rows into ``out``.
     """
     return _SHARES[variant]
 
 
 @njit(cache=True, nogil=True)
-def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, xt, wpa, kc):
-    """:func:`planes` of every segment ``(n, oy_a, oy_b, byte offset, rows, first row)`` of a share (``xt`` flat)."""
-    for i in range(segs.shape[0]):
+def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, kc):
+    """:func:`planes` of the first ``nseg`` segments ``(n, oy_a, oy_b, byte offset, rows, first row)`` of a share (``xt`` flat)."""
+    for i in range(nseg):
         n, base, rows, y0 = segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
         seg = xt[base:base + rows * wpa * kc].reshape(rows, wpa, kc)
         planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, seg)
@@ -241,9 +241,8 @@ def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt)
     outside the input (every ``g_t`` maps code 0 to 0) and in the bytes
     ``fold*cg_in*n_t ..`` (fan-in padding). ``xt`` is ``(rows, W_p, KC)``. ``identity``: the
     single term is ``g(A) = A`` (codes in 0 .. 255), copied. ``gpk[A - a0]`` holds the
-    ``n_t`` bytes of a code little-endian: for ``n_t`` in 2, 4, 8 one store of that width
-    writes them (the byte offsets are multiples of ``n_t``: ``KC`` and every channel's
-    offset are); pixels are written in order, channels innermost (a copy goes channel by
+    ``n_t`` bytes of a code little-endian: for ``n_t = 4`` (``lut``) they are written from one
+    table read (LLVM merges the four byte stores); pixels are written in order, channels innermost (a copy goes channel by
     channel instead, reading input rows). Runs on the calling thread with the GIL released.
     """
     rows, wpa, kc = xt.shape
@@ -252,9 +251,6 @@ def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt)
     used = fold * cg_in * n_t
     xf = x.reshape(-1)
     tf = xt.reshape(-1)
-    t16 = tf.view(np.uint16) if n_t == 2 else tf[:0].view(np.uint16)      # wide views: their sizes divide
-    t32 = tf.view(np.uint32) if n_t == 4 else tf[:0].view(np.uint32)
-    t64 = tf.view(np.uint64) if n_t == 8 else tf[:0].view(np.uint64)
     ukc, hw = np.uint64(kc), np.uint64(h * wd)
     ch0 = np.uint64((n * c_in + g * cg_in) * h * wd)
     for r in range(rows):
@@ -289,15 +285,14 @@ def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt)
             for xp in range(np.uint64(lo), np.uint64(hi)):
                 d = base + xp * ukc + c0
                 src = ch0 + np.uint64(iy * wd) + xp * np.uint64(subx) + np.uint64(kx) - np.uint64(pad)
-                if n_t == 4:
+                if n_t == 4:                                           # LLVM merges the four byte stores
                     for j in range(np.uint64(cg_in)):
-                        t32[d // np.uint64(4) + j] = np.uint32(gpk[np.uint64(xf[src + j * hw] - a0)])
-                elif n_t == 2:
-                    for j in range(np.uint64(cg_in)):
-                        t16[d // np.uint64(2) + j] = np.uint16(gpk[np.uint64(xf[src + j * hw] - a0)])
-                elif n_t == 8:
-                    for j in range(np.uint64(cg_in)):
-                        t64[d // np.uint64(8) + j] = gpk[np.uint64(xf[src + j * hw] - a0)]
+                        v = gpk[np.uint64(xf[src + j * hw] - a0)]
+                        e = d + j * np.uint64(4)
+                        tf[e] = np.uint8(v & np.uint64(255))
+                        tf[e + np.uint64(1)] = np.uint8((v >> np.uint64(8)) & np.uint64(255))
+                        tf[e + np.uint64(2)] = np.uint8((v >> np.uint64(16)) & np.uint64(255))
+                        tf[e + np.uint64(3)] = np.uint8((v >> np.uint64(24)) & np.uint64(255))
                 else:
                     for j in range(np.uint64(cg_in)):
                         av = np.uint64(xf[src + j * hw] - a0)
@@ -424,7 +419,11 @@ class DirectWeights:
 
 
 class Shares:
-    """The shares of one call geometry stacked for :func:`parallel_kernel` (buffers included, kept between calls)."""
+    """The shares of one call geometry stacked for :func:`share_kernel` (buffers included, kept between calls).
+
+    ``segs`` ``(S, max segments, 6)`` with ``nseg`` ``(S,)`` used, ``xt`` ``(S, bytes)``, ``offs``
+    ``(S, positions)``, ``buf`` ``(S, rows, R)``, and ``n_qt``, ``ob0``, ``ob1``, ``q0``, ``nq`` ``(S,)``.
+    """
 
     def __init__(self, dw, shares):
         n = len(shares)

@@ -685,16 +685,13 @@ class Conv2d:
             self._direct[key] = direct.Shares(dw, parts)
         st = self._direct[key]
         for gi in range(self.groups):
-            if n_sh == 1:
-                direct.share_kernel(variant)(
-                    x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs[0, :st.nseg[0]],
-                    st.xt[0], st.wpa, dw.packed[gi], st.offs[0], st.taps, dw.kc4, int(st.n_qt[0]), st.chunk_qt,
-                    0, dw.n_ob, dw.wblk, st.buf[0], out, gw.cg_out, 0, nb * npos, self.acc_bits)
+            args = (x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs, st.nseg)
+            rest = (st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, st.n_qt, st.chunk_qt, st.ob0, st.ob1,
+                    dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
+            if n_sh == 1:                                 # the serial share: no parallel region to compile or launch
+                direct.share_kernel(variant)(*args, 0, *rest)
             else:
-                direct.parallel_kernel(variant)(
-                    x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs, st.nseg, st.xt,
-                    st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, st.n_qt, st.chunk_qt, st.ob0, st.ob1, dw.wblk,
-                    st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
+                direct.parallel_kernel(variant)(*args, *rest)
         return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
 
     def _run_int(self, x, xmin, xmax, ho, wo):
