@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/python -m asqhw.sim.warm golden/networks/digits_cnn_asq_post4.npz
 	touch $(STAMP)
 
 setup: $(STAMP)

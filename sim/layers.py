@@ -65,7 +65,7 @@ INT_MIN_FAN_IN = 1024         # auto: int path only for at least this many GEMM 
 INT_MAX_COLS = 1024           # ... and at most this many output positions (N * H_o * W_o); see docs/sim.md
 SIMD_ORDER = ("vnni512", "vnni256", "avx2")   # direct byte kernels (sim.direct), fastest measured first
 SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
-DIRECT_SHARE_MACS = 1 << 22   # direct path: below this many multiply-adds (padded) one thread runs the call
+DIRECT_SHARE_MACS = 1 << 24   # direct path: below this many multiply-adds (padded) one thread runs the call
 DIRECT_ROW_SPLIT = 256        # direct path: calls with at most this many positions are cut by row blocks, not positions
 
 
