@@ -37,25 +37,27 @@ CHUNK_BYTES = 256 << 10   # positions per chunk: the chunk's int32 results stay 
 def _make_tile(variant):
     """A numba intrinsic computing one tile into ``buf`` (see the module docstring).
 
-    ``(xt, wp, offs, taps, q0, wofs, kc4, buf, bofs, brow)``: ``xt`` uint8 (flat), ``wp``
+    ``(xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow)``: ``xt`` uint8 (flat), ``wp``
     int8 (flat), ``offs`` int64 byte offsets in ``xt`` of each position's first tap,
     ``taps`` int64 byte offsets of the taps, ``q0`` first position of the tile, ``wofs``
     byte offset of the tile's weights, ``kc4`` 4-byte fan-in groups per tap, ``buf`` int32
     (flat), ``bofs`` element offset of the tile's first result, ``brow`` buffer row length.
-    Result ``(r, j, lane)`` goes to ``buf[bofs + r*brow + j*VL + lane]``.
+    Result ``(r, j, lane)`` goes to ``buf[bofs + r*brow + j*VL + lane]``. ``avx2`` adds the
+    int16 pair sums of up to ``m16`` consecutive 4-byte groups in int16 lanes before widening
+    them (``m16`` times the largest pair sum must stay below ``2^15``); VNNI ignores ``m16``.
     """
     width, nj, rb = SHAPES[variant]
     vl = width // 32
     vbytes = vl * 4
 
     @intrinsic
-    def tile(typingctx, xt, wp, offs, taps, q0, wofs, kc4, buf, bofs, brow):
-        sig = types.none(xt, wp, offs, taps, q0, wofs, kc4, buf, bofs, brow)
+    def tile(typingctx, xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow):
+        sig = types.none(xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow)
 
         def codegen(context, builder, signature, args):
-            xtv, wpv, offv, tapv, q0v, wofv, kc4v, bufv, bofv, browv = args
+            xtv, wpv, offv, tapv, q0v, wofv, kc4v, m16v, bufv, bofv, browv = args
             arr = [context.make_array(signature.args[i])(context, builder, a)
-                   for i, a in ((0, xtv), (1, wpv), (2, offv), (3, tapv), (7, bufv))]
+                   for i, a in ((0, xtv), (1, wpv), (2, offv), (3, tapv), (8, bufv))]
             i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
             vd, vb, vw = ir.VectorType(i32, vl), ir.VectorType(i8, vbytes), ir.VectorType(ir.IntType(16), vl * 2)
             xbase = builder.bitcast(arr[0].data, i8.as_pointer())
@@ -75,29 +77,58 @@ def _make_tile(variant):
             pix = [builder.gep(xbase, [builder.load(builder.gep(obase, [builder.add(q0v, ir.Constant(i64, r))]))])
                    for r in range(rb)]
             accs = [cgutils.alloca_once_value(builder, ir.Constant(vd, None)) for _ in range(nj * rb)]
+            halves = [] if variant.startswith("vnni") else [cgutils.alloca_once_value(builder, ir.Constant(vw, None))
+                                                            for _ in range(nj * rb)]
             splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
             wstep = builder.mul(kc4v, ir.Constant(i64, nj * vbytes))
             with cgutils.for_range(builder, ntaps) as tl:
                 toff = builder.load(builder.gep(tbase, [tl.index]))
                 wt = builder.add(wofv, builder.mul(tl.index, wstep))
-                with cgutils.for_range(builder, kc4v) as cl:
-                    koff = builder.add(toff, builder.mul(cl.index, ir.Constant(i64, 4)))
-                    wo = builder.add(wt, builder.mul(cl.index, ir.Constant(i64, nj * vbytes)))
-                    wv = [builder.load(builder.bitcast(builder.gep(wbase, [builder.add(wo, ir.Constant(i64, j * vbytes))]),
-                                                       vd.as_pointer()), align=1) for j in range(nj)]
+                def group(c, sums, add):
+                    """The products of 4-byte group ``c`` of this tap added into ``sums`` by ``add``."""
+                    koff = builder.add(toff, builder.mul(c, ir.Constant(i64, 4)))
+                    wo = builder.add(wt, builder.mul(c, ir.Constant(i64, nj * vbytes)))
+                    wptr = [builder.gep(wbase, [builder.add(wo, ir.Constant(i64, j * vbytes))]) for j in range(nj)]
+                    wv = [builder.load(builder.bitcast(q, vd.as_pointer()), align=1) for q in wptr]
                     for r in range(rb):
                         a = builder.load(builder.bitcast(builder.gep(pix[r], [koff]), i32.as_pointer()), align=1)
                         av = builder.shuffle_vector(builder.insert_element(ir.Constant(vd, ir.Undefined), a,
                                                                            ir.Constant(i32, 0)),
                                                     ir.Constant(vd, ir.Undefined), splat)
                         for j in range(nj):
-                            acc = accs[j * rb + r]
-                            if variant.startswith("vnni"):
-                                new = builder.call(dp, [builder.load(acc), av, wv[j]])
-                            else:
-                                pairs = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(wv[j], vb)])
-                                new = builder.add(builder.load(acc), builder.call(mwd, [pairs, ones]))
-                            builder.store(new, acc)
+                            add(sums[j * rb + r], av, wv[j])
+
+                if variant.startswith("vnni"):
+                    def dot(acc, av, w):
+                        builder.store(builder.call(dp, [builder.load(acc), av, w]), acc)
+
+                    with cgutils.for_range(builder, kc4v) as cl:
+                        group(cl.index, accs, dot)
+                else:
+                    def pairs(acc, av, w):                          # int16 lanes: wrapping adds, bounded by m16
+                        p = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(w, vb)])
+                        builder.store(builder.add(builder.load(acc), p), acc)
+
+                    def widened(acc, av, w):                        # m16 = 1: every pair sum widened at once
+                        p = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(w, vb)])
+                        builder.store(builder.add(builder.load(acc), builder.call(mwd, [p, ones])), acc)
+
+                    one = builder.icmp_signed("==", m16v, ir.Constant(i64, 1))
+                    with builder.if_else(one) as (then, otherwise):
+                        with then:
+                            with cgutils.for_range(builder, kc4v) as cl:
+                                group(cl.index, accs, widened)
+                        with otherwise:
+                            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kc4v, m16v) as (cb, _):
+                                for h in halves:
+                                    builder.store(ir.Constant(vw, None), h)
+                                over = builder.icmp_signed(">", builder.add(cb, m16v), kc4v)
+                                cend = builder.select(over, kc4v, builder.add(cb, m16v))
+                                with cgutils.for_range_slice(builder, cb, cend, ir.Constant(i64, 1)) as (c, _):
+                                    group(c, halves, pairs)
+                                for acc, h in zip(accs, halves):
+                                    wide = builder.call(mwd, [builder.load(h), ones])
+                                    builder.store(builder.add(builder.load(acc), wide), acc)
             for r in range(rb):
                 row = builder.add(bofv, builder.mul(browv, ir.Constant(i64, r)))
                 for j in range(nj):
@@ -125,7 +156,7 @@ _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
 @njit(cache=True, nogil=True)
 def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
-                   kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                   kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
@@ -133,14 +164,15 @@ def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, se
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
-                _tile_vnni512(xf, wp, of, taps, qt * _RB512, ob * wblk, kc4, bf, (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
+                _tile_vnni512(xf, wp, of, taps, qt * _RB512, ob * wblk, kc4, m16, bf,
+                              (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
         store_rows(bs, out, g, cg_out, q0[s] + qa * _RB512, min(nq[s] - qa * _RB512, chunk_qt * _RB512), nbits,
                    o0 * _ROWS512, min(out.shape[0] * cg_out, o1 * _ROWS512))
 
 
 @njit(cache=True, nogil=True)
 def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
-                   kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                   kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
@@ -148,14 +180,15 @@ def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, se
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
-                _tile_vnni256(xf, wp, of, taps, qt * _RB256, ob * wblk, kc4, bf, (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
+                _tile_vnni256(xf, wp, of, taps, qt * _RB256, ob * wblk, kc4, m16, bf,
+                              (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
         store_rows(bs, out, g, cg_out, q0[s] + qa * _RB256, min(nq[s] - qa * _RB256, chunk_qt * _RB256), nbits,
                    o0 * _ROWS256, min(out.shape[0] * cg_out, o1 * _ROWS256))
 
 
 @njit(cache=True, nogil=True)
 def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
-                kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
@@ -163,13 +196,14 @@ def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs,
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
-                _tile_avx2(xf, wp, of, taps, qt * _RBAVX2, ob * wblk, kc4, bf, (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
+                _tile_avx2(xf, wp, of, taps, qt * _RBAVX2, ob * wblk, kc4, m16, bf,
+                           (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
         store_rows(bs, out, g, cg_out, q0[s] + qa * _RBAVX2, min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
                    o0 * _ROWSAVX2, min(out.shape[0] * cg_out, o1 * _ROWSAVX2))
 
 
 _PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False, "numpy": False,
-                "stencil": False, "fusion": False, "inplace_binop": False}   # no other parallel transform: less to compile
+                "stencil": False, "fusion": False, "inplace_binop": False}    # no other parallel transform
 
 # The parallel drivers: one share per thread in numba's own pool (a prange over the shares;
 # with the TBB threading layer a launch costs microseconds, against about 0.1 ms for waking an
@@ -177,27 +211,27 @@ _PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduc
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
-                 chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps,
+                 kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa, wp, offs,
-                       taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa,
+                       wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
-                 chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps,
+                 kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa, wp, offs,
-                       taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa,
+                       wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps, kc4, n_qt,
-              chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps,
+              kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa, wp, offs,
-                    taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa,
+                    wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 _PARALLEL = {"vnni512": _par_vnni512, "vnni256": _par_vnni256, "avx2": _par_avx2}
@@ -215,7 +249,7 @@ def share_kernel(variant):
     """Share ``s`` of a call, start to end, on the calling thread with the GIL released.
 
     ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp,
-    offs, taps, kc4, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``, the
+    offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``, the
     per-share arguments stacked as in :class:`Shares`: the planes of the share's segments
     (:func:`planes`), then per chunk of ``chunk_qt`` position tiles the tiles of its row blocks
     ``ob0[s] .. ob1[s] - 1`` (``wblk`` weight bytes each) into ``buf[s]`` and
@@ -226,7 +260,7 @@ def share_kernel(variant):
 
 @njit(cache=True, nogil=True)
 def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, kc):
-    """:func:`planes` of the first ``nseg`` segments ``(n, oy_a, oy_b, byte offset, rows, first row)`` of a share (``xt`` flat)."""
+    """:func:`planes` of a share's first ``nseg`` segments ``(n, oy_a, oy_b, byte offset, rows, first row)``."""
     for i in range(nseg):
         n, base, rows, y0 = segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
         seg = xt[base:base + rows * wpa * kc].reshape(rows, wpa, kc)
@@ -242,8 +276,9 @@ def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt)
     ``fold*cg_in*n_t ..`` (fan-in padding). ``xt`` is ``(rows, W_p, KC)``. ``identity``: the
     single term is ``g(A) = A`` (codes in 0 .. 255), copied. ``gpk[A - a0]`` holds the
     ``n_t`` bytes of a code little-endian: for ``n_t = 4`` (``lut``) they are written from one
-    table read (LLVM merges the four byte stores); pixels are written in order, channels innermost (a copy goes channel by
-    channel instead, reading input rows). Runs on the calling thread with the GIL released.
+    table read (LLVM merges the four byte stores); pixels are written in order, channels
+    innermost (a copy goes channel by channel instead, reading input rows). Runs on the
+    calling thread with the GIL released.
     """
     rows, wpa, kc = xt.shape
     n_t = g8.shape[0]
@@ -302,7 +337,7 @@ def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt)
 
 @njit(cache=True, nogil=True)
 def store_rows(buf, out, g, cg_out, q0, nq, nbits, r0, r1):
-    """``out[k, n, g*cg_out + c, p] = wrap_nbits(buf[q - q0, r])`` for the rows ``r = k*cg_out + c`` in ``r0 .. r1 - 1``.
+    """``out[k, n, g*cg_out + c, p] = wrap_nbits(buf[q - q0, r])``, rows ``r = k*cg_out + c`` in ``r0 .. r1 - 1``.
 
     ``q = n*P + p`` runs over ``q0 .. q0 + nq - 1``.
 
@@ -337,7 +372,7 @@ def store_rows(buf, out, g, cg_out, q0, nq, nbits, r0, r1):
 
 
 class Share:
-    """One thread's part of a layer call: output rows ``(n, oy)`` ``R0 .. R1 - 1`` as image segments, row blocks ``ob0 .. ob1 - 1``.
+    """One thread's part of a call: output rows ``(n, oy)`` ``R0 ..`` as image segments, row blocks ``ob0 .. ob1 - 1``.
 
     A call is cut by output rows (positions) or, when it has few positions, by row blocks
     (every share then makes the same planes, and reads only its own weights).

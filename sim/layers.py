@@ -404,7 +404,8 @@ class Conv2d:
         self._scratch = None
         self._corr = {}
         self._operands = {}
-        self._direct = {}     # per (variant, spread): direct.DirectWeights; per (variant, spread, N, H_o, W_o, shares, by rows): the shares
+        # per (variant, spread): direct.DirectWeights; per (variant, spread, N, H_o, W_o, shares, by rows): the shares
+        self._direct = {}
 
     def _int_weights(self):
         """The weight side of the int path: the float path's unless ``_byte_terms`` changes the terms."""
@@ -644,6 +645,17 @@ class Conv2d:
         _, a_max, _ = self._int_operands(xmin, xmax)
         return 2 * a_max * int(self._int_weights().vabs_used.max(initial=0)) > simd.AVX2_PAIR_LIMIT
 
+    def _pair_groups(self, xmin, xmax, spread):
+        """``avx2``: how many 4-byte groups' pair sums may be added in int16 lanes before widening.
+
+        Each ``vpmaddubsw`` lane holds a pair sum of magnitude at most ``P = 2 * max|a| * max|w|``
+        (``max|a| * max|w|`` when spread); ``m`` of them stay within ``2^15 - 1`` for ``m * P <=
+        2^15 - 1``, so their wrapping int16 sum is exact.
+        """
+        _, a_max, _ = self._int_operands(xmin, xmax)
+        pair = (1 if spread else 2) * a_max * int(self._int_weights().vabs_used.max(initial=0))
+        return max(1, simd.AVX2_PAIR_LIMIT // max(1, pair))
+
     def _run_direct(self, x, xmin, xmax, ho, wo, variant):
         # One share per numba thread (a prange over the shares: one parallel launch per call), each a
         # range of output rows (n, oy), or of row blocks when there are few positions, done start to
@@ -664,6 +676,7 @@ class Conv2d:
             g8 = np.stack([g8, np.zeros_like(g8)], axis=1).reshape(-1, g8.shape[1])
         a0 = self.dp.a_range[0]
         identity = dw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
+        m16 = self._pair_groups(xmin, xmax, spread)
         gpk = np.zeros(g8.shape[1], dtype=np.uint64)      # a code's n_t bytes, little-endian (n_t <= 8)
         for t in range(min(8, dw.n_t)):
             gpk |= g8[t].astype(np.uint64) << np.uint64(8 * t)
@@ -686,7 +699,7 @@ class Conv2d:
         st = self._direct[key]
         for gi in range(self.groups):
             args = (x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs, st.nseg)
-            rest = (st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, st.n_qt, st.chunk_qt, st.ob0, st.ob1,
+            rest = (st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, m16, st.n_qt, st.chunk_qt, st.ob0, st.ob1,
                     dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
             if n_sh == 1:                                 # the serial share: no parallel region to compile or launch
                 direct.share_kernel(variant)(*args, 0, *rest)

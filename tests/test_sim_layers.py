@@ -595,6 +595,21 @@ def test_avx2_kernel_spreads_the_bytes_where_a_byte_pair_could_saturate(monkeypa
     assert layer._direct["avx2", False].n_t == 1
 
 
+@pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
+def test_avx2_kernel_adds_pair_sums_in_int16_exactly_up_to_its_bound(monkeypatch, variant):
+    import asqhw.sim.layers as layers
+    monkeypatch.setattr(layers, "SIMD_MODE", variant)
+    dp = Datapath(fmt="uniform", a_bits=4, w_bits=8)
+    x = np.full((1, 300, 4, 4), 15, np.int16)
+    w = np.full((6, 300, 3, 3), -128, np.int16)                        # every pair sum -3840
+    layer = sim.Conv2d(w, dp, padding=1, method="int")
+    assert layer._pair_groups(0, 15, False) == 8                       # 8 * 3840 = 30720 <= 2^15 - 1 < 9 * 3840
+    want = sim.conv2d(x, w, dp, padding=1, method="exact")
+    assert layer(x)[0, 0, 0, 1, 1] == -15 * 128 * 2700 and np.array_equal(layer(x), want)
+    monkeypatch.setattr(sim.Conv2d, "_pair_groups", lambda self, *a: 9)  # one group more wraps an int16 lane
+    assert not np.array_equal(sim.Conv2d(w, dp, padding=1, method="int")(x), want)
+
+
 def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
     import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", "none")
