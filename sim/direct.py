@@ -12,8 +12,12 @@ int32 position-major buffer, which :func:`store_rows` wraps to the accumulator w
 stores into the ``(n_acc, N, C, P)`` int64 accumulators.
 
 Variants (the host's, ``sim.simd.VARIANTS``): ``vnni512`` (``vpdpbusd`` zmm, 16 lanes),
-``vnni256`` (``vpdpbusd`` ymm, 8 lanes), ``avx2`` (``vpmaddubsw`` + ``vpmaddwd`` by 1 +
-``vpaddd``, 8 lanes; exact only under the pair bound of ``sim.simd.AVX2_PAIR_LIMIT``).
+``vnni256`` (``vpdpbusd`` ymm, 8 lanes), ``avx2`` (``vpmaddubsw``, ``vpaddw`` of a bounded
+number of them, ``vpmaddwd`` by 1, ``vpaddd``; 8 lanes; the caller keeps every int16 sum
+below ``2^15``: ``sim.simd.AVX2_PAIR_LIMIT``, spread bytes, ``m16``).
+
+A call runs as shares (:class:`Share`, stacked in :class:`Shares`): one on the calling thread
+(:func:`share_kernel`) or one per numba thread (:func:`parallel_kernel`).
 """
 
 from __future__ import annotations
