@@ -54,6 +54,14 @@ def test_torch_stays_fast_after_a_parallel_sim_kernel():
     assert ratio < 3, f"torch conv2d took {ratio:.1f}x its time before sim's parallel kernel ({layer} layer)"
 
 
+def test_the_tbb_wheel_gives_the_tbb_layer():
+    """tbb is a dependency on x86-64: its library is preloaded, so numba launches regions on TBB."""
+    from asqhw.sim.threading_layer import preload_tbb
+    assert preload_tbb() is not None, "the tbb wheel is not installed (pip install -e '.[all]' installs it)"
+    layer, _ = torch_slowdown({})
+    assert layer == "tbb"
+
+
 def test_a_threading_layer_the_user_sets_is_kept():
     # with numba's OpenMP layer (forced here) the same probe measured 20-155x in most runs, not in
     # every run, so the slowdown itself is not asserted; the layer choice is
