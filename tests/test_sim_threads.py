@@ -55,7 +55,7 @@ def test_torch_stays_fast_after_a_parallel_sim_kernel():
 
 
 def test_the_tbb_wheel_gives_the_tbb_layer():
-    """tbb is a dependency on x86-64: its library is preloaded, so numba launches regions on TBB."""
+    """tbb is a dependency on Linux x86-64: its library is preloaded, so numba launches regions on TBB."""
     from asqhw.sim.threading_layer import preload_tbb
     assert preload_tbb() is not None, "the tbb wheel is not installed (pip install -e '.[all]' installs it)"
     layer, _ = torch_slowdown({})
