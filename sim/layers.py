@@ -67,6 +67,7 @@ SIMD_ORDER = ("vnni512", "vnni256", "avx2")   # direct byte kernels (sim.direct)
 SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and the bounds allow; a variant name; "none"
 DIRECT_SHARE_MACS = 1 << 24   # direct path: below this many multiply-adds (padded) one thread runs the call
 DIRECT_ROW_SPLIT = 256        # direct path: calls with at most this many positions are cut by row blocks, not positions
+DIRECT_GEOMETRIES = 4         # direct path: call geometries (batch, size, threads) whose shares and buffers are kept
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -695,6 +696,9 @@ class Conv2d:
             else:
                 cut = [nb * ho * s // n_sh for s in range(n_sh + 1)]
                 parts = [direct.Share(dw, cut[s], cut[s + 1], ho, wo) for s in range(n_sh)]
+            geometries = [k for k in self._direct if len(k) == len(key)]
+            for k in geometries[:max(0, len(geometries) + 1 - DIRECT_GEOMETRIES)]:    # the oldest go (large buffers)
+                del self._direct[k]
             self._direct[key] = direct.Shares(dw, parts)
         st = self._direct[key]
         for gi in range(self.groups):

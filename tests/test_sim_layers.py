@@ -610,6 +610,17 @@ def test_avx2_kernel_adds_pair_sums_in_int16_exactly_up_to_its_bound(monkeypatch
     assert not np.array_equal(sim.Conv2d(w, dp, padding=1, method="int")(x), want)
 
 
+def test_a_direct_layer_keeps_the_buffers_of_its_last_four_call_geometries():
+    assert SIMD.VARIANTS, "this x86 test machine has AVX2 at least"
+    rng = np.random.default_rng(3)
+    x, w = random_codes(rng, SPLIT4, (6, 64, 8, 8), (16, 64, 3, 3))
+    layer = sim.Conv2d(w, SPLIT4, padding=1)
+    for n in range(1, 7):                                               # six batch sizes
+        assert np.array_equal(layer(x[:n]), sim.conv2d(x[:n], w, SPLIT4, padding=1, method="exact"))
+    kept = sorted(k[2] for k in layer._direct if len(k) == 7)
+    assert kept == [3, 4, 5, 6]
+
+
 def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
     import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", "none")
