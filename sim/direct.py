@@ -159,50 +159,53 @@ _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
-                   kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
+def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
+                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
+    qs = q0[s] + nbase * out.shape[3]
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
                 _tile_vnni512(xf, wp, of, taps, qt * _RB512, ob * wblk, kc4, m16, bf,
                               (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
-        store_rows(bs, out, g, cg_out, q0[s] + qa * _RB512, min(nq[s] - qa * _RB512, chunk_qt * _RB512), nbits,
+        store_rows(bs, out, g, cg_out, qs + qa * _RB512, min(nq[s] - qa * _RB512, chunk_qt * _RB512), nbits,
                    o0 * _ROWS512, min(out.shape[0] * cg_out, o1 * _ROWS512))
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
-                   kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
+def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
+                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
+    qs = q0[s] + nbase * out.shape[3]
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
                 _tile_vnni256(xf, wp, of, taps, qt * _RB256, ob * wblk, kc4, m16, bf,
                               (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
-        store_rows(bs, out, g, cg_out, q0[s] + qa * _RB256, min(nq[s] - qa * _RB256, chunk_qt * _RB256), nbits,
+        store_rows(bs, out, g, cg_out, qs + qa * _RB256, min(nq[s] - qa * _RB256, chunk_qt * _RB256), nbits,
                    o0 * _ROWS256, min(out.shape[0] * cg_out, o1 * _ROWS256))
 
 
 @njit(cache=True, nogil=True)
-def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp, offs, taps,
-                kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], xt[s], wpa, kc4 * 4)
+def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
+                offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
+    qs = q0[s] + nbase * out.shape[3]
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
                 _tile_avx2(xf, wp, of, taps, qt * _RBAVX2, ob * wblk, kc4, m16, bf,
                            (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
-        store_rows(bs, out, g, cg_out, q0[s] + qa * _RBAVX2, min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
+        store_rows(bs, out, g, cg_out, qs + qa * _RBAVX2, min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
                    o0 * _ROWSAVX2, min(out.shape[0] * cg_out, o1 * _ROWSAVX2))
 
 
@@ -215,27 +218,27 @@ _PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduc
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps,
-                 kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
+                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa,
-                       wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
+                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps,
-                 kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
+                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa,
-                       wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
+                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, wp, offs, taps,
-              kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
+              taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
     for s in prange(segs.shape[0]):
-        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), xt, wpa,
-                    wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
+                    wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
 
 
 _PARALLEL = {"vnni512": _par_vnni512, "vnni256": _par_vnni256, "avx2": _par_avx2}
@@ -252,9 +255,10 @@ _SHARES = {"vnni512": _share_vnni512, "vnni256": _share_vnni256, "avx2": _share_
 def share_kernel(variant):
     """Share ``s`` of a call, start to end, on the calling thread with the GIL released.
 
-    ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, xt, wpa, wp,
+    ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
     offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``, the
-    per-share arguments stacked as in :class:`Shares`: the planes of the share's segments
+    per-share arguments stacked as in :class:`Shares` (their images counted from ``nbase``): the
+    planes of the share's segments
     (:func:`planes`), then per chunk of ``chunk_qt`` position tiles the tiles of its row blocks
     ``ob0[s] .. ob1[s] - 1`` (``wblk`` weight bytes each) into ``buf[s]`` and
     :func:`store_rows` of their rows into ``out``.
@@ -263,10 +267,10 @@ def share_kernel(variant):
 
 
 @njit(cache=True, nogil=True)
-def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, xt, wpa, kc):
+def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, kc):
     """:func:`planes` of a share's first ``nseg`` segments ``(n, oy_a, oy_b, byte offset, rows, first row)``."""
     for i in range(nseg):
-        n, base, rows, y0 = segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
+        n, base, rows, y0 = nbase + segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
         seg = xt[base:base + rows * wpa * kc].reshape(rows, wpa, kc)
         planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, seg)
 

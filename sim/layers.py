@@ -68,6 +68,7 @@ SIMD_MODE = "auto"            # "auto": the first of SIMD_ORDER the CPU has and 
 DIRECT_SHARE_MACS = 1 << 24   # direct path: below this many multiply-adds (padded) one thread runs the call
 DIRECT_ROW_SPLIT = 256        # direct path: calls with at most this many positions are cut by row blocks, not positions
 DIRECT_GEOMETRIES = 4         # direct path: call geometries (batch, size, threads) whose shares and buffers are kept
+DIRECT_BLOCK_BYTES = 32 << 20  # direct path: images per block so that one block's byte planes stay near this size
 
 
 def _wrap_int(v: int, n: int) -> int:
@@ -684,6 +685,25 @@ class Conv2d:
         nb = x.shape[0]
         npos = ho * wo
         out = np.empty((self.dp.n_acc, nb, self.w16.shape[0], npos), dtype=np.int64)
+        # images in blocks whose planes stay near DIRECT_BLOCK_BYTES: the memory a call takes is bounded
+        per_image = ((ho - 1) * dw.sty + dw.kh) * ((wo - 1) * dw.stx + dw.ktaps_x) * dw.kc
+        blk = max(1, min(nb, DIRECT_BLOCK_BYTES // per_image))
+        for n0 in range(0, nb, blk):
+            st, n_sh = self._direct_shares(variant, spread, dw, min(blk, nb - n0), ho, wo)
+            for gi in range(self.groups):
+                args = (x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs,
+                        st.nseg)
+                rest = (n0, st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, m16, st.n_qt, st.chunk_qt,
+                        st.ob0, st.ob1, dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
+                if n_sh == 1:                             # the serial share: no parallel region to compile or launch
+                    direct.share_kernel(variant)(*args, 0, *rest)
+                else:
+                    direct.parallel_kernel(variant)(*args, *rest)
+        return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
+
+    def _direct_shares(self, variant, spread, dw, nb, ho, wo):
+        """The shares of a block of ``nb`` images (kept for DIRECT_GEOMETRIES geometries) and their count."""
+        npos = ho * wo
         work = nb * npos * dw.rows * dw.kc * len(dw.packed) * dw.kh * dw.ktaps_x
         n_sh = 1 if work < DIRECT_SHARE_MACS else numba.get_num_threads()
         by_rows = nb * npos <= DIRECT_ROW_SPLIT and dw.n_ob >= n_sh     # few positions: cut the row blocks
@@ -700,16 +720,7 @@ class Conv2d:
             for k in geometries[:max(0, len(geometries) + 1 - DIRECT_GEOMETRIES)]:    # the oldest go (large buffers)
                 del self._direct[k]
             self._direct[key] = direct.Shares(dw, parts)
-        st = self._direct[key]
-        for gi in range(self.groups):
-            args = (x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs, st.nseg)
-            rest = (st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, m16, st.n_qt, st.chunk_qt, st.ob0, st.ob1,
-                    dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
-            if n_sh == 1:                                 # the serial share: no parallel region to compile or launch
-                direct.share_kernel(variant)(*args, 0, *rest)
-            else:
-                direct.parallel_kernel(variant)(*args, *rest)
-        return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
+        return self._direct[key], n_sh
 
     def _run_int(self, x, xmin, xmax, ho, wo):
         # integer im2col (one row per output position, fan-in contiguous; uint8/int8/int16, the

@@ -610,6 +610,23 @@ def test_avx2_kernel_adds_pair_sums_in_int16_exactly_up_to_its_bound(monkeypatch
     assert not np.array_equal(sim.Conv2d(w, dp, padding=1, method="int")(x), want)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 2 * 10 * 10 * 64])            # one image per block; two, then one
+@pytest.mark.parametrize("shares", [False, True])
+def test_direct_calls_in_image_blocks_equal_one_block(monkeypatch, block_bytes, shares):
+    import asqhw.sim.layers as layers
+    assert SIMD.VARIANTS, "this x86 test machine has AVX2 at least"
+    rng = np.random.default_rng(9)
+    x, w = random_codes(rng, SPLIT4, (5, 64, 8, 8), (24, 64, 3, 3))
+    want = sim.conv2d(x, w, SPLIT4, padding=1, method="exact")
+    monkeypatch.setattr(layers, "DIRECT_BLOCK_BYTES", block_bytes)
+    if shares:
+        monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
+    layer = sim.Conv2d(w, SPLIT4, padding=1)
+    assert np.array_equal(layer(x), want)
+    blocks = sorted(k[2] for k in layer._direct if len(k) == 7)
+    assert blocks == ([1] if block_bytes == 1 else [1, 2])
+
+
 def test_a_direct_layer_keeps_the_buffers_of_its_last_four_call_geometries():
     assert SIMD.VARIANTS, "this x86 test machine has AVX2 at least"
     rng = np.random.default_rng(3)
