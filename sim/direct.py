@@ -28,8 +28,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["SHAPES", "DirectWeights", "Share", "Shares", "planes", "store_rows", "share_kernel", "parallel_kernel",
-           "FOLD_BELOW", "CHUNK_BYTES"]
+__all__ = ["SHAPES", "DirectWeights", "Share", "Shares", "planes", "store_rows", "requant_rows", "share_kernel",
+           "parallel_kernel", "FOLD_BELOW", "CHUNK_BYTES"]
 
 # (vector bits, weight vectors J, positions RB) per variant: J*RB accumulators + J weights + a
 # broadcast stay within the register file (32 vector registers with AVX-512, 16 with AVX2 only)
@@ -160,53 +160,74 @@ _ROWSAVX2 = SHAPES["avx2"][1] * 8
 
 @njit(cache=True, nogil=True)
 def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq,
+                   lo, hi):
     _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
-    qs = q0[s] + nbase * out.shape[3]
+    npos = y.shape[2] if y.size else out.shape[3]
+    rows = (rq.shape[2] - 2 if y.size else out.shape[0]) * cg_out
+    qs = q0[s] + nbase * npos
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
                 _tile_vnni512(xf, wp, of, taps, qt * _RB512, ob * wblk, kc4, m16, bf,
                               (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
-        store_rows(bs, out, g, cg_out, qs + qa * _RB512, min(nq[s] - qa * _RB512, chunk_qt * _RB512), nbits,
-                   o0 * _ROWS512, min(out.shape[0] * cg_out, o1 * _ROWS512))
+        cnt = min(nq[s] - qa * _RB512, chunk_qt * _RB512)
+        if y.size:
+            requant_rows(bs, y, g, cg_out, qs + qa * _RB512, cnt, nbits, o0 * _ROWS512, min(rows, o1 * _ROWS512),
+                         rq, lo, hi)
+        else:
+            store_rows(bs, out, g, cg_out, qs + qa * _RB512, cnt, nbits, o0 * _ROWS512, min(rows, o1 * _ROWS512))
 
 
 @njit(cache=True, nogil=True)
 def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq,
+                   lo, hi):
     _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
-    qs = q0[s] + nbase * out.shape[3]
+    npos = y.shape[2] if y.size else out.shape[3]
+    rows = (rq.shape[2] - 2 if y.size else out.shape[0]) * cg_out
+    qs = q0[s] + nbase * npos
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
                 _tile_vnni256(xf, wp, of, taps, qt * _RB256, ob * wblk, kc4, m16, bf,
                               (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
-        store_rows(bs, out, g, cg_out, qs + qa * _RB256, min(nq[s] - qa * _RB256, chunk_qt * _RB256), nbits,
-                   o0 * _ROWS256, min(out.shape[0] * cg_out, o1 * _ROWS256))
+        cnt = min(nq[s] - qa * _RB256, chunk_qt * _RB256)
+        if y.size:
+            requant_rows(bs, y, g, cg_out, qs + qa * _RB256, cnt, nbits, o0 * _ROWS256, min(rows, o1 * _ROWS256),
+                         rq, lo, hi)
+        else:
+            store_rows(bs, out, g, cg_out, qs + qa * _RB256, cnt, nbits, o0 * _ROWS256, min(rows, o1 * _ROWS256))
 
 
 @njit(cache=True, nogil=True)
 def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-                offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq,
+                lo, hi):
     _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
-    qs = q0[s] + nbase * out.shape[3]
+    npos = y.shape[2] if y.size else out.shape[3]
+    rows = (rq.shape[2] - 2 if y.size else out.shape[0]) * cg_out
+    qs = q0[s] + nbase * npos
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
                 _tile_avx2(xf, wp, of, taps, qt * _RBAVX2, ob * wblk, kc4, m16, bf,
                            (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
-        store_rows(bs, out, g, cg_out, qs + qa * _RBAVX2, min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2), nbits,
-                   o0 * _ROWSAVX2, min(out.shape[0] * cg_out, o1 * _ROWSAVX2))
+        cnt = min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2)
+        if y.size:
+            requant_rows(bs, y, g, cg_out, qs + qa * _RBAVX2, cnt, nbits, o0 * _ROWSAVX2, min(rows, o1 * _ROWSAVX2),
+                         rq, lo, hi)
+        else:
+            store_rows(bs, out, g, cg_out, qs + qa * _RBAVX2, cnt, nbits, o0 * _ROWSAVX2, min(rows, o1 * _ROWSAVX2))
 
 
 _PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False, "numpy": False,
@@ -219,26 +240,32 @@ _PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduc
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
 def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
-                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
+                 hi):
     for s in prange(segs.shape[0]):
         _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
-                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq,
+                       nbits, y, rq, lo, hi)
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
 def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
-                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
+                 hi):
     for s in prange(segs.shape[0]):
         _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
-                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq,
+                       nbits, y, rq, lo, hi)
 
 
 @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
 def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
-              taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits):
+              taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
+              hi):
     for s in prange(segs.shape[0]):
         _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
-                    wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)
+                    wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq,
+                    nbits, y, rq, lo, hi)
 
 
 _PARALLEL = {"vnni512": _par_vnni512, "vnni256": _par_vnni256, "avx2": _par_avx2}
@@ -256,12 +283,14 @@ def share_kernel(variant):
     """Share ``s`` of a call, start to end, on the calling thread with the GIL released.
 
     ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-    offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits)``, the
+    offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
+    hi)``, the
     per-share arguments stacked as in :class:`Shares` (their images counted from ``nbase``): the
     planes of the share's segments
     (:func:`planes`), then per chunk of ``chunk_qt`` position tiles the tiles of its row blocks
     ``ob0[s] .. ob1[s] - 1`` (``wblk`` weight bytes each) into ``buf[s]`` and
-    :func:`store_rows` of their rows into ``out``.
+    :func:`store_rows` of their rows into ``out``, or, when ``y`` is not empty,
+    :func:`requant_rows` of their channels into ``y`` (``out`` is then not written).
     """
     return _SHARES[variant]
 
@@ -376,6 +405,43 @@ def store_rows(buf, out, g, cg_out, q0, nq, nbits, r0, r1):
             else:
                 for i in range(np.uint64(cnt)):
                     of[dst + i] = bf[src + i * brow]
+        q += cnt
+
+
+@njit(cache=True, nogil=True)
+def requant_rows(buf, y, g, cg_out, q0, nq, nbits, r0, r1, rq, lo, hi):
+    """The layer requantisation of docs/datapath.md section 11 fused into the store (no int64 accumulators).
+
+    ``y[n, g*cg_out + c, p] = clamp((sum_k rq[n, C, k] * acc_k + rq[n, C, n_acc] + 2^(sh-1)) >> sh,
+    lo, hi)`` with ``C = g*cg_out + c``, ``sh = rq[n, C, n_acc + 1]``, ``acc_k =
+    wrap_nbits(buf[q - q0, k*cg_out + c])``, for the positions ``q = n*P + p`` in ``q0 .. q0 +
+    nq - 1`` and the channels whose rows all lie in ``r0 .. r1 - 1`` (``c`` from ``r0`` to
+    ``min(r1, cg_out)``: with two accumulators the caller gives every row). ``rq`` holds the
+    per-sample multipliers ``M_n``, the bias and the shift: ``|M_n| < 2^16``, ``|acc| <= 2^39``,
+    so every sum fits int64, as in ``sim.netops.requant_layer``.
+    """
+    nb, c_all, npos = y.shape
+    n_acc = rq.shape[2] - 2
+    brow = buf.shape[1]
+    half = np.uint64(1) << np.uint64(nbits - 1)
+    mask = (np.uint64(1) << np.uint64(nbits)) - np.uint64(1)
+    q = q0
+    while q < q0 + nq:
+        n = q // npos
+        p = q - n * npos
+        cnt = min(64, npos - p, q0 + nq - q)
+        for c in range(r0, min(r1, cg_out)):
+            ch = g * cg_out + c
+            s = rq[n, ch, n_acc + 1]
+            rnd = (np.int64(1) << (s - 1)) if s >= 1 else np.int64(0)
+            bias = rq[n, ch, n_acc]
+            for i in range(cnt):
+                t = bias
+                for k in range(n_acc):
+                    v = np.uint64(np.int64(buf[q - q0 + i, k * cg_out + c]))
+                    t += rq[n, ch, k] * (np.int64((v + half) & mask) - np.int64(half))
+                r = (t + rnd) >> s
+                y[n, ch, p + i] = lo if r < lo else (hi if r > hi else r)
         q += cnt
 
 

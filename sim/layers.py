@@ -36,7 +36,7 @@ import numpy as np
 from asqhw.errors import UserError
 from asqhw.params import MAX_ACC_BITS, Datapath
 
-from . import direct, kernels, simd
+from . import direct, kernels, netops, simd
 from .codes import product_table, product_terms
 
 __all__ = ["conv2d", "linear", "Conv2d", "GemmPlan", "METHODS", "F32_EXACT", "F64_EXACT"]
@@ -456,6 +456,10 @@ class Conv2d:
         return gw.int_exact(np.abs(gw.g_tab[:, lo:hi + 1]).max(axis=1))
 
     def __call__(self, x) -> np.ndarray:
+        return self._compute(x, None)
+
+    def _compute(self, x, fused):
+        """The accumulators, or with ``fused = (rq, lo, hi)`` the requantised codes (:meth:`requantized`)."""
         dp, w = self.dp, self.w16
         x = _codes(x, "activation", 4)
         nb, c_in, h, wd = x.shape
@@ -478,7 +482,13 @@ class Conv2d:
         if method in ("auto", "int"):
             variant = self.simd_variant(xmin, xmax)
             if variant is not None:
-                return self._run_direct(x16, xmin, xmax, ho, wo, variant)
+                table = None if fused is None else _rq_table(*fused)
+                return self._run_direct(x16, xmin, xmax, ho, wo, variant, table)
+        if fused is not None:                             # no fused store on the other paths
+            acc = self._compute(x, None)
+            y = np.empty((nb, c_out, ho * wo), dtype=np.int16)
+            netops.requant_layer(acc.reshape(dp.n_acc, nb, c_out, -1), *fused, y, 0, nb * c_out)
+            return y.reshape(nb, c_out, ho, wo)
         # auto: the portable int kernel where it measured faster than the float GEMM: mul/shift layers
         # of a long fan-in and few positions (docs/sim.md, "Integer GEMM path")
         try_int = method == "int" or (method == "auto" and dp.arch in INT_AUTO_ARCHS and nb * ho * wo <= INT_MAX_COLS
@@ -497,6 +507,19 @@ class Conv2d:
             if method == "gemm":
                 raise UserError("no float GEMM is provably exact for these codes; use method='exact'")
         return _conv_exact(x16, w, dp, st, pad, groups, self.acc_bits, ho, wo)
+
+    def requantized(self, x, m, b, sh, beta, fb, lo, hi) -> np.ndarray:
+        """The layer's requantised codes (docs/datapath.md sections 6 and 11) without keeping its accumulators.
+
+        ``m`` int64 ``(C_out, n_acc)``, ``b``, ``sh`` ``(C_out,)``, ``beta`` ``(N,)`` with ``fb``
+        fraction bits (all 1 and 0 for a layer without ASQ), ``lo``, ``hi`` the output range;
+        returns int16 ``(N, C_out, H_o, W_o)``, equal to ``sim.netops.requant_layer`` of
+        ``self(x)``. On the direct path the requantisation runs in the store of each chunk
+        (``direct.requant_rows``), so the int64 accumulators are never written; elsewhere
+        the accumulators are computed and requantised.
+        """
+        m, b, sh, beta = (np.ascontiguousarray(a, dtype=np.int64) for a in (m, b, sh, beta))
+        return self._compute(x, (m, b, sh, beta, int(fb), int(lo), int(hi)))
 
     def _run_gemm(self, x, plan, ho, wo):
         # Work sharing (docs/sim.md, "Threads"): the layer is cut into one share per thread;
@@ -658,7 +681,7 @@ class Conv2d:
         pair = (1 if spread else 2) * a_max * int(self._int_weights().vabs_used.max(initial=0))
         return max(1, simd.AVX2_PAIR_LIMIT // max(1, pair))
 
-    def _run_direct(self, x, xmin, xmax, ho, wo, variant):
+    def _run_direct(self, x, xmin, xmax, ho, wo, variant, fused=None):
         # One share per numba thread (a prange over the shares: one parallel launch per call), each a
         # range of output rows (n, oy), or of row blocks when there are few positions, done start to
         # end on its own buffers: byte planes of the activation terms (channels last, zero padded),
@@ -684,29 +707,44 @@ class Conv2d:
             gpk |= g8[t].astype(np.uint64) << np.uint64(8 * t)
         nb = x.shape[0]
         npos = ho * wo
-        out = np.empty((self.dp.n_acc, nb, self.w16.shape[0], npos), dtype=np.int64)
+        c_out = self.w16.shape[0]
+        if fused is None:                                 # the int64 accumulators
+            out = np.empty((self.dp.n_acc, nb, c_out, npos), dtype=np.int64)
+            y, rq, lo, hi = np.empty((0, 0, npos), np.int16), np.empty((0, 0, self.dp.n_acc + 2), np.int64), 0, 0
+        else:                                             # requantised codes only (sim.netops.requant_layer fused)
+            rq, lo, hi = fused
+            out = np.empty((self.dp.n_acc, 0, 0, npos), dtype=np.int64)
+            y = np.empty((nb, c_out, npos), dtype=np.int16)
         # images in blocks whose planes stay near DIRECT_BLOCK_BYTES: the memory a call takes is bounded
         per_image = ((ho - 1) * dw.sty + dw.kh) * ((wo - 1) * dw.stx + dw.ktaps_x) * dw.kc
         blk = max(1, min(nb, DIRECT_BLOCK_BYTES // per_image))
+        whole_channels = fused is not None and self.dp.n_acc > 1   # a share must hold every row of a channel
         for n0 in range(0, nb, blk):
-            st, n_sh = self._direct_shares(variant, spread, dw, min(blk, nb - n0), ho, wo)
+            st, n_sh = self._direct_shares(variant, spread, dw, min(blk, nb - n0), ho, wo, whole_channels)
             for gi in range(self.groups):
                 args = (x, g8, gpk, identity, a0, gi, dw.cg_in, self.padding, dw.fold, dw.suby, dw.subx, st.segs,
                         st.nseg)
                 rest = (n0, st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, m16, st.n_qt, st.chunk_qt,
-                        st.ob0, st.ob1, dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits)
+                        st.ob0, st.ob1, dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, self.acc_bits, y, rq, lo, hi)
                 if n_sh == 1:                             # the serial share: no parallel region to compile or launch
                     direct.share_kernel(variant)(*args, 0, *rest)
                 else:
                     direct.parallel_kernel(variant)(*args, *rest)
-        return out.reshape(self.dp.n_acc, nb, self.w16.shape[0], ho, wo)
+        if fused is not None:
+            return y.reshape(nb, c_out, ho, wo)
+        return out.reshape(self.dp.n_acc, nb, c_out, ho, wo)
 
-    def _direct_shares(self, variant, spread, dw, nb, ho, wo):
-        """The shares of a block of ``nb`` images (kept for DIRECT_GEOMETRIES geometries) and their count."""
+    def _direct_shares(self, variant, spread, dw, nb, ho, wo, whole_channels=False):
+        """The shares of a block of ``nb`` images (kept for DIRECT_GEOMETRIES geometries) and their count.
+
+        ``whole_channels``: never cut by row blocks (a fused requantisation needs every accumulator
+        of a channel in one share).
+        """
         npos = ho * wo
         work = nb * npos * dw.rows * dw.kc * len(dw.packed) * dw.kh * dw.ktaps_x
         n_sh = 1 if work < DIRECT_SHARE_MACS else numba.get_num_threads()
-        by_rows = nb * npos <= DIRECT_ROW_SPLIT and dw.n_ob >= n_sh     # few positions: cut the row blocks
+        by_rows = (nb * npos <= DIRECT_ROW_SPLIT and dw.n_ob >= n_sh     # few positions: cut the row blocks
+                   and not whole_channels)
         n_sh = min(n_sh, dw.n_ob if by_rows else nb * ho)
         key = (variant, spread, nb, ho, wo, n_sh, by_rows)
         if key not in self._direct:
@@ -767,6 +805,21 @@ class Conv2d:
         if self._scratch.get(name, (None,))[0] != key:
             self._scratch[name] = (key, np.empty(size, dtype=dtype))
         return self._scratch[name][1]
+
+
+def _rq_table(m, b, sh, beta, fb, lo, hi):
+    """``(rq, lo, hi)`` of ``direct.requant_rows``: per sample and channel ``M_n`` (section 11), ``B``, ``sh``.
+
+    ``M_n = (M * beta + 2^(fb-1)) >> fb`` (no rounding term for ``fb = 0``), as
+    ``sim.netops.requant_layer`` computes it; int64 throughout (``M_n < 2^16``).
+    """
+    nb, c_out = beta.shape[0], m.shape[0]
+    half = (np.int64(1) << np.int64(fb - 1)) if fb >= 1 else np.int64(0)
+    rq = np.empty((nb, c_out, m.shape[1] + 2), dtype=np.int64)
+    rq[:, :, :-2] = (m[None, :, :] * beta[:, None, None] + half) >> np.int64(fb)
+    rq[:, :, -2] = b[None, :]
+    rq[:, :, -1] = sh[None, :]
+    return rq, lo, hi
 
 
 def _k_pad(k):

@@ -44,6 +44,7 @@ class IntNetwork:
             raise UserError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         self.net, self.method = net, method
         self.layers: dict[str, Conv2d] = {}
+        self._keep = True                             # run(keep=...): False fuses each layer's requantisation
         self.adapters: dict[str, tuple] = {}
         adp = net.adapter_datapath()
         for nd in net.nodes:
@@ -99,6 +100,7 @@ class IntNetwork:
             raise UserError("input codes hold no samples")
         if x.size and (int(x.min()) < -128 or int(x.max()) > 127):
             raise UserError(f"input codes span [{int(x.min())}, {int(x.max())}], outside the signed 8-bit range")
+        self._keep = keep
         vals = {"input": np.ascontiguousarray(x, dtype=np.int16)}
         out = {"vec/input": vals["input"]} if keep else {}
         threads = numba.get_num_threads()
@@ -133,14 +135,19 @@ class IntNetwork:
         nb = x.shape[0]
         if nd["op"] == "linear":
             x = x.reshape(nb, -1, 1, 1)
-        acc = self.layers[name](x)
-        n_acc, _, c = acc.shape[:3]
         net = self.net
         beta_from = nd.get("beta_from")
         if beta_from:
             beta, fb = vals[beta_from], net.node(beta_from)["beta_frac"]
         else:
             beta, fb = np.ones(nb, dtype=np.int64), 0
+        if not self._keep:                            # the codes only: the requantisation fused into the layer
+            y = self.layers[name].requantized(x, _i64(net.param(name, "M")), _i64(net.param(name, "B")),
+                                              _i64(net.param(name, "sh")), _i64(beta), fb, nd["output"]["lo"],
+                                              nd["output"]["hi"])
+            return {"": y.reshape(nb, -1) if nd["op"] == "linear" else y}
+        acc = self.layers[name](x)
+        n_acc, _, c = acc.shape[:3]
         y = np.empty((nb, c) + acc.shape[3:], dtype=np.int16)
         _ranged(netops.requant_layer, nb * c, y.size * n_acc,
                 acc.reshape(n_acc, nb, c, -1), _i64(net.param(name, "M")), _i64(net.param(name, "B")),

@@ -298,6 +298,33 @@ def test_keep_false_returns_only_the_same_logits(random_nets):
         assert predict(model, x).tolist() == np.argmax(full["vec/fc"], axis=1).tolist()
 
 
+@pytest.mark.parametrize("method", ["auto", "int"])
+@pytest.mark.parametrize("split_work", [False, True])
+def test_keep_false_fuses_each_requantisation_and_every_layer_gives_the_same_codes(monkeypatch, random_nets,
+                                                                                    method, split_work):
+    """keep=False requantises inside the direct kernel's store: every layer's codes equal the unfused run's."""
+    import asqhw.sim.layers as layers
+    if split_work:                                     # one share per thread, cut by row blocks where it may
+        monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
+        monkeypatch.setattr(layers, "DIRECT_ROW_SPLIT", 1 << 30)
+    seen, direct = {}, []
+    real_req, real_run = layers.Conv2d.requantized, layers.Conv2d._run_direct
+    monkeypatch.setattr(layers.Conv2d, "requantized", lambda self, x, *a: seen.setdefault(id(self), []).append(
+        real_req(self, x, *a)) or seen[id(self)][-1])
+    monkeypatch.setattr(layers.Conv2d, "_run_direct", lambda self, *a: direct.append(a[-1] is not None) or
+                        real_run(self, *a))
+    for net, x in random_nets:
+        model = IntNetwork(net, method=method)
+        full = model.run(x)
+        seen.clear()
+        fast = model.run(x, keep=False)
+        assert np.array_equal(fast["vec/fc"], full["vec/fc"])
+        for name, layer in model.layers.items():
+            (codes,) = seen[id(layer)]
+            assert np.array_equal(codes.reshape(full[f"vec/{name}"].shape), full[f"vec/{name}"]), name
+    assert any(direct) if method == "int" else True
+
+
 def test_a_bound_model_gives_the_same_result_per_batch_as_for_all(random_nets):
     net, _ = random_nets[2]
     x = random_input(11, net.manifest, 7)
