@@ -23,6 +23,7 @@ another's idle threads still spin.
 Usage::
 
     python benchmarks/bench_sim.py [--quick] [--json FILE] [--batch 1 8] [--reps 3] [--cpu-time]
+        [--simd auto|none|vnni512|vnni256|avx2]   # force the direct kernel (sim.layers.SIMD_MODE)
 
 On a machine shared with other work, wall time of multi-threaded runs is
 dominated by preemption (each parallel region waits for its slowest thread);
