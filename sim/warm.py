@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from asqhw.errors import UserError
 from asqhw.params import Datapath
 
 from . import layers
@@ -68,7 +69,14 @@ def warm(network: str | None = None) -> float:
 
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    seconds = warm(args[0] if args else None)
+    if len(args) > 1:
+        print("asqhw: error: usage: python -m asqhw.sim.warm [NETWORK.npz]", file=sys.stderr)
+        return 2
+    try:
+        seconds = warm(args[0] if args else None)
+    except UserError as e:
+        print(f"asqhw: error: {e}", file=sys.stderr)
+        return 2
     print(f"asqhw: numba kernels compiled and cached in {seconds:.1f} s")
     return 0
 
