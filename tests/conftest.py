@@ -47,3 +47,20 @@ def tiny_case(tmp_path):
     path = tmp_path / "tiny.npz"
     write_case(path, tiny_manifest(), tiny_arrays())
     return path
+
+
+def run(capsys, *argv):
+    """``asqhw`` on ``argv`` in this process: exit status, stdout, stderr."""
+    from asqhw.cli import main
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, fragment):
+    """Exit 2 and one stderr line ``asqhw: error: ...`` that names ``fragment``; no traceback."""
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("asqhw: error:"), err
+    assert fragment in lines[0]
+    assert "Traceback" not in err

@@ -6,23 +6,10 @@ import sys
 
 import numpy as np
 
-from asqhw.cli import main
 from asqhw.vectors import read_case, write_case
-from conftest import tiny_arrays, tiny_manifest
+from conftest import assert_one_line_error, run, tiny_arrays, tiny_manifest
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, fragment):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("asqhw: error:"), err
-    assert fragment in lines[0]
-    assert "Traceback" not in err
 
 
 def test_conform_passes_a_correct_case(capsys, tiny_case):

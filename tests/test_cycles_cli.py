@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from asqhw.cli import main
 from asqhw.topologies import TOPOLOGIES, topology
+from conftest import run
 
 CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
 
-
-def run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_engine_macs_agree_with_the_topology(capsys):

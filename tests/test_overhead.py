@@ -5,25 +5,14 @@ import json
 
 import pytest
 
-from asqhw.cli import main
 from asqhw.network import write_network
 from asqhw.overhead import (TABLE1, Site, adapter_costs, hidden_width, overhead_rows, topology_count,
                             topology_sites)
 from asqhw.topologies import Layer, topology
+from conftest import assert_one_line_error, run
 from netcases import random_network
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, fragment):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("asqhw: error:"), err
-    assert fragment in lines[0]
 
 
 def resnet18_rows():
