@@ -15,8 +15,8 @@ import io
 import json
 import statistics
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import stream, wiring
@@ -25,22 +25,16 @@ from amaranth.lib.wiring import In, Out
 from asqhw.errors import UserError
 from asqhw.params import Datapath
 
+from ..synth import DESIGNS
 from .params import EngineConfig
 from .top import Engine
 
 __all__ = ["ENGINE_DESIGNS", "SYNTH_DEPTHS", "EngineSynthTop", "engine_configs", "run_engine_synth",
            "BRAM_CELLS"]
 
-#: design -> (format, arch, schedule)
-ENGINE_DESIGNS = {
-    "uniform": ("uniform", "mul", "any"),
-    "uniform-grouped": ("uniform", "mul", "grouped"),
-    "pot": ("pot", "shift", "any"),
-    "pot-grouped": ("pot", "shift", "grouped"),
-    "post-split": ("post", "split", "any"),
-    "post-split-grouped": ("post", "split", "grouped"),
-    "post-lut": ("post", "lut", "any"),
-}
+#: design -> (format, arch, schedule): the dot-unit designs of ``hdl.synth``, in the engine tables' order
+ENGINE_DESIGNS = {d: DESIGNS[d] for d in ("uniform", "uniform-grouped", "pot", "pot-grouped", "post-split",
+                                          "post-split-grouped", "post-lut")}
 SYNTH_DEPTHS = dict(act_depth=2048, term_depth=1024, out_depth=1024, max_channels=64)
 BRAM_CELLS = {"ice40": ("SB_RAM40_4K",), "ecp5": ("DP16KD", "PDPW16KD"), "xilinx": ("RAMB18E1", "RAMB36E1")}
 FAN_IN = 576
@@ -111,9 +105,16 @@ COLUMNS = ("label", "design", "b_w", "b_a", "lanes", "acc_bits", "rq_pipeline", 
 
 
 def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, timeout=600.0,
-                     progress=lambda s: print(s, file=sys.stderr, flush=True)) -> list[dict]:
-    """Synthesise and place-and-route each engine on each target; write engine_synth.{md,csv,json}."""
-    from ..synth_tools import TARGETS, YOSYS, Cache, default_cache_dir, place_and_route, synthesize, tool_versions
+                     progress=lambda s: print(s, file=sys.stderr, flush=True), scheduler=None) -> list[dict]:
+    """Synthesise and place-and-route each engine on each target; write engine_synth.{md,csv,json}.
+
+    The tool runs go through the sweep of ``asqhw synth`` (``hdl.synth``): cached results
+    are read, the rest are Dask tasks on a local cluster of ``jobs`` threads or on the
+    scheduler at ``scheduler`` (``hdl.jobs``).
+    """
+    from ..jobs import JobRunner
+    from ..synth import _sweep, _worker_versions
+    from ..synth_tools import TARGETS, YOSYS, Cache, default_cache_dir
 
     out = Path(outdir)
     names = [out / f"engine_synth.{ext}" for ext in ("md", "csv", "json")]
@@ -125,43 +126,13 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
         if t not in TARGETS:
             raise UserError(f"unknown target {t!r}; choose from {', '.join(TARGETS)}")
     tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
-    versions = tool_versions(tools)
     cache = Cache(default_cache_dir())
-    sources = [_verilog(e) for _, _, e in configs]
-    fams = sorted({TARGETS[t].family for t in targets})
-    synth, pnr = {}, {}
-    # Designs can be identical (e.g. 3-bit pot-grouped and uniform-grouped): run each distinct
-    # tool job once, since two runs of one cache key would share a work directory.
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        first = {}
-        for i in range(len(configs)):
-            for f in fams:
-                first.setdefault((sources[i], f), []).append(i)
-        futs = {pool.submit(synthesize, src, f, allow_dsp=False, cache=cache, timeout=timeout): (src, f)
-                for (src, f) in first}
-        for fut in as_completed(futs):
-            src, f = futs[fut]
-            r = fut.result()
-            for i in first[src, f]:
-                synth[i, f] = r
-                progress(f"{configs[i][0]} {f} synthesis: " + (r["error"] or f"{r['lut']} LUT"))
-        jobs_pnr = {}
-        for i in range(len(configs)):
-            for t in targets:
-                tg = TARGETS[t]
-                nl = synth[i, tg.family]["netlist"]
-                if tg.pnr_tool and nl:
-                    for s in range(1, seeds + 1):
-                        jobs_pnr.setdefault((nl, t, s), []).append(i)
-        futs = {pool.submit(place_and_route, nl, TARGETS[t], s, cache=cache, timeout=timeout): (nl, t, s)
-                for (nl, t, s) in jobs_pnr}
-        for fut in as_completed(futs):
-            nl, t, s = futs[fut]
-            r = fut.result()
-            for i in jobs_pnr[nl, t, s]:
-                pnr[i, t, s] = r
-                progress(f"{configs[i][0]} {t} seed {s}: " + (f"{r['fmax_mhz']} MHz" if r["status"] == "ok"
-                                                               else f"{r['status']}: {r['error']}"))
+    with JobRunner(jobs, scheduler) as runner:
+        versions = _worker_versions(runner, tools)      # every tool on every worker, before any work
+        sources = [(_verilog(e), 0) for _, _, e in configs]
+        labelled = [SimpleNamespace(label=label) for label, _, _ in configs]
+        synth, pnr = _sweep(runner, labelled, sources, targets, seeds, False, timeout, cache, versions,
+                            progress or (lambda line: None))
     rows = []
     for i, (label, design, e) in enumerate(configs):
         for t in targets:
@@ -199,11 +170,10 @@ def cmd_engine_synth(args) -> int:
     cfgs = engine_configs(designs, args.w_bits, a_bits=args.a_bits[0], lanes=args.lanes,
                           rq_pipeline=min(max(args.pipeline, 1), 3))
     rows = run_engine_synth(cfgs, args.target, seeds=args.seeds, jobs=args.jobs, outdir=args.out,
-                            force=args.force, timeout=args.timeout)
+                            force=args.force, timeout=args.timeout, scheduler=args.scheduler)
     print(Path(args.out, "engine_synth.md").read_text(), end="")
     return 0 if all(r["error"] is None for r in rows) else 1
 
 
 #: ``asqhw synth --design`` default (the dot-unit designs): no --design given means every engine design.
-DEFAULT_DOT_DESIGNS = ["uniform", "uniform-grouped", "pot", "pot-grouped", "post-lut", "post-split",
-                       "post-split-grouped"]
+DEFAULT_DOT_DESIGNS = list(DESIGNS)
