@@ -298,19 +298,26 @@ def _best(fn, reps):
 def bench(net, batch, reps, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(batch, *net.manifest["input"]["shape"])).astype(np.int16)
-    model = IntNetwork(net)
-    t_first = time.perf_counter()
-    ilog = model.run(x, keep=False)[f"vec/{net.output}"]
-    t_first = time.perf_counter() - t_first
     mirror = FloatMirror(net).eval()
     xf = torch.from_numpy(x.astype(np.float32))
-    flog = mirror(xf).numpy()
-    time.sleep(0.2)
-    t_int = _best(lambda: model.run(x, keep=False), reps)
-    time.sleep(0.2)
-    t_torch = _best(lambda: mirror(xf), reps)
+    return _compare(net, net.name, x, lambda: mirror(xf), reps)
+
+
+def _compare(net, name, codes, torch_fn, reps):
+    """The integer model of ``net`` on ``codes`` against ``torch_fn()``: images/s, first call, top-1 agreement."""
+    batch = codes.shape[0]
+    model = IntNetwork(net)
+    t_first = time.perf_counter()
+    ilog = model.run(codes, keep=False)[f"vec/{net.output}"]
+    t_first = time.perf_counter() - t_first
+    with torch.inference_mode():
+        flog = torch_fn().numpy()
+        time.sleep(0.2)
+        t_int = _best(lambda: model.run(codes, keep=False), reps)
+        time.sleep(0.2)
+        t_torch = _best(torch_fn, reps)
     agree = float(np.mean(np.argmax(ilog, axis=1) == np.argmax(flog, axis=1)))
-    return {"network": net.name, "batch": batch, "int_images_per_s": batch / t_int,
+    return {"network": name, "batch": batch, "int_images_per_s": batch / t_int,
             "torch_images_per_s": batch / t_torch, "ratio_int_over_torch": t_torch / t_int,
             "first_call_s": t_first, "top1_agreement_mirror": agree, "threads": numba.get_num_threads()}
 
@@ -335,20 +342,7 @@ def bench_checkpoint(path, out_dir, batch, reps):
     xf = xs[torch.arange(batch) % xs.shape[0]]
     step = float(manifest["input"]["step"])
     codes = np.clip(np.round(xf.double().numpy() / step), -128, 127).astype(np.int16)
-    model = IntNetwork(net)
-    t_first = time.perf_counter()
-    ilog = model.run(codes, keep=False)[f"vec/{net.output}"]
-    t_first = time.perf_counter() - t_first
-    with torch.inference_mode():
-        flog = qat(xf).numpy()
-        time.sleep(0.2)
-        t_int = _best(lambda: model.run(codes, keep=False), reps)
-        time.sleep(0.2)
-        t_torch = _best(lambda: qat(xf), reps)
-    agree = float(np.mean(np.argmax(ilog, axis=1) == np.argmax(flog, axis=1)))
-    return {"network": net.name + " (QAT)", "batch": batch, "int_images_per_s": batch / t_int,
-            "torch_images_per_s": batch / t_torch, "ratio_int_over_torch": t_torch / t_int,
-            "first_call_s": t_first, "top1_agreement_mirror": agree, "threads": numba.get_num_threads()}
+    return _compare(net, net.name + " (QAT)", codes, lambda: qat(xf), reps)
 
 
 def main(argv=None):
