@@ -28,17 +28,21 @@ def _block(g: GraphBuilder, name: str, x: str, cin: int, cout: int, stride: int)
     return g.add(f"{name}_add", a, sc, relu=True)
 
 
+def _stages(g: GraphBuilder, x: str, cin: int, widths, blocks: int) -> str:
+    """Stages of ``blocks`` basic blocks ``s{stage}b{block}``; the first block of each later stage has stride 2."""
+    for s, cout in enumerate(widths):
+        for b in range(blocks):
+            x = _block(g, f"s{s + 1}b{b + 1}", x, cin, cout, 2 if (s > 0 and b == 0) else 1)
+            cin = cout
+    return x
+
+
 def resnet20(scheme: Scheme, classes: int = 10) -> QatNet:
     """CIFAR ResNet-20: 3 stages of 3 basic blocks, 16/32/64 channels, 32x32 input."""
     g = GraphBuilder(scheme)
     x = g.input()
     x = g.conv("conv1", x, 3, 16, 3, 1, 1, edge=True)
-    cin = 16
-    for s, cout in enumerate((16, 32, 64)):
-        for b in range(3):
-            stride = 2 if (s > 0 and b == 0) else 1
-            x = _block(g, f"s{s + 1}b{b + 1}", x, cin, cout, stride)
-            cin = cout
+    x = _stages(g, x, 16, (16, 32, 64), 3)
     x = g.avgpool("gap", x, 8)
     x = g.quant("qfc", x, 64, bits=8)
     g.linear("fc", x, 64, classes)
@@ -51,12 +55,7 @@ def resnet18(scheme: Scheme, classes: int = 1000) -> QatNet:
     x = g.input()
     x = g.conv("conv1", x, 3, 64, 7, 2, 3, edge=True)
     x = g.maxpool("pool", x, 3, 2, 1)
-    cin = 64
-    for s, cout in enumerate((64, 128, 256, 512)):
-        for b in range(2):
-            stride = 2 if (s > 0 and b == 0) else 1
-            x = _block(g, f"s{s + 1}b{b + 1}", x, cin, cout, stride)
-            cin = cout
+    x = _stages(g, x, 64, (64, 128, 256, 512), 2)
     x = g.avgpool("gap", x, 7)
     x = g.quant("qfc", x, 512, bits=8)
     g.linear("fc", x, 512, classes)
