@@ -688,23 +688,8 @@ class Conv2d:
         # the direct tile kernel into an int32 position-major buffer, the wrap and the store.
         # Exactness: int_exact (docs/sim.md, "Direct convolution kernels").
         gw = self._int_weights()
-        spread = self._spread(xmin, xmax, variant)
-        g8, _, _ = self._int_operands(xmin, xmax)
-        if (variant, spread) not in self._direct:
-            v8 = gw.v.astype(np.int8)                     # the used values fit (simd_variant); others are never read
-            if spread:                                    # a zero term after every term
-                v8 = np.stack([v8, np.zeros_like(v8)], axis=1).reshape(-1, *v8.shape[1:])
-            c_out, cg_in, kh, kw = self.w16.shape
-            self._direct[variant, spread] = direct.DirectWeights(variant, gw.codes, v8, cg_in, kh, kw, self.stride)
-        dw = self._direct[variant, spread]
-        if spread:
-            g8 = np.stack([g8, np.zeros_like(g8)], axis=1).reshape(-1, g8.shape[1])
+        dw, g8, gpk, identity, m16, spread = self._direct_operands(variant, xmin, xmax)
         a0 = self.dp.a_range[0]
-        identity = dw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
-        m16 = self._pair_groups(xmin, xmax, spread)
-        gpk = np.zeros(g8.shape[1], dtype=np.uint64)      # a code's n_t bytes, little-endian (n_t <= 8)
-        for t in range(min(8, dw.n_t)):
-            gpk |= g8[t].astype(np.uint64) << np.uint64(8 * t)
         nb = x.shape[0]
         npos = ho * wo
         c_out = self.w16.shape[0]
@@ -733,6 +718,37 @@ class Conv2d:
         if fused is not None:
             return y.reshape(nb, c_out, ho, wo)
         return out.reshape(self.dp.n_acc, nb, c_out, ho, wo)
+
+    def _direct_operands(self, variant, xmin, xmax):
+        """``(DirectWeights, g8, gpk, identity, m16, spread)`` of the direct path for codes in ``[xmin, xmax]``.
+
+        Made once per code range and variant and kept (``_operands``): the packed weights, the
+        activation-term table (with a zero term after every term when spread), its packed form
+        ``gpk`` (a code's ``n_t`` bytes little-endian, ``n_t <= 8``), whether the single term is
+        the identity, and the ``avx2`` int16 group count.
+        """
+        key = ("direct", variant, xmin, xmax)
+        if key in self._operands:
+            return self._operands[key]
+        gw = self._int_weights()
+        spread = self._spread(xmin, xmax, variant)
+        g8, _, _ = self._int_operands(xmin, xmax)
+        if (variant, spread) not in self._direct:
+            v8 = gw.v.astype(np.int8)                     # the used values fit (simd_variant); others are never read
+            if spread:                                    # a zero term after every term
+                v8 = np.stack([v8, np.zeros_like(v8)], axis=1).reshape(-1, *v8.shape[1:])
+            c_out, cg_in, kh, kw = self.w16.shape
+            self._direct[variant, spread] = direct.DirectWeights(variant, gw.codes, v8, cg_in, kh, kw, self.stride)
+        dw = self._direct[variant, spread]
+        if spread:
+            g8 = np.stack([g8, np.zeros_like(g8)], axis=1).reshape(-1, g8.shape[1])
+        a0 = self.dp.a_range[0]
+        identity = dw.n_t == 1 and bool((gw.g_tab[0] == np.arange(a0, a0 + gw.g_tab.shape[1])).all())
+        gpk = np.zeros(g8.shape[1], dtype=np.uint64)
+        for t in range(min(8, dw.n_t)):
+            gpk |= g8[t].astype(np.uint64) << np.uint64(8 * t)
+        self._operands[key] = (dw, g8, gpk, identity, self._pair_groups(xmin, xmax, spread), spread)
+        return self._operands[key]
 
     def _direct_shares(self, variant, spread, dw, nb, ho, wo, whole_channels=False):
         """The shares of a block of ``nb`` images (kept for DIRECT_GEOMETRIES geometries) and their count.
