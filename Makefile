@@ -9,14 +9,14 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[all]'
-	$(BIN)/python -m asqhw.sim.warm golden/networks/digits_cnn_asq_post4.npz
+	$(BIN)/python -m asqhw.sim.warm asqhw/golden/networks/digits_cnn_asq_post4.npz
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/asqhw conform
-	$(BIN)/asqhw run --model golden/networks/digits_cnn_asq_post4.npz --data digits
+	$(BIN)/asqhw run --model asqhw/golden/networks/digits_cnn_asq_post4.npz --data digits
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -11,13 +11,13 @@ The mirror has the QAT network's operations and shapes, so its cost is that of t
 model's eval pass; its top-1 agreement with the integer model is printed as a check that it
 computes the same network.
 
-With ``--checkpoint CKPT`` (a QAT checkpoint of ``asqhw train``; needs golden/qat) the torch side
+With ``--checkpoint CKPT`` (a QAT checkpoint of ``asqhw train``; needs asqhw/golden/qat) the torch side
 is the QAT network itself in eval mode (fake quantisation of weights and activations, the float
 adapter), the integer side its export, both on the checkpoint's test images; ``agree`` is then
 the integer-vs-QAT top-1 agreement on those images.
 
 Networks: ``--model EXPORT`` (any network export), or built in: ``digits`` (the digits CNN
-topology of golden/qat: conv 16, conv 32, maxpool, conv 32, global avgpool, fc; 1x8x8) and
+topology of asqhw/golden/qat: conv 16, conv 32, maxpool, conv 32, global avgpool, fc; 1x8x8) and
 ``resnet20`` (CIFAR ResNet-20, 3x32x32, 1x1 projection shortcuts where the shape changes),
 both ASQ (an adapter at every quantiser) with random integer parameters; the weight format
 is ``--fmt`` (default post split 4-bit weights, 4-bit activations).
@@ -50,8 +50,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from asqhw import sim  # noqa: E402
-from asqhw.network import m_cap, read_network, write_network  # noqa: E402
-from asqhw.params import Datapath  # noqa: E402
+from asqhw.core.network import m_cap, read_network, write_network  # noqa: E402
+from asqhw.core.params import Datapath  # noqa: E402
 from asqhw.sim.network import IntNetwork  # noqa: E402
 
 U16, S16 = (0, 2**15 - 1), (-(2**15), 2**15 - 1)
@@ -323,7 +323,7 @@ def _compare(net, name, codes, torch_fn, reps):
 
 
 def bench_checkpoint(path, out_dir, batch, reps):
-    """The QAT network of a checkpoint (golden/qat, eval mode) against its integer export.
+    """The QAT network of a checkpoint (asqhw/golden/qat, eval mode) against its integer export.
 
     Both read the checkpoint's test images (tiled to ``batch``): the QAT network the normalised
     floats, the integer model their input codes; the top-1 agreement is over those images.

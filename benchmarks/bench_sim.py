@@ -58,7 +58,7 @@ import torch  # noqa: E402
 import torch.ao.nn.quantized.functional as qF  # noqa: E402
 
 from asqhw import sim  # noqa: E402
-from asqhw.params import Datapath  # noqa: E402
+from asqhw.core.params import Datapath  # noqa: E402
 
 # name, C_in, C_out, kernel, stride, padding, input size, occurrences in ResNet-18
 RESNET18 = [
@@ -156,7 +156,7 @@ COLD = """
 import time, numpy as np
 t0 = time.perf_counter()
 from asqhw import sim
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 CONFIGS = [Datapath(fmt="uniform", a_bits=8, w_bits=8), Datapath(fmt="pot", a_bits=4, w_bits=4),
            Datapath(fmt="post", a_bits=4, w_bits=4, arch="split"), Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut")]
 x = np.ones((1, 8, 12, 12), np.int16); w = np.ones((8, 8, 3, 3), np.int16)

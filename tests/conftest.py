@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asqhw.params import Datapath
-from asqhw.vectors import write_case
+from asqhw.core.params import Datapath
+from asqhw.core.vectors import write_case
 
 
 def tiny_manifest(**over) -> dict:
@@ -51,7 +51,7 @@ def tiny_case(tmp_path):
 
 def run(capsys, *argv):
     """``asqhw`` on ``argv`` in this process: exit status, stdout, stderr."""
-    from asqhw.cli import main
+    from asqhw.cli.main import main
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from asqhw.network import m_cap
-from asqhw.params import Datapath
+from asqhw.core.network import m_cap
+from asqhw.core.params import Datapath
 
 __all__ = ["random_network", "random_input", "FORMATS"]
 

@@ -1,6 +1,6 @@
 """A direct, slow reading of docs/datapath.md on Python integers, shared by the RTL tests.
 
-Written from the spec alone (not from golden/, sim/ or hdl/), so the RTL tests
+Written from the spec alone (not from asqhw/golden/, asqhw/sim/ or asqhw/hdl/), so the RTL tests
 compare the hardware against the text rather than against another implementation.
 """
 

@@ -1,11 +1,12 @@
-"""The bundled trained digits network (golden/networks): bit-exact, and as accurate as its QAT network."""
+"""The bundled trained digits network (asqhw/golden/networks): bit-exact, and as accurate as its QAT network."""
 
 from __future__ import annotations
 
 import json
 
-from asqhw.cli import default_networks, main
-from asqhw.network import read_network
+from asqhw.cli.common import default_networks
+from asqhw.cli.main import main
+from asqhw.core.network import read_network
 
 BUNDLED = "digits_cnn_asq_post4.npz"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from asqhw.cli import main
+from asqhw.cli.main import main
 from asqhw.hdl.synth import make_config, to_verilog
 from asqhw.hdl.synth_tools import TARGETS, Cache, place_and_route, synthesize
 from asqhw.hdl.verilator import build, entry_valid
@@ -26,7 +26,7 @@ TINY_V = "module tiny(input clk, input [3:0] a, output [3:0] y);\n  assign y = a
 TINY_CPP = ('#include "Vtiny.h"\n#include "verilated.h"\n#include <cstdio>\n'
             'int main() {\n  Vtiny top;\n  top.a = 4;\n  top.eval();\n'
             '  std::printf("%d\\n", (int)top.y);\n  return 0;\n}\n')
-BUILD_SCRIPT = ("import sys\nfrom hdl.verilator import build\n"
+BUILD_SCRIPT = ("import sys\nfrom asqhw.hdl.verilator import build\n"
                 f"print(build({TINY_V!r}, 'tiny', {TINY_CPP!r}, cache=sys.argv[1]))\n")
 SYNTH_ARGS = ["synth", "--config", "uniform b_w=2 b_a=2 lanes=1", "--target", "ice40-up5k", "--seeds", "1"]
 
@@ -156,7 +156,7 @@ def test_a_corrupt_place_and_route_result_is_recomputed(synthesised):
 
 
 def test_two_synth_runs_at_once_on_a_cold_cache_both_succeed(tmp_path):
-    procs = [python("-m", "asqhw", *SYNTH_ARGS, "-o", str(tmp_path / f"out{i}"), cache=tmp_path / "cache")
+    procs = [python("-m", "asqhw.cli", *SYNTH_ARGS, "-o", str(tmp_path / f"out{i}"), cache=tmp_path / "cache")
              for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
@@ -166,10 +166,10 @@ def test_two_synth_runs_at_once_on_a_cold_cache_both_succeed(tmp_path):
 
 def test_a_synth_run_killed_midway_leaves_nothing_that_breaks_the_next(tmp_path):
     cache = tmp_path / "cache"
-    proc = python("-m", "asqhw", *SYNTH_ARGS, "-o", str(tmp_path / "out"), cache=cache)
+    proc = python("-m", "asqhw.cli", *SYNTH_ARGS, "-o", str(tmp_path / "out"), cache=cache)
     runs = cache / "synth" / "asqhw_run"
     assert kill_when(proc, lambda: runs.is_dir() and any(runs.iterdir()))
-    again = python("-m", "asqhw", *SYNTH_ARGS, "-o", str(tmp_path / "out"), "--force", cache=cache)
+    again = python("-m", "asqhw.cli", *SYNTH_ARGS, "-o", str(tmp_path / "out"), "--force", cache=cache)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-800:]
     assert not list(runs.iterdir()), "the killed run's work directory was left behind"

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from asqhw.vectors import read_case, write_case
+from asqhw.core.vectors import read_case, write_case
 from conftest import assert_one_line_error, run, tiny_arrays, tiny_manifest
 
 
@@ -102,13 +102,13 @@ def test_levels_plot_writes_a_png_and_never_overwrites(capsys, tmp_path):
 
 
 def test_entry_point_exits_nonzero_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "asqhw", "conform", str(tmp_path / "x.npz")],
+    proc = subprocess.run([sys.executable, "-m", "asqhw.cli", "conform", str(tmp_path / "x.npz")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "no such file" in proc.stderr
 
 
 def test_golden_export_reproduces_the_bundled_corpus(capsys, tmp_path):
-    from asqhw.cli import default_corpus
+    from asqhw.cli.common import default_corpus
 
     code, out, _ = run(capsys, "golden", "export", "--out", str(tmp_path), "-q")
     assert code == 0 and "wrote 86 cases" in out

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asqhw.params import Datapath, output_range
-from asqhw.vectors import load_cases, read_case, write_case
+from asqhw.core.params import Datapath, output_range
+from asqhw.core.vectors import load_cases, read_case, write_case
 
 from spec_reading import spec_product, spec_wrap
 from asqhw.hdl.cosim import compare, run_cases_rtl
 
-CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
+CORPUS = Path(__file__).resolve().parent.parent / "asqhw" / "golden" / "vectors"
 
 
 def spec_requant(accs, ms, b, sh, lo, hi):
@@ -235,7 +235,7 @@ def test_auto_schedule_groups_shift_based_archs_only():
 
 
 def test_rejects_unknown_simulator_and_impossible_schedule(own_cases):
-    from asqhw.errors import UserError
+    from asqhw.core.errors import UserError
 
     with pytest.raises(UserError, match="simulator"):
         run_cases_rtl(own_cases[:1], simulator="icarus")

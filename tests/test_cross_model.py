@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from asqhw import sim
 import asqhw.sim.layers as layers_mod
-from asqhw.errors import UserError
-from asqhw.params import ARCHS, Datapath
-from asqhw.vectors import case_shapes
+from asqhw.core.errors import UserError
+from asqhw.core.params import ARCHS, Datapath
+from asqhw.core.vectors import case_shapes
 from asqhw.golden.intref import reference
 
 # variant -> module constants patched while the layer runs (see the module docstring)

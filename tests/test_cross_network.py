@@ -11,7 +11,7 @@ import pytest
 
 import asqhw.golden.netref as ref
 import asqhw.sim.network as model
-from asqhw.network import read_network, write_network
+from asqhw.core.network import read_network, write_network
 from netcases import FORMATS, random_input, random_network
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from asqhw.topologies import TOPOLOGIES, topology
+from asqhw.core.topologies import TOPOLOGIES, topology
 from conftest import run
 
-CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
+CORPUS = Path(__file__).resolve().parent.parent / "asqhw" / "golden" / "vectors"
 
 
 

@@ -26,9 +26,9 @@ from amaranth.lib.wiring import In, Out
 from distributed import get_task_stream
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from asqhw.errors import UserError
-from asqhw.params import Datapath
-from asqhw.vectors import load_cases
+from asqhw.core.errors import UserError
+from asqhw.core.params import Datapath
+from asqhw.core.vectors import load_cases
 from asqhw.hdl.cosim import compare, run_cases_rtl
 from asqhw.hdl.jobs import ENV, JobRunner
 from asqhw.hdl.synth import make_config, run_synth, to_verilog
@@ -71,7 +71,7 @@ class Cluster:
 
 
 def _spawn(args, log, cache):
-    # workers import this worktree's hdl/ (and this module, for the plugin below) and
+    # workers import this worktree's asqhw/hdl/ (and this module, for the plugin below) and
     # keep their scratch directories in `cache`
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
                ASQHW_CACHE=str(cache))
@@ -170,7 +170,7 @@ def test_a_failed_task_is_reported_in_its_row_and_the_sweep_goes_on(tmp_path, mo
 
 
 def test_conform_reports_a_failed_rtl_task_in_its_row_and_exits_1(tiny_case, capsys, monkeypatch):
-    from asqhw.cli import main
+    from asqhw.cli.main import main
     from asqhw.hdl import cosim
 
     def lost(*args):
@@ -250,7 +250,7 @@ def test_conform_rtl_through_the_scheduler_equals_the_local_run(cluster, tmp_pat
 
 
 def test_conform_command_takes_the_scheduler_option(cluster, tiny_case, capsys):
-    from asqhw.cli import main
+    from asqhw.cli.main import main
 
     code = main(["conform", "-q", "--rtl", "--simulator", "amaranth", "--lanes", "2",
                  "--scheduler", cluster.address, str(tiny_case)])

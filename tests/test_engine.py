@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.params import Datapath
-from asqhw.vectors import load_cases
+from asqhw.core.errors import UserError
+from asqhw.core.params import Datapath
+from asqhw.core.vectors import load_cases
 
 from spec_reading import spec_product, spec_wrap
 from asqhw.hdl.engine.cosim import (DEFAULT_DEPTHS, build_engine, compare_y, engine_config, run_cases_engine,
@@ -23,7 +23,7 @@ from asqhw.hdl.engine.expect import expected_entries, sample_codes
 from asqhw.hdl.engine.params import EngineConfig
 from asqhw.hdl.engine.program import LayerShape, build_program, channel_entry_counts
 
-CORPUS = Path(__file__).resolve().parent.parent / "golden" / "vectors"
+CORPUS = Path(__file__).resolve().parent.parent / "asqhw" / "golden" / "vectors"
 LANES = 4
 
 GOLDEN = {  # case -> schedule; each distinct configuration is one Verilator build

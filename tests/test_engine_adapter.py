@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asqhw import SPEC_VERSION
-from asqhw.cli import main
-from asqhw.network import FORMAT, FORMAT_VERSION, Network, m_cap, read_network, validate, write_network
+from asqhw.core.spec import SPEC_VERSION
+from asqhw.cli.main import main
+from asqhw.core.network import FORMAT, FORMAT_VERSION, Network, m_cap, read_network, validate, write_network
 from asqhw.golden import netref
 from asqhw.hdl.verilator import lint
 from asqhw.hdl.engine.adapter import adapter_cycles, adapter_stalls
@@ -23,7 +23,7 @@ from asqhw.hdl.engine.adapter_cosim import (AdapterConfig, adapter_jobs, build_a
 
 from netcases import _shift_for, random_input, random_network
 
-BUNDLED = Path(__file__).resolve().parent.parent / "golden" / "networks" / "digits_cnn_asq_post4.npz"
+BUNDLED = Path(__file__).resolve().parent.parent / "asqhw" / "golden" / "networks" / "digits_cnn_asq_post4.npz"
 BUILD = AdapterConfig(max_channels=32, max_hidden=8, max_hw=64, max_mults=64)
 
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from asqhw.cli import main
-from asqhw.errors import UserError
-from asqhw.params import Datapath
+from asqhw.cli.main import main
+from asqhw.core.errors import UserError
+from asqhw.core.params import Datapath
 
 from asqhw.hdl.engine.emit import generate, module_name
 from asqhw.hdl.engine.params import EngineConfig

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.vectors import load_cases
+from asqhw.core.errors import UserError
+from asqhw.core.vectors import load_cases
 from asqhw.golden import VECTORS_DIR, intref
 from asqhw.golden.corpus import config_key, corpus_specs, export_corpus
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.vectors import read_case
+from asqhw.core.errors import UserError
+from asqhw.core.vectors import read_case
 from asqhw.golden import intref
 from asqhw.golden.corpus import large_case_spec
 from asqhw.golden.export import CaseSpec, acc_units, build_case, conv2d, export_case, linear, requant_constants
@@ -57,7 +57,7 @@ def test_split_multipliers_keep_the_sqrt2_ratio():
 
 
 def test_split_units_differ_by_sqrt2():
-    from asqhw.params import Datapath
+    from asqhw.core.params import Datapath
 
     u0, u1 = acc_units(Datapath("post", 4, 4, arch="split"))
     assert u0 == 2.0**-3 and u1 == pytest.approx(u0 / math.sqrt(2))

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 from asqhw.golden import intref
 
 DPS = {

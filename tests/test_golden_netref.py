@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from asqhw.errors import UserError
-from asqhw.network import expected_arrays, read_network, validate, write_network, FORMAT, FORMAT_VERSION
-from asqhw.params import Datapath
+from asqhw.core.errors import UserError
+from asqhw.core.network import expected_arrays, read_network, validate, write_network, FORMAT, FORMAT_VERSION
+from asqhw.core.params import Datapath
 from asqhw.golden import netref
 from netcases import FORMATS, random_input, random_network
 from test_golden_intref import loop_conv

@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 from spec_reading import spec_product, spec_wrap
 from asqhw.hdl.dot import DotUnit
 from asqhw.hdl.schedule import beats

@@ -11,7 +11,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 from spec_reading import spec_product
 from asqhw.hdl.lanes import LutLane, SignLane, lut_table, make_lane, product_bits
 

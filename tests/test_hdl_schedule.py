@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 from asqhw.hdl.schedule import beats, cycles
 
 SPLIT = Datapath(fmt="post", arch="split", a_bits=4, w_bits=4)

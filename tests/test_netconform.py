@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from asqhw.cli import main
-from asqhw.network import read_network, write_network
+from asqhw.cli.main import main
+from asqhw.core.network import read_network, write_network
 from netcases import random_input, random_network
 from asqhw.sim.network import run_network
 
@@ -83,7 +83,7 @@ def test_the_first_listed_mismatch_is_the_earliest_node(tmp_path, capsys):
 
 def test_a_directory_with_cases_and_a_network_checks_both(tmp_path, capsys):
     from conftest import tiny_arrays, tiny_manifest
-    from asqhw.vectors import write_case
+    from asqhw.core.vectors import write_case
 
     write_case(tmp_path / "tiny.npz", tiny_manifest(), tiny_arrays())
     _export(tmp_path / "net.npz")

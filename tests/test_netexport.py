@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from asqhw.cli import main
-from asqhw.errors import UserError
-from asqhw.network import m_cap, read_network
+from asqhw.cli.main import main
+from asqhw.core.errors import UserError
+from asqhw.core.network import m_cap, read_network
 from asqhw.golden import netref
 from asqhw.golden.netexport import build_network, requant_constants_capped
 from asqhw.golden.qat.checkpoint import load_checkpoint

@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.network import is_network_file, m_cap, read_network, write_network
+from asqhw.core.errors import UserError
+from asqhw.core.network import is_network_file, m_cap, read_network, write_network
 from netcases import random_network
 
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from asqhw.network import write_network
-from asqhw.overhead import (TABLE1, Site, adapter_costs, hidden_width, overhead_rows, topology_count,
+from asqhw.core.network import write_network
+from asqhw.cli.overhead import (TABLE1, Site, adapter_costs, hidden_width, overhead_rows, topology_count,
                             topology_sites)
-from asqhw.topologies import Layer, topology
+from asqhw.core.topologies import Layer, topology
 from conftest import assert_one_line_error, run
 from netcases import random_network
 

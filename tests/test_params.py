@@ -2,8 +2,8 @@
 
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.params import Datapath
+from asqhw.core.errors import UserError
+from asqhw.core.params import Datapath
 
 
 def test_default_e_max_fits_b_w_bits():

@@ -1,4 +1,4 @@
-"""`asqhw plot` (asqhw/plot_cmd.py, golden/plots.py, asqhw/betadist.py): PNGs, numbers, no overwriting."""
+"""`asqhw plot` (asqhw/plot_cmd.py, asqhw/golden/plots.py, asqhw/betadist.py): PNGs, numbers, no overwriting."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from asqhw.betadist import beta_stats
-from asqhw.cli import default_networks, main
-from asqhw.network import read_network
+from asqhw.cli.betadist import beta_stats
+from asqhw.cli.common import default_networks
+from asqhw.cli.main import main
+from asqhw.core.network import read_network
 
 BUNDLED = default_networks() / "digits_cnn_asq_post4.npz"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from asqhw.cli import main
-from asqhw.errors import UserError
+from asqhw.cli.main import main
+from asqhw.core.errors import UserError
 from asqhw.golden.qat.data import augment_batch, load_cifar10, load_data, load_digits
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from asqhw.golden.qat.layers import QConv, QLinear
 from asqhw.golden.qat.models import build_model
 from asqhw.golden.qat.scheme import Scheme
-from asqhw.errors import UserError
+from asqhw.core.errors import UserError
 
 
 def _layer_params(net) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asqhw.cli import main
+from asqhw.cli.main import main
 from asqhw.golden.qat.checkpoint import load_checkpoint, net_from_checkpoint
 
 ARGS = ["train", "--scheme", "asq+post", "--bits", "3", "--epochs", "1,1", "--subset", "200", "--threads", "1", "-q"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from asqhw.cli import main
+from asqhw.cli.main import main
 
 TINY = ["results", "--schemes", "asq+post", "--bits", "2", "--epochs", "1,1", "--subset", "64", "--limit", "48",
         "--samples", "2", "-q"]

@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from asqhw.cli import main
-from asqhw.vectors import case_shapes, write_case, write_index
+from asqhw.cli.main import main
+from asqhw.core.vectors import case_shapes, write_case, write_index
 from conftest import tiny_arrays, tiny_manifest
 
 
@@ -41,7 +41,7 @@ class Run:
     ok: bool = False                         # the command must succeed instead ...
     check: Callable | None = None            # ... and pass check(user, out, err)
     env: dict = field(default_factory=dict)  # environment changes (None deletes)
-    subprocess: bool = False                 # run ``python -m asqhw`` (stdout on /dev/full)
+    subprocess: bool = False                 # run ``python -m asqhw.cli`` (stdout on /dev/full)
     patch: Callable | None = None            # patch(monkeypatch) before an in-process run
     updates: tuple = ()                      # user files an ok run is meant to change
 
@@ -836,7 +836,7 @@ def _(user):
 
 # ---- network exports, training, running ---------------------------------------------------
 
-BUNDLED_NET = Path(__file__).parents[1] / "golden" / "networks" / "digits_cnn_asq_post4.npz"
+BUNDLED_NET = Path(__file__).parents[1] / "asqhw" / "golden" / "networks" / "digits_cnn_asq_post4.npz"
 
 
 def good_net(user: Path, name="net.npz") -> Path:
@@ -990,7 +990,7 @@ def snapshot(root: Path) -> dict:
 def invoke(run: Run, capsys) -> tuple[int, str, str]:
     if run.subprocess:
         with open("/dev/full", "w") as full:
-            proc = subprocess.run([sys.executable, "-m", "asqhw", *run.argv], stdout=full,
+            proc = subprocess.run([sys.executable, "-m", "asqhw.cli", *run.argv], stdout=full,
                                   stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
                                   env=os.environ.copy())
         return proc.returncode, "", proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from amaranth.hdl import ResetInserter, Signal
 from amaranth.sim import Simulator
 
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 from asqhw.hdl.dot import DotUnit
 from spec_reading import spec_product, spec_wrap
 

@@ -1,4 +1,4 @@
-"""`asqhw run` (asqhw/run_cmd.py, asqhw/datasets.py): data to input codes, accuracy, agreement, bad input."""
+"""`asqhw run` (asqhw/run_cmd.py, asqhw/core/datasets.py): data to input codes, accuracy, agreement, bad input."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from asqhw.cli import main
-from asqhw.datasets import input_codes, load_test_set
-from asqhw.network import read_network, write_network
-from asqhw.params import Datapath
+from asqhw.cli.main import main
+from asqhw.core.datasets import input_codes, load_test_set
+from asqhw.core.network import read_network, write_network
+from asqhw.core.params import Datapath
 from netcases import random_input, random_network
 from asqhw.sim.network import predict, run_network, set_threads
 

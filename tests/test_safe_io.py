@@ -1,4 +1,4 @@
-"""asqhw.atomic and asqhw.safezip: the shared safe-output and bounded-reading helpers."""
+"""asqhw.core.atomic and asqhw.core.safezip: the shared safe-output and bounded-reading helpers."""
 
 import io
 import threading
@@ -7,9 +7,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from asqhw.atomic import check_target, ensure_dir, replace_dir, write_bytes
-from asqhw.errors import UserError
-from asqhw.safezip import SafeZip, loads_json, parse_npy
+from asqhw.core.atomic import check_target, ensure_dir, replace_dir, write_bytes
+from asqhw.core.errors import UserError
+from asqhw.core.safezip import SafeZip, loads_json, parse_npy
 
 
 def test_write_without_force_never_replaces_and_leaves_no_temporary(tmp_path):

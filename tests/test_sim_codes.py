@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from asqhw import sim
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 
 SMALL = [2, 3, 4]
 

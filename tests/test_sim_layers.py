@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asqhw import sim
-from asqhw.errors import UserError
+from asqhw.core.errors import UserError
 from asqhw.sim import simd as SIMD
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 
 SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
 UNIFORM4 = Datapath(fmt="uniform", a_bits=4, w_bits=4)
@@ -309,7 +309,7 @@ def test_unpacking_recovers_both_sums_at_their_limits(bits):
 def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bits, w_bits):
     """Forcing every GEMM call onto the multi-thread (shared) path changes no bit."""
     import asqhw.sim.layers as layers
-    from asqhw.params import Datapath
+    from asqhw.core.params import Datapath
 
     monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
     dp = Datapath(fmt=fmt, a_bits=a_bits, w_bits=w_bits, arch=arch)

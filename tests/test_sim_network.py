@@ -1,4 +1,4 @@
-"""The numba network model (sim/network.py) against hand-computed cases of docs/datapath.md 10-14.
+"""The numba network model (asqhw/sim/network.py) against hand-computed cases of docs/datapath.md 10-14.
 
 Every expected number below is worked out by hand from the spec text (the arithmetic is
 in the comments); the random networks of tests/netcases.py check that the layer paths agree
@@ -12,9 +12,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.network import expected_arrays, read_network, write_network
-from asqhw.params import Datapath
+from asqhw.core.errors import UserError
+from asqhw.core.network import expected_arrays, read_network, write_network
+from asqhw.core.params import Datapath
 from netcases import FORMATS, random_input, random_network
 from asqhw.sim import netops
 from asqhw.sim.network import IntNetwork, predict, run_network

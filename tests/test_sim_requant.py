@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asqhw import sim
-from asqhw.errors import UserError
+from asqhw.core.errors import UserError
 
 
 def one(acc, m=1, b=0, sh=0, lo=-(2**15), hi=2**15 - 1):

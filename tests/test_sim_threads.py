@@ -1,7 +1,7 @@
 """A PyTorch operation after a parallel numba kernel of sim runs as fast as before it.
 
 numba's OpenMP threading layer shares libgomp with PyTorch and left it at numba's team
-size (sim/threading_layer.py); each case runs in a fresh process, where the threading
+size (asqhw/sim/threading_layer.py); each case runs in a fresh process, where the threading
 layer is chosen at the first parallel launch.
 """
 
@@ -17,7 +17,7 @@ PROBE = """
 import time, numpy as np, torch
 import numba
 from asqhw import sim
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 torch.set_num_threads(1)
 x = torch.randn(8, 16, 28, 28); w = torch.randn(16, 16, 3, 3)
 def best():

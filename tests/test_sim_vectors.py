@@ -1,4 +1,4 @@
-"""sim.run reproduces every bundled golden case (golden/vectors) bit for bit."""
+"""sim.run reproduces every bundled golden case (asqhw/golden/vectors) bit for bit."""
 
 from pathlib import Path
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from asqhw import sim
-from asqhw.vectors import load_cases
+from asqhw.core.vectors import load_cases
 
-CORPUS = Path(__file__).resolve().parents[1] / "golden" / "vectors"
+CORPUS = Path(__file__).resolve().parents[1] / "asqhw" / "golden" / "vectors"
 CASES = load_cases([CORPUS])          # fails loudly if the corpus is missing or corrupt
 
 

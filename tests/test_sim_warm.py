@@ -1,4 +1,4 @@
-"""The ahead-of-time compile step that `make setup` runs (sim/warm.py)."""
+"""The ahead-of-time compile step that `make setup` runs (asqhw/sim/warm.py)."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from asqhw.sim import warm
 
 
 def test_warm_runs_every_format_and_the_bundled_network():
-    assert warm.warm("golden/networks/digits_cnn_asq_post4.npz") > 0
+    assert warm.warm("asqhw/golden/networks/digits_cnn_asq_post4.npz") > 0
     assert {(dp.fmt, dp.arch) for dp in warm.FORMATS} == {("uniform", "mul"), ("pot", "shift"), ("post", "split"),
                                                           ("post", "lut")}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from asqhw import sim
-from asqhw.params import Datapath
+from asqhw.core.params import Datapath
 
 K = 1 << 17
 POT8 = Datapath(fmt="pot", a_bits=8, w_bits=8, e_max=127)

@@ -1,4 +1,4 @@
-"""The synthesis flow of hdl/synth.py: a real (small) yosys + nextpnr run, the cache, the outputs.
+"""The synthesis flow of asqhw/hdl/synth.py: a real (small) yosys + nextpnr run, the cache, the outputs.
 
 Needs the yowasp tools (pip install asq-hw[rtl]); without them these tests fail, on purpose.
 """
@@ -15,7 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from asqhw.errors import UserError
+from asqhw.core.errors import UserError
 from asqhw.hdl import synth_tools
 from asqhw.hdl.synth import (DESIGNS, OUTPUT_NAMES, RegisteredIO, compare_to_baseline, expand_configs,
                        format_markdown, make_config, parse_config, parse_int_list, run_synth, to_verilog)
@@ -268,7 +268,7 @@ def test_a_pipeline_deeper_than_the_unit_allows_is_a_user_error():
 
 
 def test_default_designs_of_asqhw_synth_are_every_dot_unit_design():
-    from asqhw.cli import build_parser
+    from asqhw.cli.main import build_parser
     from asqhw.hdl.engine.synth import DEFAULT_DOT_DESIGNS
 
     args = build_parser().parse_args(["synth", "-o", "out"])

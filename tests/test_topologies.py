@@ -2,8 +2,8 @@
 
 import pytest
 
-from asqhw.errors import UserError
-from asqhw.topologies import topology
+from asqhw.core.errors import UserError
+from asqhw.core.topologies import topology
 
 
 @pytest.mark.parametrize("name, macs_m, params_m, convs", [

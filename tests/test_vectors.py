@@ -8,9 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from asqhw import SPEC_VERSION
-from asqhw.errors import UserError
-from asqhw.vectors import load_cases, read_case, write_case, write_index
+from asqhw.core.spec import SPEC_VERSION
+from asqhw.core.errors import UserError
+from asqhw.core.vectors import load_cases, read_case, write_case, write_index
 from conftest import tiny_arrays, tiny_manifest
 
 
@@ -114,7 +114,7 @@ def test_out_of_range_weight_code_is_reported(tiny_case):
 
 
 def test_pot_magnitude_beyond_e_max_is_out_of_range(tmp_path):
-    from asqhw.params import Datapath
+    from asqhw.core.params import Datapath
 
     dp = Datapath(fmt="pot", a_bits=4, w_bits=4, e_max=7)   # m_bits = 4, m <= 8
     import numpy as np

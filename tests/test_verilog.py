@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from asqhw import SPEC_VERSION
-from asqhw.errors import UserError
-from asqhw.params import Datapath
+from asqhw.core.spec import SPEC_VERSION
+from asqhw.core.errors import UserError
+from asqhw.core.params import Datapath
 
 from asqhw.hdl.verilator import LintError, find_verilator, lint
 from asqhw.hdl.verilog import generate, module_name

@@ -1,0 +1,121 @@
+"""``asqhw train``: float pre-training then QAT of a reference network, written to a checkpoint."""
+
+from __future__ import annotations
+
+import sys
+import time
+from asqhw.core import atomic
+from asqhw.core.errors import UserError
+
+__all__ = ["register", "cmd_train", "train_command"]
+
+
+def _epochs(text: str) -> tuple[int, int]:
+    import argparse
+
+    parts = text.split(",")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or FLOAT,QAT epochs, not {text!r}") from None
+    if len(vals) not in (1, 2) or min(vals) < 0:
+        raise argparse.ArgumentTypeError(f"expected N or FLOAT,QAT non-negative epochs, not {text!r}")
+    return (vals[0], vals[-1])
+
+
+def default_out(model: str, scheme: str, bits: int) -> str:
+    """Checkpoint name used when ``--out`` is not given."""
+    return f"{model}_{scheme.replace('+', '_')}{bits}.pt"
+
+
+def train_command(args, model: str, epochs: tuple[int, int], threads: int | None) -> str:
+    """The ``asqhw train`` command line that reproduces a run, every setting spelt out."""
+    parts = ["asqhw train", f"--data {args.data}", f"--model {model}", f"--scheme {args.scheme}",
+             f"--bits {args.bits}", f"--e-max {args.e_max}", f"--reduction {args.reduction}",
+             f"--epochs {epochs[0]},{epochs[1]}", f"--seed {args.seed}"]
+    if threads is not None:
+        parts.append(f"--threads {threads}")
+    if args.subset is not None:
+        parts.append(f"--subset {args.subset}")
+    if args.init:
+        parts.append(f"--init {args.init}")
+    if args.out:
+        parts.append(f"--out {args.out}")
+    return " ".join(parts)
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from asqhw.golden.qat.checkpoint import load_checkpoint, save_checkpoint
+    from asqhw.golden.qat.data import load_data
+    from asqhw.golden.qat.scheme import Scheme
+    from asqhw.golden.qat.train import default_model, train
+
+    scheme = Scheme(args.scheme, args.bits, e_max=args.e_max, reduction=args.reduction)
+    model = args.model or default_model(args.data if args.data == "digits" else "cifar10")
+    out = atomic.check_target(args.out or default_out(model, args.scheme, args.bits), args.force, need_dir=True)
+    threads = args.threads if args.threads is not None else (1 if args.data == "digits" else None)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, not {threads}")
+    if args.subset is not None and args.subset < 1:
+        raise UserError(f"--subset must be at least 1, not {args.subset}")
+    data = load_data(args.data)
+    float_state = None
+    if args.init:
+        init = load_checkpoint(args.init)
+        if init["model"] != model or init["data"] != data.spec:
+            raise UserError(f"{args.init} holds {init['model']} on {init['data']}, not {model} on {data.spec}")
+        float_state = init["float_state"]
+    fe, qe = args.epochs if args.epochs else (None, None)
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    t0 = time.perf_counter()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+        used = torch.get_num_threads()
+        ckpt = train(data, scheme, model=model, float_epochs=fe, qat_epochs=qe, seed=args.seed,
+                     subset=args.subset, float_state=float_state, progress=not args.quiet)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+    secs = time.perf_counter() - t0
+    ckpt["command"] = train_command(args, model, tuple(ckpt["epochs"]), threads)
+    save_checkpoint(out, ckpt, force=args.force)
+    fe, qe = ckpt["epochs"]
+    print(f"{model} on {data.spec}, scheme {scheme.name} {scheme.bits}-bit"
+          f"{'' if scheme.weight_format == 'uniform' else f' (E_max {scheme.e_max_value})'}, seed {args.seed}")
+    print(f"float accuracy {ckpt['float_acc']:.2f}% ({fe} epochs{', from ' + str(args.init) if args.init else ''})")
+    print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({qe} epochs)")
+    n_train = min(args.subset or len(data.y_train), len(data.y_train))
+    print(f"train samples {n_train}, test samples {len(data.y_test)}, "
+          f"{secs:.1f} s, {used} thread{'s' if used > 1 else ''}")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    """Add the ``train`` subcommand to the CLI's subparsers."""
+    from asqhw.golden.qat.scheme import E_MAX_CHOICES, SCHEMES
+
+    p = sub.add_parser("train", help="train a reference network (float, then QAT) into a checkpoint")
+    p.add_argument("--data", default="digits", help="'digits' (bundled, default) or 'cifar10:DIR'")
+    p.add_argument("--model", choices=["digits_cnn", "resnet20"], default=None,
+                   help="network (default: digits_cnn for digits, resnet20 for CIFAR-10)")
+    p.add_argument("--scheme", choices=list(SCHEMES), default="asq+post")
+    p.add_argument("--bits", type=int, default=4, help="activation and weight bits of the inner layers")
+    p.add_argument("--e-max", choices=list(E_MAX_CHOICES), default="default",
+                   help="POT/POST E_max: 2^(b-1)-2 (default, b storage bits) or eq17: 2^(b-1)-1")
+    p.add_argument("--reduction", type=int, default=4, help="adapter reduction r (hidden width C//r)")
+    p.add_argument("--epochs", type=_epochs, default=None, metavar="N|FLOAT,QAT",
+                   help="epochs of float pre-training and of QAT (default: 30,30 digits; 200,90 CIFAR-10)")
+    p.add_argument("--init", metavar="CHECKPOINT", help="skip float training: take the float network of this checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for digits, where more threads only add overhead; "
+                        "else torch's choice); results are reproducible for a fixed thread count")
+    p.add_argument("--subset", type=int, default=None, help="train on the first N training samples only")
+    p.add_argument("--out", metavar="CHECKPOINT", help="checkpoint file (default: MODEL_SCHEMEBITS.pt)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,3 @@
+"""The version of the integer spec (docs/datapath.md) that this package implements."""
+
+SPEC_VERSION = "1.1"

@@ -1,0 +1,208 @@
+"""Independent tool jobs on Dask, for ``asqhw synth`` and ``asqhw conform --rtl``.
+
+A :class:`JobRunner` submits tasks to ``dask.distributed``: by default to a local
+cluster inside this process, whose ``jobs`` threads each run one task at a time (a
+task starts its own tool subprocess); with a scheduler address (``--scheduler`` or
+``$ASQHW_SCHEDULER``) to the user's running cluster. Tasks take their inputs as
+values and return their results as values, so workers need no shared file system:
+the client alone writes output files and the result cache (a worker keeps only what
+belongs to its machine: compiled Verilator simulators). Dask gives a task whose worker dies
+to another worker; a task that fails for good comes back as an :class:`Outcome` with
+a one-line ``error``, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from asqhw.core.errors import UserError
+
+__all__ = ["ENV", "Outcome", "JobRunner", "scheduler_address", "describe_failure", "check_jobs"]
+
+#: Environment variable naming the scheduler when ``--scheduler`` is not given.
+ENV = "ASQHW_SCHEDULER"
+
+
+@dataclass
+class Outcome:
+    """What came back for one task.
+
+    Attributes
+    ----------
+    tag : object
+        The ``tag`` given to :meth:`JobRunner.submit`.
+    value : object
+        The task's return value (None on failure).
+    error : str or None
+        One line on why the task failed (its exception, or its worker died), else None.
+    """
+
+    tag: Any
+    value: Any = None
+    error: str | None = None
+
+
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """``scheduler``, else ``$ASQHW_SCHEDULER``, else None (the local in-process cluster)."""
+    address = scheduler if scheduler is not None else os.environ.get(ENV)
+    if address is None or not address.strip():
+        if scheduler is not None:
+            raise UserError("scheduler address is empty; expected e.g. tcp://HOST:8786")
+        return None
+    return address.strip()
+
+
+def check_jobs(jobs) -> None:
+    """UserError unless ``jobs`` is an integer in 1..64."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
+        raise UserError(f"jobs must be in 1..64, not {jobs!r}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line on a task's exception; a worker death names itself as such."""
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        tries = getattr(exc, "allowed_failures", None)
+        last = getattr(getattr(exc, "last_worker", None), "address", None)
+        return (f"its worker died while running it{f', {tries + 1} times' if tries is not None else ''}"
+                f"{f' (last on {last})' if last else ''}")
+    if name in ("CancelledError", "FutureCancelledError"):
+        return f"cancelled by the Dask scheduler ({_one_line(exc) or 'lost connection?'})"
+    if isinstance(exc, UserError):
+        return _one_line(str(exc).split("\n")[0])
+    return f"{name}: {_one_line(exc)}"
+
+
+class JobRunner:
+    """A Dask client for one sweep; use it as a context manager.
+
+    Parameters
+    ----------
+    jobs : int
+        Threads of the local cluster (tasks at the same time); ignored with a scheduler,
+        where the cluster's workers decide.
+    scheduler : str or None
+        Address of a running Dask scheduler (``tcp://HOST:PORT``); None takes
+        ``$ASQHW_SCHEDULER``, and without it the local in-process cluster.
+    connect_timeout : float
+        Seconds to wait for the scheduler, and for its first worker.
+
+    Raises
+    ------
+    UserError
+        If ``jobs`` is out of range, ``distributed`` is not installed or the scheduler
+        cannot be reached.
+    """
+
+    def __init__(self, jobs: int = 1, scheduler: str | None = None, *,
+                 connect_timeout: float = 10.0):
+        check_jobs(jobs)
+        self.address = scheduler_address(scheduler)
+        self.remote = self.address is not None
+        self._timeout = connect_timeout
+        try:
+            from distributed import Client, as_completed
+        except ImportError:
+            raise UserError("dask.distributed is not installed; pip install distributed") from None
+        # Dask's own log lines (cluster start, workers joining, a lost worker) would
+        # interleave with the progress lines: only errors pass while the runner lives.
+        self._log = logging.getLogger("distributed")
+        self._log_level = self._log.level
+        self._log.setLevel(logging.ERROR)
+        try:
+            self.client = self._connect(Client, jobs)
+        except BaseException:
+            self._log.setLevel(self._log_level)
+            raise
+        if not self.remote:
+            self.address = self.client.scheduler.address
+        self._queue = as_completed(loop=self.client.loop)
+        self._tags: dict = {}
+
+    def _connect(self, Client, jobs):
+        if not self.remote:
+            # The scheduler and worker always serve HTTP (health, metrics); keep it on
+            # the loopback address, on free ports.
+            return Client(processes=False, n_workers=1, threads_per_worker=jobs,
+                          dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
+                          set_as_default=False)
+        try:
+            return Client(self.address, timeout=self._timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
+            raise UserError(f"cannot connect to the Dask scheduler at {self.address} "
+                            f"({_one_line(e)})") from None
+
+    def __enter__(self) -> "JobRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel what is still queued and disconnect (the local cluster stops)."""
+        try:
+            if self._tags:
+                self.client.cancel(list(self._tags))
+                self._tags.clear()
+            self.client.close()
+        finally:
+            self._log.setLevel(self._log_level)
+
+    def on_workers(self, fn: Callable, *args) -> dict:
+        """Run ``fn(*args)`` once on every worker, e.g. to check its tools before any work.
+
+        The local cluster's workers are threads of this process, so ``fn`` runs here,
+        once. Returns ``{worker address: result}``.
+
+        Raises
+        ------
+        UserError
+            If a worker raises (the message names the worker) or the scheduler has no
+            worker within ``connect_timeout``.
+        """
+        if not self.remote:
+            return {self.address: fn(*args)}
+        try:
+            self.client.wait_for_workers(1, timeout=self._timeout)
+        except TimeoutError:
+            raise UserError(f"the Dask scheduler at {self.address} has no workers") from None
+        results = self.client.run(fn, *args, on_error="return")
+        for worker, value in sorted(results.items()):
+            if isinstance(value, BaseException):
+                hint = ("; install asq-hw on every worker"
+                        if isinstance(value, ModuleNotFoundError) else "")
+                raise UserError(f"on Dask worker {worker}: {describe_failure(value)}{hint}")
+        return results
+
+    def submit(self, fn: Callable, *args, tag: Any, name: str = "task", **kwargs) -> None:
+        """Queue ``fn(*args, **kwargs)`` on the cluster; its :class:`Outcome` carries ``tag``."""
+        future = self.client.submit(fn, *args, key=f"asqhw-{name}-{uuid.uuid4().hex}",
+                                    pure=False, **kwargs)
+        self._tags[future] = tag
+        self._queue.add(future)
+
+    def results(self) -> Iterator[Outcome]:
+        """Outcomes in the order the tasks finish; tasks submitted meanwhile are included."""
+        for future in self._queue:
+            tag = self._tags.pop(future)
+            if future.status == "finished":
+                try:
+                    value = future.result()
+                except Exception as e:            # a result that cannot be fetched
+                    error = describe_failure(e)
+                else:
+                    yield Outcome(tag, value)
+                    continue
+            elif future.status == "error":
+                error = describe_failure(future.exception())
+            else:
+                error = f"task {future.status} (lost connection to the Dask scheduler?)"
+            yield Outcome(tag, error=error)
