@@ -3,11 +3,14 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The torch this repository is tested with; the package itself accepts a range (pyproject.toml).
+TORCH_PIN ?= torch==2.13.0
 
 .PHONY: setup demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q '$(TORCH_PIN)'
 	$(BIN)/pip install -q -e '.[all]'
 	$(BIN)/python -m asqhw.sim.warm asqhw/golden/networks/digits_cnn_asq_post4.npz
 	touch $(STAMP)
