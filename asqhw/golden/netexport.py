@@ -33,7 +33,7 @@ from .export import acc_units
 from .qat.checkpoint import net_from_checkpoint
 from .qat.graph import QatNet
 
-__all__ = ["export_network", "build_network", "requant_constants_capped", "input_codes", "HEADROOM"]
+__all__ = ["export_network", "build_network", "integer_graph", "requant_constants_capped", "input_codes", "HEADROOM"]
 
 HEADROOM = 2.0
 """Calibrated wide tensors use ``1/HEADROOM`` of the 16-bit range on the recorded data."""
@@ -266,6 +266,17 @@ class _Exporter:
             else:
                 self.pool(nd)
         return self.nodes
+
+
+def integer_graph(net: QatNet, arch: str = "split") -> tuple[list[dict], dict, dict, dict]:
+    """The integer form of a float64 QAT network, nothing validated or written.
+
+    Returns the node list of the manifest, the ``NODE/ARRAY`` parameter arrays, the step of
+    every wide tensor and of the logits (by QAT node name) and the step of every code tensor
+    (by QAT node name; an ASQ ``quant`` node's codes are further scaled by ``beta`` per sample).
+    """
+    ex = _Exporter(net, arch)
+    return ex.run(), ex.params, dict(ex.steps), dict(ex.code_step)
 
 
 def qat_test_top1(net, data_spec: str) -> list[int] | None:

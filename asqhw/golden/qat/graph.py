@@ -73,6 +73,8 @@ class QatNet(nn.Module):
             if nd.op in ("conv", "linear", "add", "maxpool", "avgpool"):
                 self.register_buffer(f"amax_{nd.name}", torch.zeros((), dtype=torch.float64))
         self.calibrating = False
+        # optional ``hook(node, y) -> y`` applied to every node output (golden.qat.intexact)
+        self.node_hook = None
 
     def node(self, name: str) -> Node:
         return next(nd for nd in self.nodes if nd.name == name)
@@ -139,6 +141,8 @@ class QatNet(nn.Module):
             q = self.clip_by.get(nd.name)
             if q is not None and nd.name in self.shared:  # the quantiser clips its own input
                 y = self.units[q].wide_clip(y)
+            if self.node_hook is not None:
+                y = self.node_hook(nd, y)
             if self.calibrating and op not in ("input", "quant"):
                 buf = getattr(self, f"amax_{nd.name}")
                 buf.copy_(torch.maximum(buf, y.detach().abs().max().to(buf.dtype)))
