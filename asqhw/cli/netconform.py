@@ -16,7 +16,7 @@ import numpy as np
 
 from asqhw.core.errors import UserError
 from asqhw.core.network import Network, is_network_file, read_network
-from asqhw.core.vectors import _check_index
+from asqhw.core.vectors import check_index
 
 __all__ = ["NetMismatch", "NetReport", "compare_network", "check_network", "split_paths", "conform_networks",
            "format_networks", "MAX_LISTED"]
@@ -144,7 +144,7 @@ def split_paths(paths) -> tuple[list[Path], list[Path]]:
                 cases.append(p)
                 continue
             if (p / "index.json").is_file():
-                _check_index(p / "index.json")
+                check_index(p / "index.json")
             nets += found
             cases += [f for f in files if f not in found]
         elif p.is_file() and is_network_file(p):

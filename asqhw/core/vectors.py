@@ -18,7 +18,7 @@ from .params import Datapath, MAX_ACC_BITS, output_range
 from .safezip import SafeZip, archive_bytes, loads_json
 
 __all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case_shapes", "datapath_of",
-           "fan_in", "validate_manifest", "FORMAT_VERSION"]
+           "fan_in", "validate_manifest", "check_index", "FORMAT_VERSION"]
 
 FORMAT = "asqhw-vectors"
 FORMAT_VERSION = 1
@@ -371,14 +371,15 @@ def _case_files(path: Path) -> list[Path]:
             raise UserError(f"{path}: directory holds no case files (*.npz)")
         index = path / "index.json"
         if index.is_file():
-            _check_index(index)
+            check_index(index)
         return files
     if path.exists():
         return [path]
     raise UserError(f"{path}: no such file or directory")
 
 
-def _check_index(index: Path):
+def check_index(index: Path) -> None:
+    """Refuse a corpus ``index.json`` that is malformed or whose files are missing or differ from it."""
     try:
         raw = index.read_bytes()
     except OSError as e:
