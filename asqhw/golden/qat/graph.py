@@ -73,7 +73,8 @@ class QatNet(nn.Module):
             if nd.op in ("conv", "linear", "add", "maxpool", "avgpool"):
                 self.register_buffer(f"amax_{nd.name}", torch.zeros((), dtype=torch.float64))
         self.calibrating = False
-        # optional ``hook(node, y) -> y`` applied to every node output (golden.qat.intexact)
+        # optional ``hook(node, a, y) -> y`` on every node output ``y`` (``a``: the node's first input,
+        # the network input for ``input``); golden.qat.intexact replaces values there
         self.node_hook = None
 
     def node(self, name: str) -> Node:
@@ -142,7 +143,7 @@ class QatNet(nn.Module):
             if q is not None and nd.name in self.shared:  # the quantiser clips its own input
                 y = self.units[q].wide_clip(y)
             if self.node_hook is not None:
-                y = self.node_hook(nd, y)
+                y = self.node_hook(nd, a, y)
             if self.calibrating and op not in ("input", "quant"):
                 buf = getattr(self, f"amax_{nd.name}")
                 buf.copy_(torch.maximum(buf, y.detach().abs().max().to(buf.dtype)))
