@@ -21,10 +21,11 @@ from . import atomic
 from .spec import SPEC_VERSION
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS
-from .safezip import SafeZip, archive_bytes
+from .safezip import SafeZip, archive_bytes, check_total
 
-__all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap",
-           "expected_arrays", "validate", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED", "WIDE_UNSIGNED", "OPS"]
+__all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap", "peak_values",
+           "expected_arrays", "validate", "declared_bytes", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED",
+           "WIDE_UNSIGNED", "OPS", "MAX_TENSOR", "MAX_CHANNELS", "MAX_MACS", "MAX_SAMPLE_VALUES"]
 
 FORMAT = "asqhw-network"
 FORMAT_VERSION = 1
@@ -35,12 +36,28 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _MAX_MANIFEST = 1 << 22
 _MAX_ELEMENTS = 1 << 31
 _MAX_ENTRIES = 1 << 14
+_MAX_NODES = 4096
+# Implementation limits (docs/network.md): what a reader accepts, a writer writes and
+# ``asqhw run`` / ``conform`` can run. Per sample: every tensor a node makes and every padded
+# input of a conv2d or maxpool holds at most MAX_TENSOR values; channels and features are at
+# most MAX_CHANNELS; the network does at most MAX_MACS multiply-adds. Over the golden samples,
+# a padded input holds at most MAX_SAMPLE_VALUES values.
+MAX_TENSOR = 1 << 24
+MAX_CHANNELS = 1 << 16
+MAX_MACS = 1 << 36
+MAX_SAMPLE_VALUES = 1 << 28
 
 
 def m_cap(beta_bits: int, beta_frac: int) -> int:
     """Largest static multiplier of a node with ``beta_from`` (spec section 11)."""
     h = 1 << (beta_frac - 1) if beta_frac >= 1 else 0
     return ((1 << (16 + beta_frac)) - 1 - h) // ((1 << beta_bits) - 1)
+
+
+def _per_sample(shape, where: str, what: str = "output"):
+    n = math.prod(shape)
+    _need(n <= MAX_TENSOR, where, f"{what} of {n} values per sample is more than the {MAX_TENSOR} "
+          f"this implementation runs ({'x'.join(map(str, shape))})")
 
 
 @dataclass(frozen=True)
@@ -151,22 +168,27 @@ def _layer(node: dict, src: Tensor, where: str, tensors: dict) -> Tensor:
     if op == "linear":
         k, c = node.get("in_features"), node.get("out_features")
         _need(_pos(k) and _pos(c), where, "needs positive in_features and out_features")
+        _need(c <= MAX_CHANNELS, where, f"out_features {c} is more than {MAX_CHANNELS}")
         _need(int(np.prod(src.shape)) == k, where, f"in_features {k} != input size {int(np.prod(src.shape))}")
         fan, shape = k, (c,)
     else:
         for key in ("in_channels", "out_channels", "stride", "groups"):
-            _need(_pos(node.get(key)), where, f"{key} must be a positive integer, not {node.get(key)!r}")
+            _need(_int(node.get(key), 1, MAX_CHANNELS), where,
+                  f"{key} must be an integer in 1..{MAX_CHANNELS}, not {node.get(key)!r}")
         pad = node.get("padding")
-        _need(_int(pad, 0, 1 << 20), where, f"padding must be a non-negative integer, not {pad!r}")
-        _need(_pair(node.get("kernel")), where, f"kernel must be two positive integers, not {node.get('kernel')!r}")
+        _need(_int(pad, 0, MAX_CHANNELS), where, f"padding must be an integer in 0..{MAX_CHANNELS}, not {pad!r}")
+        _need(_pair(node.get("kernel")) and all(v <= MAX_CHANNELS for v in node["kernel"]), where,
+              f"kernel must be two integers in 1..{MAX_CHANNELS}, not {node.get('kernel')!r}")
         _need(len(src.shape) == 3, where, f"conv2d needs a C x H x W input, got shape {list(src.shape)}")
         ci, c, g, st = node["in_channels"], node["out_channels"], node["groups"], node["stride"]
         (kh, kw), (cin, h, wd) = node["kernel"], src.shape
         _need(cin == ci, where, f"in_channels {ci} != input channels {cin}")
         _need(ci % g == 0 and c % g == 0, where, f"channels must be divisible by groups={g}")
         _need(h + 2 * pad >= kh and wd + 2 * pad >= kw, where, "kernel is larger than the padded input")
+        _per_sample((ci, h + 2 * pad, wd + 2 * pad), where, "padded input")
         fan = ci // g * kh * kw
         shape = (c, (h + 2 * pad - kh) // st + 1, (wd + 2 * pad - kw) // st + 1)
+    _per_sample(shape, where)
     natural = dp.natural_acc_bits(fan)
     acc = node.get("accumulator")
     _need(isinstance(acc, dict) and _int(acc.get("bits"), 2, min(natural, MAX_ACC_BITS)), where,
@@ -187,6 +209,7 @@ def _pool(node: dict, src: Tensor, where: str, avg: bool) -> Tensor:
               f"padding must be a non-negative integer below the kernel, not {pad!r}")
     c, h, w = src.shape
     _need(h + 2 * pad >= kh and w + 2 * pad >= kw, where, "kernel is larger than the input")
+    _per_sample((c, h + 2 * pad, w + 2 * pad), where, "padded input")
     shape = (c, (h + 2 * pad - kh) // st + 1, (w + 2 * pad - kw) // st + 1)
     if not avg:
         return Tensor(shape, src.kind, src.lo, src.hi, src.beta)
@@ -216,6 +239,7 @@ def _tensors(manifest: dict) -> dict[str, Tensor]:
     tensors = {"input": Tensor(tuple(shape), "codes", -128, 127)}
     nodes = manifest.get("nodes")
     _need(isinstance(nodes, list) and nodes, "manifest", "needs a non-empty 'nodes' list")
+    _need(len(nodes) <= _MAX_NODES, "manifest", f"has {len(nodes)} nodes, more than {_MAX_NODES}")
     for i, node in enumerate(nodes):
         _need(isinstance(node, dict), f"node {i}", "must be a JSON object")
         name = node.get("name")
@@ -242,8 +266,34 @@ def _tensors(manifest: dict) -> dict[str, Tensor]:
           f"output must name a node, not {out!r}")
     _need(next(n for n in nodes if n["name"] == out)["op"] == "linear", "manifest", "the output node must be linear")
     classes = manifest.get("classes")
-    _need(classes == tensors[out].shape[0], "manifest", f"classes {classes!r} != logits {tensors[out].shape[0]}")
+    _need(_pos(classes) and classes == tensors[out].shape[0], "manifest",
+          f"classes {classes!r} != logits {tensors[out].shape[0]}")
+    macs = sum(math.prod(tensors[n["name"]].shape) * _fan_in(n) for n in nodes if n["op"] in ("conv2d", "linear"))
+    _need(macs <= MAX_MACS, "manifest", f"does {macs} multiply-adds per sample, more than the {MAX_MACS} "
+          f"this implementation runs")
     return tensors
+
+
+def peak_values(manifest: dict, tensors: dict[str, Tensor]) -> int:
+    """The most values one sample holds at once in one place: a node's output or a padded input."""
+    peak = max(math.prod(t.shape) for t in tensors.values())
+    for nd in manifest["nodes"]:
+        if nd["op"] in ("conv2d", "maxpool"):
+            c, h, w = tensors[nd["inputs"][0]].shape
+            pad = nd["padding"]
+            peak = max(peak, c * (h + 2 * pad) * (w + 2 * pad))
+    return peak
+
+
+def declared_bytes(expected: dict[str, tuple[str, tuple]]) -> int:
+    """Bytes of all arrays of :func:`expected_arrays` (the file's total size, headers aside)."""
+    return sum(math.prod(shape) * np.dtype(dtype).itemsize for dtype, shape in expected.values())
+
+
+def _fan_in(node: dict) -> int:
+    if node["op"] == "linear":
+        return node["in_features"]
+    return node["in_channels"] // node["groups"] * node["kernel"][0] * node["kernel"][1]
 
 
 def _node_tensor(node, op, src, tensors, where, manifest) -> Tensor:
@@ -261,7 +311,7 @@ def _node_tensor(node, op, src, tensors, where, manifest) -> Tensor:
         _need(src.kind == "wide" and src.lo >= 0, where, "reads unsigned wide codes")
         c = src.shape[0]
         _need(node.get("channels") == c, where, f"channels {node.get('channels')!r} != input channels {c}")
-        _need(_int(node.get("hidden"), 0, 1 << 16), where, "hidden must be a non-negative integer")
+        _need(_int(node.get("hidden"), 0, MAX_CHANNELS), where, f"hidden must be an integer in 0..{MAX_CHANNELS}")
         bb, fb = node.get("beta_bits"), node.get("beta_frac")
         _need(_int(bb, 2, 15), where, f"beta_bits must be in 2..15, not {bb!r}")
         _need(_int(fb, 0, bb), where, f"beta_frac must be in 0..{bb}, not {fb!r}")
@@ -346,7 +396,7 @@ def _check_values(manifest: dict, arrays: dict, where: str):
             cap = 65535
             if nd.get("beta_from"):
                 ad = nodes[nd["beta_from"]]
-                cap = m_cap(ad["beta_bits"], ad["beta_frac"])
+                cap = min(m_cap(ad["beta_bits"], ad["beta_frac"]), 65535)   # M is 16-bit (section 6)
             rng(f"{name}/M", 0, cap, "the multiplier range")
             rng(f"{name}/B", -(2**47), 2**47 - 1, "the 48-bit bias range")
             rng(f"{name}/sh", 0, 62, "the shift range")
@@ -383,12 +433,17 @@ def validate(manifest: dict, arrays: dict | None = None, where: str = "network")
     _need(m is not None, where, f"bad spec_version {spec!r}")
     if (int(m.group(1)), int(m.group(2))) > tuple(int(v) for v in SPEC_VERSION.split(".")):
         raise UserError(f"{where}: written for spec {spec}, newer than this tool's spec {SPEC_VERSION}; upgrade asq-hw")
-    _need(isinstance(manifest.get("name"), str) and manifest["name"], where, "needs a 'name' string")
+    name = manifest.get("name")
+    _need(isinstance(name, str) and 0 < len(name) <= 200 and name.isprintable(), where,
+          f"name must be 1..200 printable characters, not {name!r}"[:300])
     _need(_int(manifest.get("samples"), 0, 1 << 20), where, "samples must be a non-negative integer")
     try:
         tensors = _tensors(manifest)
     except UserError as e:
         raise UserError(f"{where}: {e}") from None
+    held = manifest["samples"] * peak_values(manifest, tensors)
+    _need(held <= MAX_SAMPLE_VALUES, where, f"{manifest['samples']} golden samples hold {held} values in one "
+          f"tensor, more than the {MAX_SAMPLE_VALUES} this implementation runs")
     if arrays is not None:
         exp = expected_arrays(manifest, tensors)
         for key, (dtype, shape) in exp.items():
@@ -418,6 +473,7 @@ def write_network(path, manifest: dict, params: dict, vectors: dict | None = Non
     manifest = dict(manifest, format=FORMAT, format_version=FORMAT_VERSION, spec_version=SPEC_VERSION)
     tensors = validate(manifest, None, str(path))
     exp = expected_arrays(manifest, tensors)
+    check_total(declared_bytes(exp), f"{path}: the network")
     given = {**params, **vectors}
     missing = [k for k in exp if k not in given]
     if missing:
@@ -472,6 +528,10 @@ def read_network(path) -> Network:
                 raise UserError(f"{where}: array {key!r} declares {math.prod(shape)} elements")
         if set(table) != set(exp):
             raise UserError(f"{where}: arrays table lists {sorted(set(table) - set(exp))[0]!r}, which is not expected")
+        check_total(declared_bytes(exp), f"{where}: the manifest")
+        extra = sorted(set(zf.names) - {"manifest.json"} - {f"{k}.npy" for k in exp})
+        if extra:
+            raise UserError(f"{where}: unexpected archive entry {extra[0]!r}")
         arrays = {}
         for key, (dtype, shape) in exp.items():
             if f"{key}.npy" not in zf.names:

@@ -23,7 +23,16 @@ API
     The bytes of an archive: ``manifest.json`` (sorted keys) then ``KEY.npy`` per array in
     the given order, stored, with fixed timestamps: the same content gives the same bytes.
 ``loads_json(data, where)``
-    Strict JSON: UTF-8, no NaN/Infinity, nesting at most ``MAX_JSON_DEPTH`` levels.
+    Strict JSON: UTF-8, no NaN/Infinity and no number that overflows to infinity (``1e400``),
+    nesting at most ``MAX_JSON_DEPTH`` levels.
+``max_file_bytes()`` / ``set_max_file_bytes(n)``
+    The total-size limit of one file: the sum of the array bytes its manifest declares may
+    not exceed it (checked before anything is allocated). Default ``DEFAULT_MAX_FILE_BYTES``
+    (256 MiB); raised or lowered by ``$ASQHW_MAX_FILE_BYTES`` or the ``--max-file-bytes``
+    option of ``asqhw`` (which calls ``set_max_file_bytes``). A number with an optional
+    ``K``/``M``/``G`` suffix (powers of 1024).
+``check_total(total, where)``
+    UserError when ``total`` declared bytes exceed ``max_file_bytes()``.
 ``parse_npy(data, dtype, shape, where)``
     A NumPy array from ``.npy`` bytes, checked as above (no pickles, no Fortran order);
     messages read ``"{where} has dtype ..."``.
@@ -34,6 +43,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -42,10 +52,53 @@ import numpy as np
 
 from .errors import UserError
 
-__all__ = ["SafeZip", "loads_json", "parse_npy", "MAX_JSON_DEPTH", "NPY_HEADER_MAX"]
+__all__ = ["SafeZip", "loads_json", "parse_npy", "MAX_JSON_DEPTH", "NPY_HEADER_MAX", "DEFAULT_MAX_FILE_BYTES",
+           "MAX_FILE_BYTES_ENV", "max_file_bytes", "set_max_file_bytes", "parse_bytes", "check_total"]
 
 MAX_JSON_DEPTH = 64          # deeper nesting in a manifest is refused before parsing
 NPY_HEADER_MAX = 1 << 16     # largest .npy header accepted (magic + length + dict)
+DEFAULT_MAX_FILE_BYTES = 1 << 28     # 256 MiB of declared arrays per file
+MAX_FILE_BYTES_ENV = "ASQHW_MAX_FILE_BYTES"
+_LIMIT_RANGE = (1 << 10, 1 << 40)    # what the limit itself may be set to: 1 KiB .. 1 TiB
+_limit: int | None = None            # set by set_max_file_bytes (the command-line option)
+_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(text: str, what: str) -> int:
+    """A byte count such as ``268435456``, ``512M`` or ``2G``, within 1 KiB .. 1 TiB."""
+    t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    num, suffix = (t[:-1], t[-1]) if t and t[-1] in _SUFFIX else (t, "")
+    if not (num.isascii() and num.isdigit() and len(num) <= 15):
+        raise UserError(f"{what} must be a byte count such as 268435456, 512M or 2G, not {text!r}")
+    n = int(num) * _SUFFIX[suffix]
+    if not _LIMIT_RANGE[0] <= n <= _LIMIT_RANGE[1]:
+        raise UserError(f"{what} must be between 1K and 1T bytes, not {text!r}")
+    return n
+
+
+def set_max_file_bytes(value) -> int:
+    """Set the total-size limit of one file (``--max-file-bytes``); None returns to the default."""
+    global _limit
+    _limit = None if value is None else parse_bytes(value, "--max-file-bytes")
+    return max_file_bytes()
+
+
+def max_file_bytes() -> int:
+    """The total-size limit of one file: the option, else ``$ASQHW_MAX_FILE_BYTES``, else 256 MiB."""
+    if _limit is not None:
+        return _limit
+    env = os.environ.get(MAX_FILE_BYTES_ENV)
+    if env is None or not env.strip():
+        return DEFAULT_MAX_FILE_BYTES
+    return parse_bytes(env, f"${MAX_FILE_BYTES_ENV}")
+
+
+def check_total(total: int, where: str) -> None:
+    """Refuse a file whose arrays declare more than :func:`max_file_bytes` bytes in all."""
+    limit = max_file_bytes()
+    if total > limit:
+        raise UserError(f"{where} declares {total} bytes of arrays, more than the limit of {limit} "
+                        f"(raise it with --max-file-bytes or ${MAX_FILE_BYTES_ENV})")
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 
 
@@ -75,6 +128,13 @@ def _no_constant(name):
     raise ValueError(f"{name} is not allowed")
 
 
+def _finite_float(text):
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"number {text[:40]} overflows to infinity, which is not allowed")
+    return v
+
+
 def loads_json(data: bytes, where: str):
     """Parse strict JSON (see the module docstring); UserError on any defect."""
     try:
@@ -84,7 +144,7 @@ def loads_json(data: bytes, where: str):
     if not _depth_ok(text, MAX_JSON_DEPTH):
         raise UserError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:
         raise UserError(f"{where}: not valid JSON ({e})") from None
 

@@ -15,7 +15,7 @@ from .spec import SPEC_VERSION
 from .atomic import write_bytes, write_text
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS, output_range
-from .safezip import SafeZip, archive_bytes, loads_json
+from .safezip import SafeZip, archive_bytes, check_total, loads_json
 
 __all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case_shapes", "datapath_of",
            "fan_in", "validate_manifest", "check_index", "FORMAT_VERSION"]
@@ -23,9 +23,12 @@ __all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case
 FORMAT = "asqhw-vectors"
 FORMAT_VERSION = 1
 ARRAY_ORDER = ("x", "w", "M", "B", "sh", "acc", "y", "alpha", "bias", "y_float")
+# Implementation limits (docs/vectors.md): a case the reader accepts can be run.
+MAX_DIM = 1 << 16              # channels, features' kernel, in_size, padding
+MAX_CASE_VALUES = 1 << 28      # batch x padded input of a conv2d
+MAX_CASE_MACS = 1 << 36        # batch x fan-in x outputs
 DTYPES = {"x": "int16", "w": "int16", "M": "int64", "B": "int64", "sh": "int64", "acc": "int64",
           "y": "int16", "alpha": "float64", "bias": "float64", "y_float": "float32"}
-MAX_CASE_BYTES = 1 << 32   # a case declaring more array bytes is refused before reading
 
 
 @dataclass
@@ -150,6 +153,8 @@ def _check_layer(manifest: dict):
     if kind == "linear":
         if not (pos(layer.get("in_features")) and pos(layer.get("out_features"))):
             raise UserError("linear layer needs positive in_features and out_features")
+        if max(layer["in_features"], layer["out_features"]) > MAX_DIM << 8:
+            raise UserError(f"linear in_features and out_features must be at most {MAX_DIM << 8}")
         return
     for key in ("in_channels", "out_channels", "stride", "groups"):
         if not pos(layer.get(key)):
@@ -164,9 +169,26 @@ def _check_layer(manifest: dict):
     g = layer["groups"]
     if layer["in_channels"] % g or layer["out_channels"] % g:
         raise UserError(f"conv2d channels must be divisible by groups={g}")
+    if max(layer["in_channels"], layer["out_channels"], pad, *layer["kernel"], *layer["in_size"]) > MAX_DIM:
+        raise UserError(f"conv2d channels, kernel, in_size and padding must be at most {MAX_DIM}")
     (h, w), (kh, kw) = layer["in_size"], layer["kernel"]
     if h + 2 * pad < kh or w + 2 * pad < kw:
         raise UserError("conv2d kernel is larger than the padded input")
+
+
+def _check_runnable(manifest: dict):
+    """The implementation limits: the padded input and the multiply-adds of the whole batch."""
+    layer, n = manifest["layer"], manifest["batch"]
+    y = case_shapes(manifest)["y"]
+    macs = n * fan_in(manifest) * math.prod(y[1:])
+    if macs > MAX_CASE_MACS:
+        raise UserError(f"the case does {macs} multiply-adds, more than the {MAX_CASE_MACS} this implementation runs")
+    if layer["kind"] == "conv2d":
+        (h, w), pad = layer["in_size"], layer["padding"]
+        padded = layer["in_channels"] * (h + 2 * pad) * (w + 2 * pad)
+        if n * padded > MAX_CASE_VALUES:
+            raise UserError(f"conv2d padded input of {n} x {padded} values is more than the "
+                            f"{MAX_CASE_VALUES} this implementation runs")
 
 
 def _check_datapath_fields(manifest: dict):
@@ -228,8 +250,7 @@ def _check_array_table(manifest: dict):
         if entry["shape"] != list(shapes[key]):
             raise UserError(f"manifest arrays.{key}.shape is {entry['shape']!r}, the layer needs {list(shapes[key])}")
     total = sum(math.prod(shapes[k]) * np.dtype(DTYPES[k]).itemsize for k in ARRAY_ORDER)
-    if total > MAX_CASE_BYTES:
-        raise UserError(f"case declares {total} bytes of arrays, more than the {MAX_CASE_BYTES} this reader accepts")
+    check_total(total, "the manifest")
 
 
 def validate_manifest(manifest: dict) -> None:
@@ -251,7 +272,7 @@ def validate_manifest(manifest: dict) -> None:
     if int(spec.split(".")[0]) > int(SPEC_VERSION.split(".")[0]):
         raise UserError(f"written for spec {spec}, newer than this tool's spec {SPEC_VERSION}; upgrade asq-hw")
     name = _field(manifest, "name", "a string", "str", "manifest")
-    if not name or len(name) > 200 or any(ord(ch) < 32 for ch in name):
+    if not name or len(name) > 200 or not name.isprintable():
         raise UserError(f"manifest field name must be 1..200 printable characters, not {name!r}")
     if not isinstance(manifest.get("description", ""), str):
         raise UserError("manifest field description must be a string")
@@ -281,6 +302,7 @@ def validate_manifest(manifest: dict) -> None:
         raise UserError(f"accumulator bits must be in 2..{min(natural, MAX_ACC_BITS)}, not {bits!r}")
     _check_requant_scales(manifest)
     _check_array_table(manifest)
+    _check_runnable(manifest)
 
 
 
