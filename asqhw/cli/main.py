@@ -13,6 +13,7 @@ from pathlib import Path
 from asqhw import __version__
 from asqhw.core.spec import SPEC_VERSION
 from asqhw.core.atomic import check_target, os_reason
+from asqhw.core.safezip import set_max_file_bytes
 from asqhw.core.errors import UserError
 from asqhw.cli import adapter_conform, cycles, export_cmd, overhead_cmd, plot_cmd, results_cmd, run_cmd, train_cmd
 from asqhw.cli.common import (add_datapath_args, add_scheduler_arg, datapath_from, default_corpus,
@@ -233,6 +234,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="asqhw", description="Bit-exact ASQ+POST datapath tools.")
     ap.add_argument("--version", action="version", version=f"asqhw {__version__} (spec {SPEC_VERSION})")
+    ap.add_argument("--max-file-bytes", metavar="N", default=None,
+                    help="largest total of declared array bytes a case or network file may hold "
+                         "(e.g. 2G; default $ASQHW_MAX_FILE_BYTES, else 256M)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("conform", help="run the bit-exact model (and RTL) over golden cases")
@@ -342,11 +346,12 @@ def _say(line: str) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        set_max_file_bytes(args.max_file_bytes)
         code = args.func(args)
         sys.stdout.flush()
         return code
     except UserError as e:
-        _say("asqhw: error: " + " ".join(str(e).split("\n")[0].split()) + _more(e))
+        _say("asqhw: error: " + _printable(" ".join(str(e).split("\n")[0].split())) + _more(e))
         return 2
     except KeyboardInterrupt:
         _say("asqhw: interrupted")
@@ -360,6 +365,11 @@ def main(argv=None) -> int:
             _say(f"asqhw: error: cannot write output ({os_reason(e)})")
             return 2
         raise
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, carriage returns) shown escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _more(e: UserError) -> str:
