@@ -8,6 +8,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from asqhw.hdl.board.uart import UARTRx, UARTTx, baud_divisor
+from test_board_bridge import refusal
 
 
 def frame_bits(byte):
@@ -101,8 +102,7 @@ def test_divisor_refuses_unusable_rates(clk, baud, words):
 @pytest.mark.parametrize("cls", [UARTRx, UARTTx])
 @pytest.mark.parametrize("bad", [3, 0, 4.0, True])
 def test_components_refuse_a_divisor_below_four(cls, bad):
-    with pytest.raises(TypeError, match="divisor"):
-        cls(bad)
+    assert "divisor" in refusal(cls, bad)
 
 
 def test_tx_sends_every_byte_with_exact_bit_timing():
