@@ -25,7 +25,7 @@ _NP_CORE = "numpy._core" if hasattr(np, "_core") else "numpy.core"
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
             ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
             ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-_MAX_BATCH_BYTES = 1 << 28
+_MAX_BATCH_BYTES = 1 << 26   # a CIFAR-10 batch is 31 MB; the unpickler's memory stays near 20x this
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -66,17 +66,29 @@ def cifar10_batch(path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             d = _ArrayUnpickler(f, encoding="bytes").load()
-        data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
-        labels = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
-        data = np.asarray(data)
-        labels = np.asarray(labels)
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a malformed file
         raise UserError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__})") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise UserError(f"{path}: expected uint8 data N x 3072, got {data.dtype} {list(data.shape)}")
-    if labels.dtype.kind not in "iu" or labels.shape != (data.shape[0],) or (
-            labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise UserError(f"{path}: expected {data.shape[0]} integer labels in 0..9")
+    if type(d) is not dict:
+        raise UserError(f"{path}: not a CIFAR-10 python batch (a {type(d).__name__}, not a dict)")
+    data = d.get(b"data", d.get("data"))
+    labels = d.get(b"labels", d.get("labels"))
+    # Only a flat array and a flat list of ints are looked into, never a nested structure
+    # (a deeply shared list would take forever to walk).
+    if type(data) is not np.ndarray or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        what = (f"{data.dtype} {list(data.shape)}" if type(data) is np.ndarray else type(data).__name__)
+        raise UserError(f"{path}: expected uint8 data N x 3072, got {what}")
+    if data.shape[0] == 0:
+        raise UserError(f"{path}: the batch holds no images")
+    n = data.shape[0]
+    if type(labels) is list:
+        if len(labels) != n or not all(type(v) is int and 0 <= v <= 9 for v in labels):
+            raise UserError(f"{path}: expected {n} integer labels in 0..9")
+        labels = np.asarray(labels, dtype=np.int64)
+    elif type(labels) is np.ndarray:
+        if labels.dtype.kind not in "iu" or labels.shape != (n,) or labels.min() < 0 or labels.max() > 9:
+            raise UserError(f"{path}: expected {n} integer labels in 0..9")
+    else:
+        raise UserError(f"{path}: expected {n} integer labels in 0..9, got a {type(labels).__name__}")
     return data.reshape(-1, 3, 32, 32).astype(np.float64) / 255.0, labels.astype(np.int64)
 
 
