@@ -147,7 +147,8 @@ def load_float_state(net: QatNet, state: dict) -> None:
 
 def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epochs: int | None = None,
           qat_epochs: int | None = None, seed: int = 0, subset: int | None = None,
-          float_state: dict | None = None, progress: bool = True, samples: int = 64) -> dict:
+          float_state: dict | None = None, progress: bool = True, samples: int = 64,
+          int_exact_epochs: int = 0) -> dict:
     """Float pre-training then QAT; return a checkpoint dict (see :mod:`.checkpoint`).
 
     Parameters
@@ -167,6 +168,9 @@ def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epoc
         Show progress bars (tqdm, on stderr).
     samples : int
         Test images kept in the checkpoint for golden vectors.
+    int_exact_epochs : int
+        Final epochs in integer-exact mode (:mod:`.intexact`), after the calibration; the QAT
+        accuracy is then the integer network's.
     """
     recipe = recipe_for(data.spec)
     model = model or default_model(data.spec)
@@ -198,10 +202,17 @@ def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epoc
     net.init_quantisers(init)
     qat_acc = _run(net, data, x, y, qe, recipe.qat_lr, recipe, gen, f"qat {scheme.name} {scheme.bits}b", progress)
     net.calibrate(x[i:i + 500] for i in range(0, min(len(y), 4000), 500))
+    fake_acc = qat_acc
+    if int_exact_epochs:  # the final epochs: the forward pass is the integer network (docs/qat.md)
+        from .intexact import LR_SCALE, IntExact
+
+        with IntExact(net):
+            qat_acc = _run(net, data, x, y, int_exact_epochs, recipe.qat_lr * LR_SCALE, recipe, gen,
+                           f"int-exact {scheme.name} {scheme.bits}b", progress)
     return {
         "model": model, "scheme": scheme.as_dict(), "data": data.spec, "mean": list(data.mean),
         "std": list(data.std), "classes": data.classes, "seed": seed, "epochs": [fe, qe],
         "subset": subset, "float_state": float_sd, "qat_state": net.state_dict(),
-        "float_acc": float_acc, "qat_acc": qat_acc,
+        "float_acc": float_acc, "qat_acc": qat_acc, "fake_quant_acc": fake_acc, "int_exact_epochs": int_exact_epochs,
         "samples_x": data.x_test[:samples].clone(), "samples_y": data.y_test[:samples].clone(),
     }
