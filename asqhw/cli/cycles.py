@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -98,7 +99,50 @@ def parse_sweep(text: str) -> tuple[str, list[int]]:
         raise UserError(f"--sweep lanes must be integers, not {vals!r}") from None
     if not out:
         raise UserError("--sweep lanes needs at least one value")
+    for v in out:
+        _check_lanes(v, "--sweep lanes")
+    if len(set(out)) != len(out):
+        raise UserError(f"--sweep lists a lane count twice: {vals!r}")
     return "lanes", out
+
+
+MAX_LANES = 256
+MAX_BATCH = 1 << 16
+
+
+def _check_lanes(v: int, what: str = "--lanes") -> None:
+    if not 1 <= v <= MAX_LANES:
+        raise UserError(f"{what} must be in 1..{MAX_LANES}, not {v}")
+
+
+def _finite(v: float, what: str, lo: float, hi: float) -> None:
+    if not (math.isfinite(v) and lo < v <= hi):
+        raise UserError(f"{what} must be a number above {lo:g} and at most {hi:g}, not {v!r}")
+
+
+_PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def check_args(args) -> None:
+    """Every numeric option and the --plot path checked before any work (one line each)."""
+    if args.sweep is None:
+        _check_lanes(args.lanes)
+    if args.batch is not None and not 1 <= args.batch <= MAX_BATCH:
+        raise UserError(f"--batch must be in 1..{MAX_BATCH}, not {args.batch}")
+    _finite(args.clock, "--clock (MHz)", 0.0, 1e5)
+    if args.clip is not None:
+        _finite(args.clip, "--clip (sigmas)", 0.0, 100.0)
+    if args.out_bits is not None and not 2 <= args.out_bits <= 16:
+        raise UserError(f"--out-bits must be in 2..16, not {args.out_bits}")
+    if args.clock_from_synth and not args.synth:
+        raise UserError("--clock-from-synth needs --synth JSON")
+    if args.plot:
+        from asqhw.core.atomic import check_target
+
+        if Path(args.plot).suffix.lower() not in _PLOT_FORMATS + ("",):
+            raise UserError(f"--plot must name a {', '.join(_PLOT_FORMATS)} file (no suffix: PNG), "
+                            f"not {args.plot!r}")
+        check_target(args.plot, args.force, need_dir=True)
 
 
 def _adapter_rows(rows, layers, batch, reduction=4, n_acc=1):
@@ -122,16 +166,51 @@ def _adapter_rows(rows, layers, batch, reduction=4, n_acc=1):
 def _synth_rows(path, dp, schedule, rq_pipeline=1) -> dict:
     """``{lanes: row}`` of an ``engine_synth.json`` for this datapath and schedule."""
     from asqhw.hdl.engine.synth import ENGINE_DESIGNS
+    from asqhw.core.safezip import loads_json
 
     try:
-        data = json.loads(Path(path).read_text())
-        rows = data["rows"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"cannot read engine synthesis results {path}: {exc}") from None
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_SYNTH_JSON + 1)
+    except OSError as exc:
+        raise UserError(f"cannot read engine synthesis results {path}: {exc.strerror}") from None
+    if len(raw) > _MAX_SYNTH_JSON:
+        raise UserError(f"{path}: more than {_MAX_SYNTH_JSON} bytes, not an engine_synth.json")
+    data = loads_json(raw, str(path))
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise UserError(f"{path}: not an engine_synth.json (needs an object with a 'rows' list)")
+    for i, r in enumerate(rows):
+        _synth_row_ok(r, f"{path}: rows[{i}]")
     design = next(d for d, v in ENGINE_DESIGNS.items() if v == (dp.fmt, dp.arch, schedule))
     return {r["lanes"]: r for r in rows
             if r["design"] == design and r["b_w"] == dp.w_bits and r["b_a"] == dp.a_bits
             and r.get("rq_pipeline", 1) == rq_pipeline}
+
+
+_MAX_SYNTH_JSON = 1 << 24
+
+
+def _synth_row_ok(r, where: str) -> None:
+    """One row of engine_synth.json: the fields ``cycles`` reads, of the right types."""
+    def num(v, positive=True):
+        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and (v > 0 if positive else v >= 0))
+
+    if not isinstance(r, dict):
+        raise UserError(f"{where} is not an object")
+    if not isinstance(r.get("design"), str) or not isinstance(r.get("target"), str):
+        raise UserError(f"{where}: design and target must be strings")
+    for key in ("lanes", "b_w", "b_a"):
+        v = r.get(key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise UserError(f"{where}: {key} must be a positive integer, not {v!r}"[:200])
+    if "rq_pipeline" in r and not (isinstance(r["rq_pipeline"], int) and not isinstance(r["rq_pipeline"], bool)):
+        raise UserError(f"{where}: rq_pipeline must be an integer")
+    for key, positive in (("fmax_mhz", True), ("lut", False), ("bram", False)):
+        v = r.get(key)
+        if key not in r or (v is not None and not num(v, positive)):
+            raise UserError(f"{where}: {key} must be a finite {'positive' if positive else 'non-negative'} "
+                            f"number or null, not {v!r}"[:200])
 
 
 def _layers_from_args(args):
@@ -141,6 +220,7 @@ def _layers_from_args(args):
     if args.model:
         from asqhw.core.topologies import TOPOLOGIES, topology
 
+        args.batch = 1 if args.batch is None else args.batch
         if args.model not in TOPOLOGIES and Path(args.model).is_file():
             return _network_layers(args.model, args.batch)
         return [(lay.name, _shape(lay, args.batch)) for lay in topology(args.model)], None, args.model
@@ -150,10 +230,17 @@ def _layers_from_args(args):
 
     from asqhw.core.vectors import load_cases
 
+    if args.batch is not None:
+        raise UserError("--batch applies to --model; a case file has its own batch")
     cases = load_cases(args.paths)
     dps = {c.datapath for c in cases}
     if len(dps) != 1:
         raise UserError("case files with different datapaths; run them separately")
+    batches = {c.manifest["batch"] for c in cases}
+    if len(batches) != 1:
+        raise UserError(f"case files with different batches ({', '.join(map(str, sorted(batches)))}); "
+                        f"run them separately")
+    args.batch = batches.pop()
     layers = [(c.name, shape_of_case(c)) for c in cases]
     return layers, {c.name: c["w"] for c in cases}, "cases", next(iter(dps))
 
@@ -203,6 +290,7 @@ def _fmt_int(v):
 def cmd_cycles(args) -> int:
     from asqhw.cli.common import datapath_from, table
 
+    check_args(args)
     got = _layers_from_args(args)
     dps = adapters = None
     if len(got) == 6:
@@ -214,7 +302,9 @@ def cmd_cycles(args) -> int:
     lanes_list = parse_sweep(args.sweep)[1] if args.sweep else [args.lanes]
     from asqhw.hdl.engine.expect import mse_clip
 
-    clip = args.clip if args.clip is not None else mse_clip(dp)
+    exact_only = weights is not None and all(name in weights for name, _ in layers)
+    # the weight model is only needed (and only built) when some entry count is an expectation
+    clip = args.clip if args.clip is not None else (0.0 if exact_only else mse_clip(dp))
     model_text = (f"entry counts: expectation for i.i.d. N(0,1) weights quantised to the nearest "
                   f"{dp.fmt} {dp.w_bits}-bit level, largest level at {clip:g} sigma"
                   + (" (the MSE-optimal clip)" if args.clip is None else ""))
@@ -319,8 +409,9 @@ def cmd_cycles(args) -> int:
 
 
 def _plot(results, path: Path, force: bool, title: str):
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it")
+    """Write exactly ``path`` (its suffix names the format), atomically, never over a file without ``force``."""
+    from asqhw.core.atomic import write_bytes
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,8 +430,10 @@ def _plot(results, path: Path, force: bool, title: str):
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lower()[1:] or "png", dpi=120)
     plt.close(fig)
+    write_bytes(path, buf.getvalue(), force=force)
 
 
 def register(sub) -> None:
@@ -358,7 +451,8 @@ def register(sub) -> None:
     p.add_argument("--rq-pipeline", type=int, default=1, choices=[1, 2, 3],
                    help="requantiser register stages of the engine")
     p.add_argument("--sweep", help="lanes=8,16,32: one table per array size")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=int, default=None,
+                   help="images per layer run with --model (default 1; a case file has its own)")
     p.add_argument("--out-bits", type=int, default=None, help="output code bits (default: --a-bits)")
     p.add_argument("--clock", type=float, default=100.0, help="clock in MHz for frames/s")
     p.add_argument("--synth", metavar="JSON",
@@ -373,6 +467,7 @@ def register(sub) -> None:
     p.add_argument("--adapter", action="store_true",
                    help="add the ASQ adapter pass before every quantised layer (model of a companion "
                         "unit, not RTL-verified)")
-    p.add_argument("--plot", metavar="PNG", help="bar chart of cycles per layer")
-    p.add_argument("--force", action="store_true", help="overwrite an existing PNG")
+    p.add_argument("--plot", metavar="PNG", help="bar chart of cycles per layer (.png, .pdf or .svg; "
+                                                 "exactly this file is written)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing plot file")
     p.set_defaults(func=cmd_cycles)

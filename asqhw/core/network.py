@@ -259,6 +259,8 @@ def _tensors(manifest: dict) -> dict[str, Tensor]:
         src = tensors[ins[0]]
         try:
             tensors[name] = _node_tensor(node, op, src, tensors, where, manifest)
+        except UserError:
+            raise
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise UserError(f"{where}: malformed fields ({type(e).__name__}: {e})") from None
     out = manifest.get("output")

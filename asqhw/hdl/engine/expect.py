@@ -59,7 +59,7 @@ _CLIPS: dict = {}
 def _mse_clip(fmt, w_bits, e_max, m_bits):
     key = (fmt, w_bits, e_max)
     if key not in _CLIPS:
-        dp = Datapath(fmt, 4, w_bits, e_max=e_max, arch=None)
+        dp = Datapath(fmt, 4, w_bits, e_max=e_max, arch="split" if fmt == "post" else None)  # levels only
         vals = np.array(sorted(set(code_values(dp).values())))
         x = np.linspace(-8, 8, 4001)
         pdf = np.exp(-x * x / 2)
