@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import imagefolder
 from .errors import UserError
 
 __all__ = ["load_test_set", "input_codes", "digits_split", "cifar10_batch", "DIGITS_TEST", "DIGITS_SPLIT_SEED"]
@@ -100,7 +101,7 @@ def _cifar_dir(directory: str) -> Path:
 
 
 def load_test_set(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(images, labels, description)`` of ``digits`` or ``cifar10:DIR``.
+    """``(images, labels, description)`` of ``digits``, ``cifar10:DIR`` or ``imagefolder:[CxHxW:]DIR``.
 
     Returns float64 images ``N x C x H x W`` in ``[0, 1]``, int64 labels, and a short name.
     """
@@ -110,7 +111,10 @@ def load_test_set(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
     if isinstance(spec, str) and spec.startswith("cifar10:") and len(spec) > len("cifar10:"):
         x, y = cifar10_batch(_cifar_dir(spec[len("cifar10:"):]) / "test_batch")
         return x, y, "CIFAR-10 test_batch"
-    raise UserError(f"--data must be 'digits' or 'cifar10:DIR', not {spec!r}")
+    if isinstance(spec, str) and spec.startswith(imagefolder.PREFIX):
+        x, y = imagefolder.read_test(spec)
+        return x.astype(np.float64) / 255.0, y, "image folder test split"
+    raise UserError(f"--data must be 'digits', 'cifar10:DIR' or 'imagefolder:[CxHxW:]DIR', not {spec!r}")
 
 
 def input_codes(images: np.ndarray, inp: dict) -> np.ndarray:

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asqhw.core import imagefolder
 from asqhw.core.datasets import cifar10_batch, digits_split
 from asqhw.core.errors import UserError
 
-__all__ = ["Dataset", "load_digits", "load_cifar10", "load_data", "augment_batch",
+__all__ = ["Dataset", "load_digits", "load_cifar10", "load_imagefolder", "load_data", "augment_batch",
            "CIFAR_MEAN", "CIFAR_STD"]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -79,13 +80,25 @@ def load_cifar10(directory) -> Dataset:
                    10, True)
 
 
+def load_imagefolder(spec: str) -> Dataset:
+    """Class-per-subfolder images (asqhw.core.imagefolder), normalised by the training split's channel mean and std."""
+    xtr, ytr, xte, yte, names = imagefolder.read_split(spec, progress=True)
+    xtr, xte = xtr.astype(np.float32) / 255.0, xte.astype(np.float32) / 255.0
+    mean = tuple(float(v) for v in xtr.mean(axis=(0, 2, 3)))
+    std = tuple(max(float(v), 1e-6) for v in xtr.std(axis=(0, 2, 3)))
+    return Dataset(spec, _normalise(xtr, mean, std), torch.from_numpy(ytr), _normalise(xte, mean, std),
+                   torch.from_numpy(yte), mean, std, len(names), False)
+
+
 def load_data(spec: str) -> Dataset:
-    """``digits`` or ``cifar10:DIR``."""
+    """``digits``, ``cifar10:DIR`` or ``imagefolder:[CxHxW:]DIR``."""
     if spec == "digits":
         return load_digits()
     if spec.startswith("cifar10:") and len(spec) > len("cifar10:"):
         return load_cifar10(spec[len("cifar10:"):])
-    raise UserError(f"data must be 'digits' or 'cifar10:DIR', not {spec!r}")
+    if spec.startswith(imagefolder.PREFIX):
+        return load_imagefolder(spec)
+    raise UserError(f"data must be 'digits', 'cifar10:DIR' or 'imagefolder:[CxHxW:]DIR', not {spec!r}")
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
