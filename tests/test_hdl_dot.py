@@ -9,6 +9,7 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
+from asqhw.core.errors import UserError
 from asqhw.core.params import Datapath
 from spec_reading import spec_product, spec_wrap
 from asqhw.hdl.dot import DotUnit
@@ -168,7 +169,7 @@ def test_latency_is_pipeline_plus_one():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(lanes=0, acc_bits=16), ValueError, "lanes must be in 1..1024, not 0"),
-    (dict(lanes=8.0, acc_bits=16), TypeError, "lanes must be an integer, not 8.0"),
+    (dict(lanes=8.0, acc_bits=16), UserError, "lanes must be an integer, not 8.0"),
     (dict(lanes=8, acc_bits=41), ValueError, "acc_bits must be in 2..40, not 41"),
     (dict(lanes=8, acc_bits=16, schedule="fast"), ValueError, "not 'fast'"),
     (dict(lanes=8, acc_bits=16, pipeline=9), ValueError, "pipeline must be in 0..4, not 9"),

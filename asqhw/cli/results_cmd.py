@@ -46,7 +46,7 @@ def _list(text: str, kind, what: str) -> list:
 
 def register(sub) -> None:
     """Add the ``results`` subcommand to the argparse subparsers ``sub``."""
-    from .train_cmd import _epochs
+    from .train_cmd import epochs_arg
 
     p = sub.add_parser("results", help="train, export and measure every scheme and bit width (docs/results.md)")
     p.add_argument("--data", default="digits", help="'digits' (bundled, default) or 'cifar10:DIR'")
@@ -54,7 +54,7 @@ def register(sub) -> None:
                    help=f"comma-separated schemes (default: {','.join(ORDER)})")
     p.add_argument("--bits", type=lambda t: _list(t, int, "bit widths"), default=[2, 3, 4],
                    help="comma-separated bit widths of the inner layers (default 2,3,4)")
-    p.add_argument("--epochs", type=_epochs, default=None, metavar="N|FLOAT,QAT",
+    p.add_argument("--epochs", type=epochs_arg, default=None, metavar="N|FLOAT,QAT",
                    help="epochs of the float network and of each QAT run (default: the data set's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=None, help="train on the first N training samples only")

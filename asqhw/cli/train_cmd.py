@@ -7,10 +7,11 @@ import time
 from asqhw.core import atomic
 from asqhw.core.errors import UserError
 
-__all__ = ["register", "cmd_train", "train_command"]
+__all__ = ["register", "cmd_train", "train_command", "epochs_arg"]
 
 
-def _epochs(text: str) -> tuple[int, int]:
+def epochs_arg(text: str) -> tuple[int, int]:
+    """``--epochs N`` or ``FLOAT,QAT``: the float and QAT epoch counts (argparse type)."""
     import argparse
 
     parts = text.split(",")
@@ -108,7 +109,7 @@ def register(sub) -> None:
     p.add_argument("--e-max", choices=list(E_MAX_CHOICES), default="default",
                    help="POT/POST E_max: 2^(b-1)-2 (default, b storage bits) or eq17: 2^(b-1)-1")
     p.add_argument("--reduction", type=int, default=4, help="adapter reduction r (hidden width C//r)")
-    p.add_argument("--epochs", type=_epochs, default=None, metavar="N|FLOAT,QAT",
+    p.add_argument("--epochs", type=epochs_arg, default=None, metavar="N|FLOAT,QAT",
                    help="epochs of float pre-training and of QAT (default: 30,30 digits; 200,90 CIFAR-10)")
     p.add_argument("--init", metavar="CHECKPOINT", help="skip float training: take the float network of this checkpoint")
     p.add_argument("--seed", type=int, default=0)

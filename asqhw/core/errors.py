@@ -3,5 +3,8 @@
 __all__ = ["UserError"]
 
 
-class UserError(Exception):
-    """A problem the user can fix; the CLI prints it on one line and exits 2."""
+class UserError(ValueError):
+    """A problem the user can fix; the CLI prints it on one line and exits 2.
+
+    A ValueError, so that library callers may catch it as the bad value it reports.
+    """

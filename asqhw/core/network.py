@@ -45,7 +45,7 @@ _MAX_NODES = 4096
 MAX_TENSOR = 1 << 24
 MAX_CHANNELS = 1 << 16
 MAX_MACS = 1 << 36
-MAX_SAMPLE_VALUES = 1 << 28
+MAX_SAMPLE_VALUES = 1 << 25
 
 
 def m_cap(beta_bits: int, beta_frac: int) -> int:

@@ -5,19 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UserError
+from .validate import check_choice, check_int
 
 __all__ = ["Datapath", "ARCHS", "FORMATS", "MAX_ACC_BITS"]
 
 FORMATS = ("uniform", "pot", "post")
 ARCHS = {"uniform": ("mul",), "pot": ("shift",), "post": ("lut", "split")}
 MAX_ACC_BITS = 40
-
-
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise UserError(f"{name} must be in {lo}..{hi}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -36,14 +30,13 @@ class Datapath:
     frac_bits: int | None = None
 
     def __post_init__(self):
-        if self.fmt not in FORMATS:
-            raise UserError(f"weight format must be one of {', '.join(FORMATS)}, not {self.fmt!r}")
+        check_choice("weight format", self.fmt, FORMATS)
         arch = self.arch or ARCHS[self.fmt][0]
         if arch not in ARCHS[self.fmt]:
             raise UserError(f"{self.fmt} weights support arch {'/'.join(ARCHS[self.fmt])}, not {arch!r}")
         object.__setattr__(self, "arch", arch)
-        _check_int("activation bits", self.a_bits, 2, 8)
-        _check_int("weight bits", self.w_bits, 2, 8)
+        check_int("activation bits", self.a_bits, 2, 8)
+        check_int("weight bits", self.w_bits, 2, 8)
         if self.fmt == "uniform":
             if self.e_max is not None:
                 raise UserError("e_max applies to pot/post weights only")
@@ -52,7 +45,7 @@ class Datapath:
             object.__setattr__(self, "frac_bits", 0)
             return
         e_max = 2 ** (self.w_bits - 1) - 2 if self.e_max is None else self.e_max
-        _check_int("e_max", e_max, 0, 2 ** (self.w_bits - 1) - 1)
+        check_int("e_max", e_max, 0, 2 ** (self.w_bits - 1) - 1)
         object.__setattr__(self, "e_max", e_max)
         if arch == "lut":
             lo = -(-e_max // 2)
@@ -60,7 +53,7 @@ class Datapath:
                 raise UserError(f"post lut needs F >= ceil(e_max/2) = {lo} > 16 fractional bits; "
                                 f"use e_max <= 32 or the split architecture")
             f = min(lo + 2, 16) if self.frac_bits is None else self.frac_bits
-            _check_int("frac_bits (F)", f, lo, 16)
+            check_int("frac_bits (F)", f, lo, 16)
         elif arch == "split":
             f = e_max // 2
             if self.frac_bits not in (None, f):
@@ -135,7 +128,7 @@ def output_range(bits: int, signed: bool) -> tuple[int, int]:
 
     Output codes fit a signed 16-bit integer: 2..16 bits signed, 2..15 unsigned.
     """
-    _check_int("signed output bits" if signed else "unsigned output bits", bits, 2, 16 if signed else 15)
+    check_int("signed output bits" if signed else "unsigned output bits", bits, 2, 16 if signed else 15)
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1

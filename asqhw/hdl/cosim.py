@@ -23,6 +23,7 @@ import numpy as np
 
 from asqhw.core.errors import UserError
 from asqhw.core.params import Datapath
+from asqhw.core.validate import check_int
 from asqhw.core.vectors import Case
 
 from .cosim_harness import harness_cpp, input_ports, output_ports, words
@@ -392,8 +393,7 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
         raise UserError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     if schedule not in SCHEDULES:
         raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise UserError(f"lanes must be a positive integer, not {lanes!r}")
+    check_int("lanes", lanes, 1)
     check_jobs(jobs)
     scheduler_address(scheduler)        # an empty address fails now
     cfgs = [hw_config(c, lanes=lanes, schedule=schedule, pipeline=pipeline) for c in cases]
@@ -409,9 +409,9 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
         if simulator == "verilator":
             designs[cfg] = _design(cfg)
         else:
-            from .verilog import _validate
+            from .verilog import validate_unit
 
-            _validate("top", cfg.dp, **cfg.kwargs())
+            validate_unit("top", cfg.dp, **cfg.kwargs())
     results: list = [None] * len(cases)
     done = 0
     with JobRunner(jobs, scheduler) as runner:

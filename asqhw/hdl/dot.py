@@ -32,6 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from asqhw.core.params import MAX_ACC_BITS, Datapath
+from asqhw.core.validate import check_choice, check_int
 
 from .adders import add_terms, register, tree_depth
 from .lanes import SignLane, make_lane
@@ -42,13 +43,6 @@ SCHEDULES = ("any", "grouped")
 #: Product architectures that have a ``grouped`` schedule (pot, post split, uniform).
 GROUPED_ARCHS = ("shift", "split", "mul")
 MAX_LANES = 1024
-
-
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
 
 
 # Rough iCE40 delays in ns (one LUT plus its routing; one carry-chain bit), used only to
@@ -138,10 +132,9 @@ class DotUnit(wiring.Component):
     def _validate(self, dp, lanes, acc_bits, schedule, pipeline):
         if not isinstance(dp, Datapath):
             raise TypeError(f"dp must be an asqhw.core.params.Datapath, not {dp!r}")
-        _check_int("lanes", lanes, 1, MAX_LANES)
-        _check_int("acc_bits", acc_bits, 2, MAX_ACC_BITS)
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+        check_int("lanes", lanes, 1, MAX_LANES)
+        check_int("acc_bits", acc_bits, 2, MAX_ACC_BITS)
+        check_choice("schedule", schedule, SCHEDULES)
         if schedule == "grouped" and dp.arch not in GROUPED_ARCHS:
             raise ValueError(f"schedule 'grouped' needs arch shift, split or mul, not {dp.arch!r}")
         self._dp = dp
@@ -149,7 +142,7 @@ class DotUnit(wiring.Component):
         self._acc_bits = acc_bits
         self._schedule = schedule
         self._n_levels = 1 + tree_depth(lanes) + (schedule == "grouped")
-        _check_int("pipeline", pipeline, 0, self._n_levels)
+        check_int("pipeline", pipeline, 0, self._n_levels)
         self._pipeline = pipeline
 
     # --- read-only facts ------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from asqhw.core.errors import UserError
+from asqhw.core.validate import check_int
 
 __all__ = ["ENV", "Outcome", "JobRunner", "scheduler_address", "describe_failure", "check_jobs"]
 
@@ -58,8 +59,7 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
 
 def check_jobs(jobs) -> None:
     """UserError unless ``jobs`` is an integer in 1..64."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
-        raise UserError(f"jobs must be in 1..64, not {jobs!r}")
+    check_int("jobs", jobs, 1, 64)
 
 
 def _one_line(text: str) -> str:

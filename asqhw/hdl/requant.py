@@ -10,6 +10,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from asqhw.core.validate import check_bool, check_int
+
 __all__ = ["Requantiser", "M_BITS", "B_BITS", "SH_BITS", "SH_MAX", "MAX_PIPELINE"]
 
 M_BITS = 16
@@ -17,13 +19,6 @@ B_BITS = 48
 SH_BITS = 6
 SH_MAX = 62
 MAX_PIPELINE = 3
-
-
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
 
 
 class Requantiser(wiring.Component):
@@ -61,12 +56,11 @@ class Requantiser(wiring.Component):
 
     def __init__(self, *, n_acc: int, acc_bits: int, out_bits: int, out_signed: bool,
                  pipeline: int = 1):
-        _check_int("n_acc", n_acc, 1, 2)
-        _check_int("acc_bits", acc_bits, 2, 40)
-        if not isinstance(out_signed, bool):
-            raise TypeError(f"out_signed must be a bool, not {out_signed!r}")
-        _check_int("out_bits", out_bits, 2, 16 if out_signed else 15)
-        _check_int("pipeline", pipeline, 0, MAX_PIPELINE)
+        check_int("n_acc", n_acc, 1, 2)
+        check_int("acc_bits", acc_bits, 2, 40)
+        check_bool("out_signed", out_signed)
+        check_int("out_bits", out_bits, 2, 16 if out_signed else 15)
+        check_int("pipeline", pipeline, 0, MAX_PIPELINE)
         self._n_acc = n_acc
         self._acc_bits = acc_bits
         self._out_bits = out_bits

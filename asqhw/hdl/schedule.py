@@ -16,6 +16,7 @@ Cycle cost of one dot product over ``K`` terms with ``lanes`` lanes:
 from __future__ import annotations
 
 from asqhw.core.params import Datapath
+from asqhw.core.validate import check_choice, check_int
 
 __all__ = ["beats", "cycles"]
 
@@ -23,10 +24,8 @@ __all__ = ["beats", "cycles"]
 def _check(dp, lanes, schedule, a_vec, w_vec):
     if not isinstance(dp, Datapath):
         raise TypeError(f"dp must be an asqhw.core.params.Datapath, not {dp!r}")
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-    if schedule not in ("any", "grouped"):
-        raise ValueError(f"schedule must be 'any' or 'grouped', not {schedule!r}")
+    check_int("lanes", lanes, 1)
+    check_choice("schedule", schedule, ("any", "grouped"))
     if schedule == "grouped" and dp.arch not in ("shift", "split", "mul"):
         raise ValueError(f"schedule 'grouped' needs arch shift, split or mul, not {dp.arch!r}")
     a = [int(v) for v in a_vec]

@@ -107,14 +107,14 @@ def multipliers_of(net, adapter: str) -> list[int]:
 
 def render(cfg: AdapterConfig) -> tuple[str, str, list[dict]]:
     """``(verilog, module, ports)`` of one adapter unit."""
-    from ..verilog import _header, convert, ports_of
+    from ..verilog import file_header, convert, ports_of
 
     module = cfg.module()
     params = {"unit": "adapter", "max_channels": cfg.max_channels, "max_hidden": cfg.max_hidden,
               "max_hw": cfg.max_hw, "max_mults": cfg.max_mults,
               "beta_bits": cfg.beta_bits, "beta_frac": cfg.beta_frac,
               "spec_version": SPEC_VERSION, "generator": __version__}
-    text = _header(module, "asqhw.hdl.engine.adapter_cosim.render", params) + convert(cfg.unit(), module)
+    text = file_header(module, "asqhw.hdl.engine.adapter_cosim.render", params) + convert(cfg.unit(), module)
     return text, module, ports_of(text, module)
 
 

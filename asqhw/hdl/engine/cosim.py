@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from asqhw.core.errors import UserError
+from asqhw.core.validate import check_int
 
 from ..cosim_harness import harness_cpp, input_ports, output_ports, words
 from .cycles import run_cycles
@@ -158,8 +159,7 @@ def run_cases_engine(cases, *, lanes: int = 8, schedule: str = "auto", cache=Non
                      depths: dict | None = None, progress=None) -> list[EngineResult]:
     """Run golden cases through the engine in Verilator; one result per case, in order."""
     cases = list(cases)
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-        raise UserError(f"lanes must be a positive integer, not {lanes!r}")
+    check_int("lanes", lanes, 1)
     cfgs = [engine_config(c, lanes=lanes, schedule=schedule, depths=depths) for c in cases]
     distinct = list(dict.fromkeys(cfgs))
     with ThreadPoolExecutor(max_workers=2) as pool:

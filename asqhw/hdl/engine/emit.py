@@ -9,7 +9,7 @@ from asqhw import __version__
 from asqhw.core.spec import SPEC_VERSION
 from asqhw.core.atomic import check_target, ensure_dir, write_text
 
-from ..verilog import _header, convert, datapath_args, ports_of
+from ..verilog import file_header, convert, datapath_args, ports_of
 from .cycles import formula_text
 from .params import EngineConfig
 from .top import Engine
@@ -55,7 +55,7 @@ def render(ecfg: EngineConfig, command: str | None = None) -> tuple[str, dict]:
     module = module_name(ecfg)
     params = _params(ecfg)
     cmd = " ".join(command.split()) if command is not None else command_line(ecfg)
-    text = _header(module, cmd, params) + convert(Engine(ecfg), module)
+    text = file_header(module, cmd, params) + convert(Engine(ecfg), module)
     layout = [{"name": name, "offset": f.offset, "width": f.width}
               for name, f in ecfg.layer_layout()]
     words = {"term": {"width": ecfg.term_bits, "depth": ecfg.term_depth,

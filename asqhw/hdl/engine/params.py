@@ -9,6 +9,7 @@ from amaranth.lib import data
 
 from asqhw.core.errors import UserError
 from asqhw.core.params import MAX_ACC_BITS, Datapath
+from asqhw.core.validate import check_bool, check_int
 
 __all__ = ["EngineConfig", "ENGINE_SCHEDULES", "M_BITS", "B_BITS", "SH_BITS"]
 
@@ -19,13 +20,6 @@ COUNT_FIELD_BITS = 16
 
 def _bitlen(v: int) -> int:
     return max(int(v).bit_length(), 1)
-
-
-def _check(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise UserError(f"{name} must be in {lo}..{hi}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -70,22 +64,21 @@ class EngineConfig:
     def __post_init__(self):
         if not isinstance(self.dp, Datapath):
             raise TypeError(f"dp must be a Datapath, not {self.dp!r}")
-        _check("lanes", self.lanes, 1, 256)
+        check_int("lanes", self.lanes, 1, 256)
         if self.lanes & (self.lanes - 1):
             raise UserError(f"lanes must be a power of two (the activation buffer has one bank "
                             f"per lane), not {self.lanes}")
-        _check("accumulator bits", self.acc_bits, 2, MAX_ACC_BITS)
-        if not isinstance(self.out_signed, bool):
-            raise UserError(f"out_signed must be true or false, not {self.out_signed!r}")
-        _check("output bits", self.out_bits, 2, 16 if self.out_signed else 15)
+        check_int("accumulator bits", self.acc_bits, 2, MAX_ACC_BITS)
+        check_bool("out_signed", self.out_signed)
+        check_int("output bits", self.out_bits, 2, 16 if self.out_signed else 15)
         if self.schedule not in ENGINE_SCHEDULES:
             raise UserError(f"engine schedule must be one of {', '.join(ENGINE_SCHEDULES)}, "
                             f"not {self.schedule!r}")
         if self.schedule == "grouped" and self.dp.arch == "lut":
             raise UserError("schedule 'grouped' needs uniform, pot or post split weights, not post lut")
         for name in ("act_depth", "term_depth", "out_depth", "max_channels"):
-            _check(name, getattr(self, name), 1, 1 << 24)
-        _check("rq_pipeline", self.rq_pipeline, 1, 3)
+            check_int(name, getattr(self, name), 1, 1 << 24)
+        check_int("rq_pipeline", self.rq_pipeline, 1, 3)
         if self.act_depth % self.lanes:
             raise UserError(f"act_depth must be a multiple of lanes ({self.lanes}), not {self.act_depth}")
 
