@@ -3,7 +3,7 @@
 The two are written independently from docs/datapath.md; this is where they meet
 outside the committed corpus: random shapes, bit widths, codes, requantisation
 parameters and accumulator widths (including ones that wrap). Each random layer is
-run through every path of the model (``sim.layers``): the exact kernel, the float
+run through every path of the model (``sim.layers``, limits in ``sim.plan``): the exact kernel, the float
 GEMM (float32 and float64 plans, whole and chunked fan-in), the packed ``split`` GEMM
 and the integer GEMM. Lowering an exactness limit only makes a plan more cautious,
 so the property test lowers them to force chunked plans on small layers; fixed layers
@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asqhw import sim
-import asqhw.sim.layers as layers_mod
+import asqhw.sim.plan as plan_mod
 from asqhw.core.errors import UserError
 from asqhw.core.params import ARCHS, Datapath
 from asqhw.core.vectors import case_shapes
 from asqhw.golden.intref import reference
 
-# variant -> module constants patched while the layer runs (see the module docstring)
+# variant -> constants of sim.plan patched while the layer runs (see the module docstring)
 VARIANTS = {
     "as-shipped": {},
     "float32-chunked": {"F32_EXACT": 1 << 11, "MIN_CHUNK": 1},
@@ -112,7 +112,7 @@ def run_all_paths(manifest, arrays, variant):
     results = {}
     with ExitStack() as stack:
         for name, value in VARIANTS[variant].items():
-            stack.enter_context(mock.patch.object(layers_mod, name, value))
+            stack.enter_context(mock.patch.object(plan_mod, name, value))
         for method in ("exact", "gemm", "int", "auto"):
             try:
                 results[method] = sim.run(manifest, arrays, method=method)
@@ -196,7 +196,7 @@ def test_packed_split_plan_is_exact():
     manifest, arrays = _fixed(dp, 600, 16, extreme=False)
     _, plan = _layer_plan(manifest, arrays)
     assert plan.pack_bits > 0
-    with mock.patch.object(layers_mod, "PACK_SAVED_S_PER_MAC", 1.0):   # take the packed plan
+    with mock.patch.object(plan_mod, "PACK_SAVED_S_PER_MAC", 1.0):   # take the packed plan
         _assert_equal_to_reference(manifest, arrays, "gemm")
 
 

@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from asqhw import sim
 from asqhw.core.errors import UserError
-from asqhw.sim import simd as SIMD
 from asqhw.core.params import Datapath
+from asqhw.sim import direct_path, layers, simd as SIMD, terms, workshare
+from asqhw.sim.direct_path import DirectPath
+from asqhw.sim.int_path import IntPath
 
 SPLIT4 = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
 UNIFORM4 = Datapath(fmt="uniform", a_bits=4, w_bits=4)
@@ -196,7 +198,6 @@ def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pa
                                            (Datapath(fmt="post", a_bits=8, w_bits=4, arch="lut", frac_bits=16),
                                             np.float64)])
 def test_gemm_chunks_worst_case_fan_in_exactly(monkeypatch, dp, dtype):
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "CENTRE_MODE", "never")     # constant codes would centre to all-zero GEMMs
     rng = np.random.default_rng(7)
     x, w = random_codes(rng, dp, (1, 512, 3, 3), (4, 512, 3, 3), extreme=True)
@@ -308,10 +309,9 @@ def test_unpacking_recovers_both_sums_at_their_limits(bits):
                                                     ("post", "lut", 4, 4), ("pot", "shift", 4, 4)])
 def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bits, w_bits):
     """Forcing every GEMM call onto the multi-thread (shared) path changes no bit."""
-    import asqhw.sim.layers as layers
     from asqhw.core.params import Datapath
 
-    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 0)
     dp = Datapath(fmt=fmt, a_bits=a_bits, w_bits=w_bits, arch=arch)
     rng = np.random.default_rng(7)
     x = rng.integers(*dp.a_range, endpoint=True, size=(2, 16, 12, 12)).astype(np.int16)
@@ -391,10 +391,9 @@ def test_int_path_refuses_weights_beyond_int16():
 
 
 def test_auto_takes_the_portable_int_kernel_for_a_large_uniform_layer_without_simd(monkeypatch):
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", "none")
     calls = []
-    monkeypatch.setattr(sim.Conv2d, "_run_int", lambda self, *a: calls.append(a) or "int")
+    monkeypatch.setattr(IntPath, "__call__", lambda self, *a: calls.append(a) or "int")
     rng = np.random.default_rng(5)
     x, w = random_codes(rng, UNIFORM8, (1, 128, 7, 7), (16, 128, 3, 3))
     assert sim.Conv2d(w, UNIFORM8, padding=1)(x) == "int" and len(calls) == 1
@@ -403,7 +402,7 @@ def test_auto_takes_the_portable_int_kernel_for_a_large_uniform_layer_without_si
 def test_auto_takes_the_direct_kernel_when_the_cpu_has_one(monkeypatch):
     assert SIMD.VARIANTS, "this x86 test machine has AVX2 at least"
     calls = []
-    monkeypatch.setattr(sim.Conv2d, "_run_direct", lambda self, *a: calls.append(a[5]) or "direct")   # the variant
+    monkeypatch.setattr(DirectPath, "__call__", lambda self, *a: calls.append(a[5]) or "direct")   # the variant
     rng = np.random.default_rng(5)
     x, w = random_codes(rng, SPLIT4, (1, 64, 14, 14), (16, 64, 3, 3))
     assert sim.Conv2d(w, SPLIT4, padding=1)(x) == "direct" and calls == [SIMD.VARIANTS[0]]
@@ -417,7 +416,6 @@ def test_auto_takes_the_direct_kernel_when_the_cpu_has_one(monkeypatch):
        size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
 def test_centred_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
                                                seed):
-    import asqhw.sim.layers as layers
     x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
     try:
@@ -439,7 +437,6 @@ def test_centred_packed_split_plan_halves_the_chunks_and_is_exact(stride, pad, g
     layer = sim.Conv2d(w, SPLIT4, stride=stride, padding=pad, groups=groups, acc_bits=bits, method="gemm")
     plan = layer.plan(int(x.min()), int(x.max()))
     assert plan.centre == 7 and plan.pack_bits > 0
-    import asqhw.sim.layers as layers
     old, layers.CENTRE_MODE = layers.CENTRE_MODE, "never"
     try:
         plain = layer.plan(int(x.min()), int(x.max()))
@@ -455,7 +452,6 @@ def test_centred_packed_split_plan_halves_the_chunks_and_is_exact(stride, pad, g
 def test_centring_correction_counts_only_taps_inside_the_input():
     # one input channel of constant code 15, weights all W = 0 (P = 15 * 8 = 120, first accumulator):
     # a corner output of a padded 3x3 conv sees 4 valid taps, an edge 6, the centre 9
-    import asqhw.sim.layers as layers
     x = np.full((1, 1, 5, 5), 15, np.int16)
     x[0, 0, 2, 2] = 0                                           # codes span [0, 15]: centre 7
     w = np.full((8, 1, 3, 3), 1, np.int16)
@@ -473,17 +469,16 @@ def test_centring_correction_counts_only_taps_inside_the_input():
 @pytest.mark.parametrize("method", ["exact", "int"])
 def test_thread_ranges_of_the_exact_and_int_paths_change_no_bit(monkeypatch, method):
     """The exact kernel and the portable int path cut into one range per thread give the one-range result."""
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", "none")                   # the direct kernels share by numba threads
     dp = Datapath(fmt="post", a_bits=4, w_bits=4, arch="split")
     rng = np.random.default_rng(21)
     x, w = random_codes(rng, dp, (3, 24, 7, 7), (20, 24, 3, 3))
-    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 1 << 62)
+    monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 1 << 62)
     one = sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method)
-    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 0)
     calls = []
-    real = layers._in_ranges
-    monkeypatch.setattr(layers, "_in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
+    real = workshare.in_ranges
+    monkeypatch.setattr(workshare, "in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
     assert np.array_equal(sim.conv2d(x, w, dp, padding=1, acc_bits=11, method=method), one) and calls
     assert np.array_equal(one, sim.conv2d(x, w, dp, padding=1, acc_bits=11, method="gemm"))
 
@@ -520,12 +515,11 @@ def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_ou
     and one tile per chunk.
     """
     import asqhw.sim.direct as direct
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     if split_work != "no":
-        monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
-        monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
-        monkeypatch.setattr(layers, "DIRECT_ROW_SPLIT", 1 << 30 if split_work == "rows" else 0)
+        monkeypatch.setattr(direct_path, "DIRECT_SHARE_MACS", 0)
+        monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 0)
+        monkeypatch.setattr(direct_path, "DIRECT_ROW_SPLIT", 1 << 30 if split_work == "rows" else 0)
         monkeypatch.setattr(direct, "CHUNK_BYTES", 1)
     x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
     layer = sim.Conv2d(w, dp, method="int", **kw)
@@ -545,11 +539,10 @@ def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_ou
 def test_direct_kernel_runs_and_equals_the_exact_kernel_across_shares_and_chunks(monkeypatch, variant, c_in, k,
                                                                                   stride, pad, dp, by_rows):
     import asqhw.sim.direct as direct
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
-    monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
-    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
-    monkeypatch.setattr(layers, "DIRECT_ROW_SPLIT", 1 << 30 if by_rows else 0)
+    monkeypatch.setattr(direct_path, "DIRECT_SHARE_MACS", 0)
+    monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 0)
+    monkeypatch.setattr(direct_path, "DIRECT_ROW_SPLIT", 1 << 30 if by_rows else 0)
     monkeypatch.setattr(direct, "CHUNK_BYTES", 4096)
     rng = np.random.default_rng(c_in * k)
     x, w = random_codes(rng, dp, (3, c_in, 13, 11), (72, c_in, k, k))
@@ -557,8 +550,9 @@ def test_direct_kernel_runs_and_equals_the_exact_kernel_across_shares_and_chunks
     assert layer.simd_variant(0, 15) == variant
     got = layer(x)
     assert np.array_equal(got, sim.conv2d(x, w, dp, stride=stride, padding=pad, method="exact"))
-    shares = next(v for k, v in layer._direct.items() if len(k) == 7).shares
-    assert len(shares) == min(2, numba.get_num_threads()) and (shares[0].ob1 < layer._direct[variant, False].n_ob) == (
+    shares = next(iter(layer.direct_path.kept_shares.values())).shares
+    n_ob = layer.direct_path.kept_weights[variant, False].n_ob
+    assert len(shares) == min(2, numba.get_num_threads()) and (shares[0].ob1 < n_ob) == (
         by_rows and len(shares) > 1)
     x[1, 0, 4, 4] = 15 - x[1, 0, 4, 4]                                 # a changed input changes the result
     assert not np.array_equal(layer(x), got)
@@ -566,7 +560,6 @@ def test_direct_kernel_runs_and_equals_the_exact_kernel_across_shares_and_chunks
 
 @pytest.mark.parametrize("variant", SIMD.VARIANTS)
 def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(monkeypatch, variant):
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     dp = Datapath(fmt="uniform", a_bits=8, w_bits=7)                   # |w| <= 64: 2 * 255 * 64 < 2^15
     x = np.full((1, 300, 4, 4), 255, np.int16)
@@ -581,49 +574,46 @@ def test_simd_kernels_take_uint8_activations_and_int8_weights_at_their_extremes(
 
 @pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
 def test_avx2_kernel_spreads_the_bytes_where_a_byte_pair_could_saturate(monkeypatch, variant):
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     x = np.full((1, 300, 4, 4), 255, np.int16)
     w = np.full((6, 300, 3, 3), -128, np.int16)                        # 2 * 255 * 128 > 2^15 - 1
     layer = sim.Conv2d(w, UNIFORM8, padding=1, method="int")
-    assert layer.simd_variant(0, 255) == "avx2" and layer._spread(0, 255, "avx2")
+    assert layer.simd_variant(0, 255) == "avx2" and layer.direct_path.spread(0, 255, "avx2")
     assert layer(x)[0, 0, 0, 1, 1] == -255 * 128 * 2700
-    assert layer._direct["avx2", True].n_t == 2                        # every term byte followed by a zero byte
-    assert not layer._spread(0, 127, "avx2")                            # 2 * 127 * 128 = 32512 fits
+    assert layer.direct_path.kept_weights["avx2", True].n_t == 2                        # every term byte followed by a zero byte
+    assert not layer.direct_path.spread(0, 127, "avx2")                            # 2 * 127 * 128 = 32512 fits
     x[:] = 127
     assert layer(x)[0, 0, 0, 1, 1] == -127 * 128 * 2700
-    assert layer._direct["avx2", False].n_t == 1
+    assert layer.direct_path.kept_weights["avx2", False].n_t == 1
 
 
 @pytest.mark.parametrize("variant", [v for v in SIMD.VARIANTS if v == "avx2"])
 def test_avx2_kernel_adds_pair_sums_in_int16_exactly_up_to_its_bound(monkeypatch, variant):
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", variant)
     dp = Datapath(fmt="uniform", a_bits=4, w_bits=8)
     x = np.full((1, 300, 4, 4), 15, np.int16)
     w = np.full((6, 300, 3, 3), -128, np.int16)                        # every pair sum -3840
     layer = sim.Conv2d(w, dp, padding=1, method="int")
-    assert layer._pair_groups(0, 15, False) == 8                       # 8 * 3840 = 30720 <= 2^15 - 1 < 9 * 3840
+    assert layer.direct_path.pair_groups(0, 15, False) == 8                       # 8 * 3840 = 30720 <= 2^15 - 1 < 9 * 3840
     want = sim.conv2d(x, w, dp, padding=1, method="exact")
     assert layer(x)[0, 0, 0, 1, 1] == -15 * 128 * 2700 and np.array_equal(layer(x), want)
-    monkeypatch.setattr(sim.Conv2d, "_pair_groups", lambda self, *a: 9)  # one group more wraps an int16 lane
+    monkeypatch.setattr(DirectPath, "pair_groups", lambda self, *a: 9)  # one group more wraps an int16 lane
     assert not np.array_equal(sim.Conv2d(w, dp, padding=1, method="int")(x), want)
 
 
 @pytest.mark.parametrize("block_bytes", [1, 2 * 10 * 10 * 64])            # one image per block; two, then one
 @pytest.mark.parametrize("shares", [False, True])
 def test_direct_calls_in_image_blocks_equal_one_block(monkeypatch, block_bytes, shares):
-    import asqhw.sim.layers as layers
     assert SIMD.VARIANTS, "this x86 test machine has AVX2 at least"
     rng = np.random.default_rng(9)
     x, w = random_codes(rng, SPLIT4, (5, 64, 8, 8), (24, 64, 3, 3))
     want = sim.conv2d(x, w, SPLIT4, padding=1, method="exact")
-    monkeypatch.setattr(layers, "DIRECT_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(direct_path, "DIRECT_BLOCK_BYTES", block_bytes)
     if shares:
-        monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
+        monkeypatch.setattr(direct_path, "DIRECT_SHARE_MACS", 0)
     layer = sim.Conv2d(w, SPLIT4, padding=1)
     assert np.array_equal(layer(x), want)
-    blocks = sorted(k[2] for k in layer._direct if len(k) == 7)
+    blocks = sorted(k[2] for k in layer.direct_path.kept_shares)
     assert blocks == ([1] if block_bytes == 1 else [1, 2])
 
 
@@ -634,12 +624,11 @@ def test_a_direct_layer_keeps_the_buffers_of_its_last_four_call_geometries():
     layer = sim.Conv2d(w, SPLIT4, padding=1)
     for n in range(1, 7):                                               # six batch sizes
         assert np.array_equal(layer(x[:n]), sim.conv2d(x[:n], w, SPLIT4, padding=1, method="exact"))
-    kept = sorted(k[2] for k in layer._direct if len(k) == 7)
+    kept = sorted(k[2] for k in layer.direct_path.kept_shares)
     assert kept == [3, 4, 5, 6]
 
 
 def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
-    import asqhw.sim.layers as layers
     monkeypatch.setattr(layers, "SIMD_MODE", "none")
     rng = np.random.default_rng(4)
     x, w = random_codes(rng, SPLIT4, (2, 40, 6, 6), (12, 40, 3, 3))
@@ -655,9 +644,8 @@ def test_without_simd_the_int_path_runs_the_portable_kernel(monkeypatch):
                                 Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut")])
 @pytest.mark.parametrize("nbits", [5, 12, 40])
 def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
-    from asqhw.sim.layers import _byte_terms, _term_tables
-    g, v = _term_tables(dp, nbits)
-    gb, vb = _byte_terms(dp, nbits)
+    g, v = terms.term_tables(dp, nbits)
+    gb, vb = terms.byte_terms(dp, nbits)
     assert gb.min() >= 0 and gb.max() <= 255
     want = np.einsum("ta,tkw->kaw", g.astype(object), v.astype(object))
     got = np.einsum("ta,tkw->kaw", gb.astype(object), vb.astype(object))
@@ -666,29 +654,27 @@ def test_byte_terms_give_the_same_products_modulo_the_accumulator(dp, nbits):
 
 
 def test_terms_of_2_to_the_14_or_more_are_not_split_and_smaller_ones_are():
-    from asqhw.sim.layers import _split_bytes
     v = np.array([[[1, -3]], [[2, 5]]], dtype=np.int64)                   # (n_t, n_acc, n_w)
     g = np.array([[0, 1, 2], [0, 300, (1 << 14) - 1]], dtype=np.int64)
-    gs, vs = _split_bytes(g, v, 20)
+    gs, vs = terms.split_bytes(g, v, 20)
     assert gs.tolist() == [[0, 1, 2], [0, 300 % 64, 63], [0, 300 // 64, 255]]
     assert vs[2].tolist() == [[128, 320]]
     g[1, 2] = 1 << 14
-    gs, vs = _split_bytes(g, v, 20)
+    gs, vs = terms.split_bytes(g, v, 20)
     assert (gs == g).all() and (vs == v).all()
 
 
 def test_linear_part_leaves_small_residues_and_the_same_products():
-    from asqhw.sim.layers import _linear_part, _term_tables
     dp = Datapath(fmt="post", a_bits=3, w_bits=5, arch="lut", frac_bits=16)      # LUT entries up to 324387
-    g, v = _term_tables(dp, 20)
-    gl, vl = _linear_part(g, v, dp.a_range[0], 20)
+    g, v = terms.term_tables(dp, 20)
+    gl, vl = terms.linear_part(g, v, dp.a_range[0], 20)
     assert g.max() > 1 << 18 and 0 <= gl.min() and gl.max() <= 7
     want = np.einsum("ta,tkw->kaw", g.astype(object), v.astype(object))
     got = np.einsum("ta,tkw->kaw", gl.astype(object), vl.astype(object))
     assert ((want - got) % 2**20 == 0).all()
     signed = Datapath(fmt="post", a_bits=4, w_bits=4, arch="lut", a_signed=True)
-    gs, vs = _term_tables(signed, 20)
-    assert all((a == b).all() for a, b in zip(_linear_part(gs, vs, signed.a_range[0], 20), (gs, vs)))
+    gs, vs = terms.term_tables(signed, 20)
+    assert all((a == b).all() for a, b in zip(terms.linear_part(gs, vs, signed.a_range[0], 20), (gs, vs)))
 
 
 def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
@@ -697,7 +683,7 @@ def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
     x, w = random_codes(rng, dp, (2, 64, 6, 6), (16, 64, 3, 3))
     for bits in (None, 9):
         layer = sim.Conv2d(w, dp, padding=1, acc_bits=bits, method="int")
-        assert layer._int_weights().n_t == 4                              # A, and the residues of LUT1, LUT3, LUT5
+        assert layer.int_weights().n_t == 4                              # A, and the residues of LUT1, LUT3, LUT5
         assert layer.simd_variant(0, 15) == (SIMD.VARIANTS and next(v for v in layers_order() if v in SIMD.VARIANTS))
         assert np.array_equal(layer(x), sim.conv2d(x, w, dp, padding=1, acc_bits=bits, method="exact"))
     x[:] = 15                                                             # the largest LUT entries
@@ -705,5 +691,4 @@ def test_lut_4bit_int_path_runs_on_bytes_and_equals_the_exact_kernel():
 
 
 def layers_order():
-    import asqhw.sim.layers as layers
     return layers.SIMD_ORDER

@@ -273,13 +273,13 @@ def test_layer_paths_give_identical_vectors(random_nets):
 
 def test_ops_cut_into_thread_ranges_give_identical_vectors(monkeypatch, random_nets):
     """Every kernel of the network run in one range per thread changes no bit."""
-    import asqhw.sim.layers as layers
     import asqhw.sim.network as network
+    from asqhw.sim import workshare
     refs = [run_network(net, x, method="auto") for net, x in random_nets]
-    monkeypatch.setattr(layers, "MIN_SHARE_MACS", 0)
+    monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 0)
     calls = []
-    real = network._in_ranges
-    monkeypatch.setattr(network, "_in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
+    real = workshare.in_ranges
+    monkeypatch.setattr(workshare, "in_ranges", lambda fn, n, work: calls.append(n) or real(fn, n, work))
     monkeypatch.setattr(network, "PAR_MIN_WORK", 0)            # no node forced onto one thread
     for (net, x), ref in zip(random_nets, refs):
         got = run_network(net, x, method="auto")
@@ -303,15 +303,15 @@ def test_keep_false_returns_only_the_same_logits(random_nets):
 def test_keep_false_fuses_each_requantisation_and_every_layer_gives_the_same_codes(monkeypatch, random_nets,
                                                                                     method, split_work):
     """keep=False requantises inside the direct kernel's store: every layer's codes equal the unfused run's."""
-    import asqhw.sim.layers as layers
+    from asqhw.sim import direct_path, layers
     if split_work:                                     # one share per thread, cut by row blocks where it may
-        monkeypatch.setattr(layers, "DIRECT_SHARE_MACS", 0)
-        monkeypatch.setattr(layers, "DIRECT_ROW_SPLIT", 1 << 30)
+        monkeypatch.setattr(direct_path, "DIRECT_SHARE_MACS", 0)
+        monkeypatch.setattr(direct_path, "DIRECT_ROW_SPLIT", 1 << 30)
     seen, direct = {}, []
-    real_req, real_run = layers.Conv2d.requantized, layers.Conv2d._run_direct
+    real_req, real_run = layers.Conv2d.requantized, direct_path.DirectPath.__call__
     monkeypatch.setattr(layers.Conv2d, "requantized", lambda self, x, *a: seen.setdefault(id(self), []).append(
         real_req(self, x, *a)) or seen[id(self)][-1])
-    monkeypatch.setattr(layers.Conv2d, "_run_direct", lambda self, *a: direct.append(a[-1] is not None) or
+    monkeypatch.setattr(direct_path.DirectPath, "__call__", lambda self, *a: direct.append(a[-1] is not None) or
                         real_run(self, *a))
     for net, x in random_nets:
         model = IntNetwork(net, method=method)

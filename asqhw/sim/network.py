@@ -14,8 +14,8 @@ import numpy as np
 from asqhw.core.errors import UserError
 from asqhw.core.network import Network
 
-from . import netops
-from .layers import METHODS, Conv2d, _blas_threads_api, _in_ranges
+from . import blas, netops, workshare
+from .layers import METHODS, Conv2d
 
 __all__ = ["IntNetwork", "run_network", "predict", "set_threads"]
 
@@ -229,8 +229,8 @@ class IntNetwork:
 
 
 def _ranged(kernel, n_items, work, *args):
-    """``kernel(*args, i0, i1)`` over ``0 .. n_items`` in one range per thread (``sim.layers._in_ranges``)."""
-    _in_ranges(lambda i0, i1: kernel(*args, i0, i1), n_items, work)
+    """``kernel(*args, i0, i1)`` over ``0 .. n_items`` in one range per thread (:func:`sim.workshare.in_ranges`)."""
+    workshare.in_ranges(lambda i0, i1: kernel(*args, i0, i1), n_items, work)
 
 
 def run_network(net, x_codes, *, method: str = "auto", keep: bool = True) -> dict[str, np.ndarray]:
@@ -260,7 +260,7 @@ def predict(net, x_codes, *, method: str = "auto") -> np.ndarray:
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads in this thread's numba kernels and in numpy's OpenBLAS (process-wide).
+    """Use ``n`` threads in this thread's numba kernels and in every loaded BLAS (process-wide).
 
     A layer that one numba thread runs leaves its GEMMs to OpenBLAS's own threads
     (docs/sim.md, "Threads"); limiting only numba would leave those at all cores.
@@ -268,6 +268,4 @@ def set_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise UserError(f"threads must be in 1..{numba.config.NUMBA_NUM_THREADS}, not {n!r}")
     numba.set_num_threads(n)
-    api = _blas_threads_api()
-    if api is not None:
-        api[1](n)
+    blas.set_threads(n)

@@ -17,7 +17,7 @@ import numpy as np
 from asqhw.core.errors import UserError
 from asqhw.core.params import Datapath
 
-from . import layers
+from . import direct_path
 from .layers import Conv2d, conv2d
 from .network import IntNetwork
 from .requant import requant
@@ -51,12 +51,12 @@ def warm(network: str | None = None) -> float:
         x, w = _codes(rng, dp, (2, 32, 20, 20), (32, 32, 3, 3))       # above DIRECT_SHARE_MACS: one share per thread
         layer = Conv2d(w, dp, padding=1)
         if layer.simd_variant(int(x.min()), int(x.max())) is not None:
-            old = layers.DIRECT_SHARE_MACS
-            layers.DIRECT_SHARE_MACS = 0
+            old = direct_path.DIRECT_SHARE_MACS
+            direct_path.DIRECT_SHARE_MACS = 0
             try:
                 layer(x)
             finally:
-                layers.DIRECT_SHARE_MACS = old
+                direct_path.DIRECT_SHARE_MACS = old
     acc = np.zeros((1, 1, 8, 4), dtype=np.int64)
     requant(acc, np.ones((8, 1), np.int64), np.zeros(8, np.int64), np.ones(8, np.int64), 0, 15)
     if network is not None:
