@@ -88,3 +88,27 @@ def test_the_wheel_has_one_import_root_and_the_bundled_data(wheel):
     assert "asqhw/golden/networks/digits_cnn_asq_post4.npz" in names
     assert not any("__pycache__" in n or n.startswith("asqhw/tests") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+
+def test_a_missing_optional_package_ends_in_one_line_that_names_its_extra(capsys, monkeypatch):
+    import asqhw.cli.main as cli
+    from conftest import assert_one_line_error, run
+
+    def needs_amaranth(args):
+        raise ModuleNotFoundError("No module named 'amaranth'", name="amaranth")
+
+    monkeypatch.setattr(cli, "cmd_conform", needs_amaranth)
+    code, out, err = run(capsys, "conform")
+    assert_one_line_error(code, err, "needs amaranth, which is not installed: pip install 'asq-hw[rtl]'")
+    assert set(cli.EXTRAS.values()) <= set(PROJECT["optional-dependencies"])
+
+
+def test_a_missing_module_of_asqhw_itself_is_still_a_traceback(capsys, monkeypatch):
+    import asqhw.cli.main as cli
+
+    def broken(args):
+        raise ModuleNotFoundError("No module named 'asqhw.nothing'", name="asqhw.nothing")
+
+    monkeypatch.setattr(cli, "cmd_conform", broken)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(["conform"])

