@@ -129,13 +129,6 @@ def test_socket_link_classifies(tcp_board):
         assert board.bytes_received == 1 + 5 + 1 + 1 + 10 * 5
 
 
-def test_start_bit_is_written_before_each_image_when_the_map_has_one(tcp_board):
-    with open_link(tcp_board, timeout=5) as link:
-        board = Board(link, REGS, fields={"CTRL": {"start": 0}})
-        board.classify([1, 2])
-        assert board.read("CTRL") == 1
-
-
 def test_silence_ends_in_a_user_error_naming_the_reply():
     srv = socket.create_server(("127.0.0.1", 0))
     try:

@@ -1,9 +1,8 @@
 """The board driver: registers by name, images in, logits out (protocol: docs/board.md).
 
 ``Board(link, registers)`` speaks :mod:`asqhw.host.protocol` over a :class:`~asqhw.host.link.Link`.
-``registers`` is the accelerator's register map as data: register name -> word address, and
-optionally ``fields``: register name -> {field name -> bit}. If ``CTRL`` has a ``start``
-field, :meth:`Board.classify` writes that bit before each image.
+``registers`` is the accelerator's register map as data: register name -> word address
+(``asqhw.hdl.accel.regmap`` for the network accelerator).
 """
 
 from __future__ import annotations
@@ -28,17 +27,14 @@ class Board:
     link : Link
     registers : dict[str, int]
         Register name -> word address (0..63).
-    fields : dict[str, dict[str, int]], optional
-        Register name -> {field -> bit}.
     """
 
-    def __init__(self, link: Link, registers: dict, fields: dict | None = None):
+    def __init__(self, link: Link, registers: dict):
         self.link = link
         bad = {k: v for k, v in registers.items() if not (isinstance(v, int) and 0 <= v < P.REG_ADDRESSES)}
         if bad:
             raise UserError(f"register map: addresses must be 0..{P.REG_ADDRESSES - 1}, not {bad}")
         self.registers = dict(registers)
-        self.fields = {k: dict(v) for k, v in (fields or {}).items()}
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -107,9 +103,6 @@ class Board:
                 raise BoardError(f"{self.link.name}: more than {limit} logits without a last flag")
 
     def classify(self, codes) -> list[int]:
-        """Start (if ``CTRL.start`` exists), send the image, return its logits."""
-        start = self.fields.get("CTRL", {}).get("start")
-        if start is not None and "CTRL" in self.registers:
-            self.write("CTRL", 1 << start)
+        """Send one image, return its logits (the accelerator starts on the image's last code)."""
         self.send_image(codes)
         return self.read_logits()

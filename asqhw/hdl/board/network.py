@@ -1,0 +1,51 @@
+"""The network accelerator of an export, for the board tops, and the images/s of a board.
+
+:func:`network_accelerator` builds ``hdl.accel``'s program and accelerator for a network;
+:func:`link_cycles` and :func:`images_per_second` give the throughput of the UART protocol
+of docs/board.md at a board clock (docs/board.md, "Throughput").
+"""
+
+from __future__ import annotations
+
+from asqhw.core.errors import UserError
+
+__all__ = ["network_accelerator", "predicted_cycles", "link_bytes", "link_cycles", "images_per_second"]
+
+
+def network_accelerator(net, lanes: int = 8):
+    """``(accelerator, program)`` of a network export (``asqhw.hdl.accel``)."""
+    if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+        raise UserError(f"--lanes must be a positive integer, not {lanes!r}")
+    from asqhw.hdl.accel.program import build
+    from asqhw.hdl.accel.top import NetworkAccelerator
+
+    prog = build(net, lanes)
+    return NetworkAccelerator(prog), prog
+
+
+def predicted_cycles(prog) -> int:
+    """The accelerator's exact cycles per image (its ``CYCLES`` register), from ``hdl.accel.cycles``."""
+    from asqhw.hdl.accel.cycles import image_cycles
+
+    return image_cycles(prog).total
+
+
+def link_bytes(n_in: int, classes: int) -> tuple[int, int]:
+    """Bytes host -> board and board -> host of one image: ``I``, count, codes, ``L``; ``I``, ``L``, 5 per logit."""
+    return n_in + 4, 2 + 5 * classes
+
+
+def link_cycles(n_in: int, classes: int, divisor: int, compute: int) -> int:
+    """Board clock cycles per image when the host sends the image, waits for ``I``, sends ``L``
+    and reads the logits (10 bit times per byte; the host's own latency excluded).
+
+    The accelerator starts on the last code, so the ``I`` reply, the ``L`` command and the
+    ``L`` header overlap its run: ``10 d (n_in + 3) + max(compute, 30 d) + 50 d K``.
+    """
+    byte = 10 * divisor
+    return byte * (n_in + 3) + max(compute, 3 * byte) + 5 * classes * byte
+
+
+def images_per_second(clk_hz: float, cycles: int) -> float:
+    """Images per second at ``clk_hz`` for ``cycles`` per image."""
+    return clk_hz / cycles
