@@ -31,6 +31,7 @@ __all__ = ["spec_of", "build_from_spec", "NAME_RE", "MAX_NODES"]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_NODES = 4096
+MAX_UNIT_PARAMS = 1 << 27
 _UNIT = {"conv": ("cin", "cout", "kernel", "stride", "padding"), "linear": ("cin", "cout"),
          "quant": ("bits", "channels"), "input": (), "add": (), "maxpool": (), "avgpool": ()}
 _ATTRS = {"conv": ("relu", "edge"), "linear": ("edge",), "add": ("relu",), "maxpool": ("kernel", "stride", "padding"),
@@ -80,6 +81,9 @@ def _node(g: GraphBuilder, nd, seen: set) -> None:
             or not set(attrs) <= set(_ATTRS[op]):
         raise UserError(f"checkpoint graph: node {name} has malformed attrs or unit")
     u = {k: _int(unit[k], f"{name}.{k}", 0 if k == "padding" else 1) for k in unit}
+    size = u.get("cin", 0) * u.get("cout", 0) * u.get("kernel", 1) ** 2
+    if size > MAX_UNIT_PARAMS:
+        raise UserError(f"checkpoint graph: node {name} would have {size} weights, more than {MAX_UNIT_PARAMS}")
     flags = {k: attrs.get(k, False) for k in ("relu", "edge")}
     if any(not isinstance(v, bool) for v in flags.values()):
         raise UserError(f"checkpoint graph: node {name}: relu and edge must be true or false")
@@ -96,8 +100,9 @@ def _node(g: GraphBuilder, nd, seen: set) -> None:
     elif op == "add":
         g.add(name, ins[0], ins[1], relu=flags["relu"])
     elif op == "maxpool":
-        g.maxpool(name, src, _int(attrs.get("kernel"), f"{name}.kernel", 1), _int(attrs.get("stride"), f"{name}.stride", 1),
-                  _int(attrs.get("padding", 0), f"{name}.padding"))
+        k = _int(attrs.get("kernel"), f"{name}.kernel", 1)
+        g.maxpool(name, src, k, _int(attrs.get("stride"), f"{name}.stride", 1),
+                  _int(attrs.get("padding", 0), f"{name}.padding", 0, k // 2))
     else:
         g.avgpool(name, src, _int(attrs.get("kernel"), f"{name}.kernel", 1), _int(attrs.get("stride"), f"{name}.stride", 1))
     seen.add(name)
