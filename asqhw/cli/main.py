@@ -15,7 +15,7 @@ from asqhw.core.spec import SPEC_VERSION
 from asqhw.core.atomic import check_target, os_reason
 from asqhw.core.safezip import set_max_file_bytes
 from asqhw.core.errors import UserError
-from asqhw.cli import adapter_conform, cycles, export_cmd, import_cmd, overhead_cmd, plot_cmd, results_cmd, run_cmd, standin_cmd, train_cmd
+from asqhw.cli import adapter_conform, bitstream_cmd, board_cmd, cycles, export_cmd, import_cmd, overhead_cmd, plot_cmd, results_cmd, run_cmd, standin_cmd, train_cmd
 from asqhw.cli.common import (add_datapath_args, add_scheduler_arg, datapath_from, default_corpus,
                               default_networks, int_list, progress, table)
 
@@ -34,6 +34,10 @@ def cmd_conform(args) -> int:
 
     if args.rtl and args.unit == "adapter":
         return adapter_conform.conform_adapters(args, default_networks)
+    if args.rtl and args.unit == "network":
+        from . import netsim_cmd
+
+        return netsim_cmd.conform_network(args, default_networks)
     case_paths, net_paths = split_paths(args.paths or [default_corpus(), default_networks()])
     cases = load_cases(case_paths) if case_paths else []
     nets = conform_networks(net_paths)
@@ -248,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="case or network files, or directories (default: the bundled corpus and networks)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--rtl", action="store_true", help="also co-simulate the generated RTL")
-    p.add_argument("--unit", choices=["top", "engine", "adapter"], default="top",
+    p.add_argument("--unit", choices=["top", "engine", "adapter", "network"], default="top",
                    help="RTL unit: the dot unit with requantiser (top), the layer engine "
                         "(engine: Verilator only; outputs y and cycles, checked against the cycle model) "
                         "or the adapter unit (adapter: Verilator only; the adapters of network files)")
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RTL lanes (default 16 for top, 8 for engine)")
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")
     p.add_argument("--simulator", choices=["verilator", "amaranth"], default="verilator")
+    p.add_argument("--stall", action="store_true", help="network: random valid/ready stalls on both streams")
+    p.add_argument("--manual-start", action="store_true", help="network: AUTO off, runs started by CTRL.START")
+    p.add_argument("--trace", metavar="FST", default=None, help="network: dump the waveform to this FST file")
     p.add_argument("--jobs", type=int, default=2, help="RTL tasks at the same time (local cluster)")
     add_scheduler_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -331,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     results_cmd.register(sub)
     plot_cmd.register(sub)
     cycles.register(sub)
+    bitstream_cmd.register(sub)
+    board_cmd.register(sub)
     return ap
 
 
