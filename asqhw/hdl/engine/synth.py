@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import statistics
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from asqhw.core.errors import UserError
 from asqhw.core.params import Datapath
 
-from ..synth import DESIGNS
+from ..synth_config import DESIGNS
 from .params import EngineConfig
 from .top import Engine
 
@@ -113,7 +112,7 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
     scheduler at ``scheduler`` (``hdl.jobs``).
     """
     from ..jobs import JobRunner
-    from ..synth import _sweep, _worker_versions
+    from ..synth_sweep import seed_summary, sweep, worker_versions
     from ..synth_tools import TARGETS, YOSYS, Cache, default_cache_dir
 
     out = Path(outdir)
@@ -128,10 +127,10 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
     tools = [YOSYS] + sorted({TARGETS[t].pnr_tool for t in targets if TARGETS[t].pnr_tool})
     cache = Cache(default_cache_dir())
     with JobRunner(jobs, scheduler) as runner:
-        versions = _worker_versions(runner, tools)      # every tool on every worker, before any work
+        versions = worker_versions(runner, tools)      # every tool on every worker, before any work
         sources = [(_verilog(e), 0) for _, _, e in configs]
         labelled = [SimpleNamespace(label=label) for label, _, _ in configs]
-        synth, pnr = _sweep(runner, labelled, sources, targets, seeds, False, timeout, cache, versions,
+        synth, pnr = sweep(runner, labelled, sources, targets, seeds, False, timeout, cache, versions,
                             progress or (lambda line: None))
     rows = []
     for i, (label, design, e) in enumerate(configs):
@@ -139,15 +138,14 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
             tg = TARGETS[t]
             s = synth[i, tg.family]
             runs = [pnr[i, t, k] for k in range(1, seeds + 1) if (i, t, k) in pnr]
-            ok = [r["fmax_mhz"] for r in runs if r["status"] == "ok"]
+            seed_row = seed_summary(runs)
             bram = sum(s["cells"].get(c, 0) for c in BRAM_CELLS[tg.family]) if not s["error"] else None
             rows.append({"label": label, "design": design, "b_w": e.dp.w_bits, "b_a": e.dp.a_bits,
                          "lanes": e.lanes, "acc_bits": e.acc_bits, "rq_pipeline": e.rq_pipeline,
                          "target": t, "lut": s["lut"],
                          "carry": s["carry"], "ff": s["ff"], "bram": bram, "dsp": s["dsp"],
-                         "cells": next((r["cells"] for r in runs if r["cells"] is not None), None),
-                         "fmax_mhz": round(statistics.median(ok), 2) if ok else None,
-                         "fmax_seeds": [r["fmax_mhz"] if r["status"] == "ok" else r["status"] for r in runs],
+                         "cells": seed_row["cells"], "fmax_mhz": seed_row["fmax_mhz"],
+                         "fmax_seeds": seed_row["fmax_seeds"],
                          "error": s["error"] or next((r["error"] for r in runs if r["error"]), None)})
     out.mkdir(parents=True, exist_ok=True)
     md = ["| " + " | ".join(COLUMNS[:-2]) + " |", "|" + "---|" * (len(COLUMNS) - 2)]
