@@ -40,6 +40,8 @@ def train_command(args, model: str, epochs: tuple[int, int], threads: int | None
         parts.append(f"--subset {args.subset}")
     if args.init:
         parts.append(f"--init {args.init}")
+    if getattr(args, "int_exact_epochs", None) is not None:
+        parts.append(f"--int-exact-epochs {args.int_exact_epochs}")
     if args.out:
         parts.append(f"--out {args.out}")
     return " ".join(parts)
@@ -61,6 +63,12 @@ def cmd_train(args) -> int:
         raise UserError(f"--threads must be at least 1, not {threads}")
     if args.subset is not None and args.subset < 1:
         raise UserError(f"--subset must be at least 1, not {args.subset}")
+    if args.int_exact_epochs is None:
+        from asqhw.golden.qat.intexact import default_epochs
+
+        args.int_exact_epochs = default_epochs(args.data)
+    if args.int_exact_epochs < 0:
+        raise UserError(f"--int-exact-epochs must be at least 0, not {args.int_exact_epochs}")
     data = load_data(args.data)
     float_state = None
     if args.init:
@@ -77,7 +85,8 @@ def cmd_train(args) -> int:
         torch.use_deterministic_algorithms(True)
         used = torch.get_num_threads()
         ckpt = train(data, scheme, model=model, float_epochs=fe, qat_epochs=qe, seed=args.seed,
-                     subset=args.subset, float_state=float_state, progress=not args.quiet)
+                     subset=args.subset, float_state=float_state, progress=not args.quiet,
+                     int_exact_epochs=args.int_exact_epochs)
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
@@ -88,7 +97,9 @@ def cmd_train(args) -> int:
     print(f"{model} on {data.spec}, scheme {scheme.name} {scheme.bits}-bit"
           f"{'' if scheme.weight_format == 'uniform' else f' (E_max {scheme.e_max_value})'}, seed {args.seed}")
     print(f"float accuracy {ckpt['float_acc']:.2f}% ({fe} epochs{', from ' + str(args.init) if args.init else ''})")
-    print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({qe} epochs)")
+    ie = ckpt.get("int_exact_epochs", 0)
+    print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({qe} epochs" + (f", then {ie} integer-exact: the integer network's; "
+          f"{ckpt['fake_quant_acc']:.2f}% fake-quantised before them)" if ie else ")"))
     n_train = min(args.subset or len(data.y_train), len(data.y_train))
     print(f"train samples {n_train}, test samples {len(data.y_test)}, "
           f"{secs:.1f} s, {used} thread{'s' if used > 1 else ''}")
@@ -116,6 +127,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for digits, where more threads only add overhead; "
                         "else torch's choice); results are reproducible for a fixed thread count")
     p.add_argument("--subset", type=int, default=None, help="train on the first N training samples only")
+    p.add_argument("--int-exact-epochs", type=int, default=None, metavar="N",
+                   help="final QAT epochs whose forward pass is the integer network, bit for bit (QAT accuracy = "
+                        "integer accuracy; default 3 digits, 1 CIFAR-10; 0: none)")
     p.add_argument("--out", metavar="CHECKPOINT", help="checkpoint file (default: MODEL_SCHEMEBITS.pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
