@@ -42,11 +42,17 @@ from .. import intref, netref
 from ..netexport import input_codes, integer_graph
 from .graph import QatNet
 
-__all__ = ["IntGraph", "IntExact", "build_graph", "run_integer", "predict_codes", "evaluate_int", "LR_SCALE"]
+__all__ = ["IntGraph", "IntExact", "build_graph", "run_integer", "predict_codes", "evaluate_int", "LR_SCALE",
+           "default_epochs"]
 
 I64 = torch.int64
 LR_SCALE = 0.1
 """Integer-exact epochs run at this fraction of the QAT learning rate (cosine decay again)."""
+
+
+def default_epochs(data_spec: str) -> int:
+    """Integer-exact epochs of ``asqhw train`` by default: 3 on digits, 1 elsewhere (docs/qat.md)."""
+    return 3 if data_spec == "digits" else 1
 FLOAT_EXACT_BITS = 53
 """Float64 represents every integer of magnitude below ``2^53``."""
 
