@@ -22,12 +22,9 @@ __all__ = ["register", "layer_rows", "parse_sweep"]
 
 
 def _shape(layer, batch):
-    from asqhw.hdl.engine.program import LayerShape
+    from dataclasses import replace
 
-    if layer.kind == "linear":
-        return LayerShape("linear", layer.c_in, layer.c_out, n=batch)
-    return LayerShape("conv2d", layer.c_in, layer.c_out, h=layer.h_in, w=layer.w_in, kh=layer.kernel,
-                      kw=layer.kernel, stride=layer.stride, pad=layer.padding, groups=layer.groups, n=batch)
+    return replace(layer, n=batch)
 
 
 def _engine(dp, lanes, schedule, out_bits, shape=None, entries=0):
@@ -249,8 +246,7 @@ def _network_layers(path, batch):
     """Layers, weight codes, label, main datapath, per-layer datapaths and adapters of an export."""
     from collections import Counter
 
-    from asqhw.hdl.engine.program import LayerShape
-
+    from asqhw.core.layershape import LayerShape
     from asqhw.core.network import read_network
 
     net = read_network(path)
@@ -344,6 +340,11 @@ def cmd_cycles(args) -> int:
                         "fmax_mhz": s["fmax_mhz"] if s else None, "synth_target": s["target"] if s else None,
                         "lut_x_cycles": s["lut"] * total if s and s["lut"] else None})
     exact = all(r["exact"] for rows in results.values() for r in rows)
+    accel = None
+    if adapters is not None and args.model and Path(args.model).is_file():     # a network export
+        from .netsim_cmd import accelerator_cycles, format_accelerator
+
+        accel = accelerator_cycles(args.model, lanes_list)
     if dps:
         desc = (f"{label}: datapath and schedule of each layer from the export (most layers {dp.fmt} "
                 f"{dp.arch} a{dp.a_bits}/w{dp.w_bits}), batch {args.batch}, {mhz:g} MHz")
@@ -355,7 +356,8 @@ def cmd_cycles(args) -> int:
                                                          "w_bits": dp.w_bits, "e_max": dp.e_max},
                           "exact": exact, "weight_model": None if exact else model_text,
                           "summary": summary,
-                          "layers": {str(k): v for k, v in results.items()}}, indent=1))
+                          "layers": {str(k): v for k, v in results.items()},
+                          **({"accelerator": accel} if accel is not None else {})}, indent=1))
     elif args.csv:
         buf = io.StringIO()
         wr = csv.writer(buf)
@@ -402,6 +404,9 @@ def cmd_cycles(args) -> int:
               " overlapped with the run (not in the totals); buffer: on-chip bytes the layer needs:\n"
               " activations, terms, channels, outputs)")
         print("exact entry counts from the weight codes" if exact else model_text)
+        if accel is not None:
+            print()
+            print(format_accelerator(accel, mhz))
     if args.plot:
         _plot(results, Path(args.plot), args.force, desc)
         print(f"wrote {args.plot}", file=sys.stderr)

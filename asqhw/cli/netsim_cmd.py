@@ -98,3 +98,46 @@ def conform_network(args, default_networks) -> int:
     else:
         print("PASS: bit-exact, cycles equal to the model" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def accelerator_cycles(path, lanes_list) -> list[dict]:
+    """Per lanes: the accelerator's exact cycles of one image of the export at ``path``
+    (``hdl.accel.cycles``), or the reason it cannot run there."""
+    from asqhw.core.network import read_network
+    from asqhw.hdl.accel import program
+    from asqhw.hdl.accel.cycles import image_cycles
+
+    net = read_network(path)
+    out = []
+    for lanes in lanes_list:
+        try:
+            prog = program.build(net, lanes)
+        except UserError as e:
+            out.append({"lanes": lanes, "error": str(e)})
+            continue
+        ic = image_cycles(prog)
+        out.append({"lanes": lanes, "cycles_per_image": ic.total, "period_cycles": ic.period,
+                    "phases": ic.by_kind(),
+                    "steps": [{"step": s.step, "op": s.op, "node": s.node, "cycles": s.total, "phases": s.phases}
+                              for s in ic.steps]})
+    return out
+
+
+def format_accelerator(rows, clock_mhz: float) -> str:
+    """The text block of ``asqhw cycles --model NET.npz`` for the network accelerator."""
+    from .common import table
+
+    lines = ["network accelerator (docs/accelerator.md; exact, one image, batch 1):"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"  lanes {r['lanes']}: cannot run on the accelerator: {r['error']}")
+            continue
+        lines.append(f"lanes = {r['lanes']}")
+        lines.append(table(["step", "op", "node", "phases", "cycles"],
+                           [[s["step"], s["op"], s["node"], ", ".join(f"{k} {v}" for k, v in s["phases"].items()),
+                             s["cycles"]] for s in r["steps"]]))
+        lines.append(f"per image: {r['cycles_per_image']} cycles ("
+                     + ", ".join(f"{k} {v}" for k, v in r["phases"].items())
+                     + f"); one image every {r['period_cycles']} cycles with the stream transfers: "
+                     f"{clock_mhz * 1e6 / r['period_cycles']:.1f} images/s at {clock_mhz:g} MHz")
+    return "\n".join(lines)
