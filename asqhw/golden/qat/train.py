@@ -202,11 +202,12 @@ def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epoc
     net.init_quantisers(init)
     qat_acc = _run(net, data, x, y, qe, recipe.qat_lr, recipe, gen, f"qat {scheme.name} {scheme.bits}b", progress)
     net.calibrate(x[i:i + 500] for i in range(0, min(len(y), 4000), 500))
-    fake_acc = qat_acc
+    fake_acc, int_start = qat_acc, None
     if int_exact_epochs:  # the final epochs: the forward pass is the integer network (docs/qat.md)
         from .intexact import LR_SCALE, IntExact
 
         with IntExact(net):
+            int_start = evaluate(net, data.x_test, data.y_test)
             qat_acc = _run(net, data, x, y, int_exact_epochs, recipe.qat_lr * LR_SCALE, recipe, gen,
                            f"int-exact {scheme.name} {scheme.bits}b", progress)
     return {
@@ -214,5 +215,6 @@ def train(data: Dataset, scheme: Scheme, *, model: str | None = None, float_epoc
         "std": list(data.std), "classes": data.classes, "seed": seed, "epochs": [fe, qe],
         "subset": subset, "float_state": float_sd, "qat_state": net.state_dict(),
         "float_acc": float_acc, "qat_acc": qat_acc, "fake_quant_acc": fake_acc, "int_exact_epochs": int_exact_epochs,
+        "int_exact_start_acc": int_start,
         "samples_x": data.x_test[:samples].clone(), "samples_y": data.y_test[:samples].clone(),
     }
