@@ -8,7 +8,8 @@ import pytest
 from asqhw.core.network import write_network
 from asqhw.cli.overhead import (TABLE1, Site, adapter_costs, hidden_width, overhead_rows, topology_count,
                             topology_sites)
-from asqhw.core.topologies import Layer, topology
+from asqhw.core.layershape import LayerShape
+from asqhw.core.topologies import topology
 from conftest import assert_one_line_error, run
 from netcases import random_network
 
@@ -22,10 +23,10 @@ def resnet18_rows():
 
 # A hand network: the image conv (no adapter), a 4-channel conv (single-layer adapter, C < 8),
 # a 16-channel conv (hidden 16 // 4 = 4) and a linear layer (no adapter unless asked for).
-HAND = [Layer("c1", "conv2d", 3, 4, 8, 8, 3, 1, 1, quant_input=False),
-        Layer("c2", "conv2d", 4, 16, 8, 8, 3, 2, 1),
-        Layer("c3", "conv2d", 16, 8, 4, 4, 1, 1, 0),
-        Layer("fc", "linear", 128, 10)]
+HAND = [LayerShape("conv2d", 3, 4, 8, 8, 3, 3, 1, 1, name="c1", quant_input=False),
+        LayerShape("conv2d", 4, 16, 8, 8, 3, 3, 2, 1, name="c2"),
+        LayerShape("conv2d", 16, 8, 4, 4, 1, 1, 1, 0, name="c3"),
+        LayerShape("linear", 128, 10, name="fc")]
 
 
 @pytest.mark.parametrize("row", resnet18_rows(), ids=lambda r: f"{r['bits']}bit")

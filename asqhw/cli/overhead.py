@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from asqhw.core.errors import UserError
-from asqhw.core.topologies import Layer
+from asqhw.core.layershape import LayerShape
 
 __all__ = ["Site", "ModelCount", "TABLE1", "FC_BITS", "WIDE_BITS", "DIVIDER_STEPS", "hidden_width",
            "topology_sites", "topology_count", "network_sites", "network_count", "adapter_params",
@@ -165,7 +165,7 @@ def _check_reduction(reduction) -> None:
         raise UserError(f"reduction must be an integer in 1..4096, not {reduction!r}")
 
 
-def topology_sites(layers: list[Layer], reduction: int = 4, fc_adapter: bool = False) -> list[Site]:
+def topology_sites(layers: list[LayerShape], reduction: int = 4, fc_adapter: bool = False) -> list[Site]:
     """One adapter on the input of every quantised layer of a built-in topology.
 
     As in the authors' code, every conv with a quantised input has its own adapter (a block's
@@ -175,7 +175,7 @@ def topology_sites(layers: list[Layer], reduction: int = 4, fc_adapter: bool = F
 
     Parameters
     ----------
-    layers : list of Layer
+    layers : list of LayerShape
         A topology (:mod:`asqhw.core.topologies`).
     reduction : int
         ``r`` of the hidden layer ``C // r``.
@@ -191,19 +191,19 @@ def topology_sites(layers: list[Layer], reduction: int = 4, fc_adapter: bool = F
     for layer in layers:
         if not layer.quant_input or (layer.kind == "linear" and not fc_adapter):
             continue
-        sites.append(Site(layer.name, layer.c_in, layer.h_in, layer.w_in,
+        sites.append(Site(layer.name, layer.c_in, layer.h, layer.w,
                           hidden_width(layer.c_in, reduction), layer.c_out))
     return sites
 
 
-def topology_count(name: str, layers: list[Layer]) -> ModelCount:
+def topology_count(name: str, layers: list[LayerShape]) -> ModelCount:
     """Parameters and multiply-adds of a built-in topology (Eq. 10-13).
 
     Parameters
     ----------
     name : str
         Its name, for the report.
-    layers : list of Layer
+    layers : list of LayerShape
         The topology.
 
     Returns

@@ -1,63 +1,30 @@
 """Built-in layer lists of reference networks (shapes only, no weights, nothing downloaded).
 
-Each topology is a list of :class:`Layer` in execution order: every conv2d and linear layer
-with its input size, as a hardware model needs them (cycle counts, adapter overhead). Pooling
-and residual additions are not layers here; ``quant_input`` marks the layers whose input is
-an activation quantiser (all but the first conv, whose input is the image).
+Each topology is a list of :class:`~asqhw.core.layershape.LayerShape` (batch 1) in execution
+order: every conv2d and linear layer with its name and input size, as a hardware model needs
+them (cycle counts, adapter overhead). Pooling and residual additions are not layers here;
+``quant_input`` marks the layers whose input is an activation quantiser (all but the first
+conv, whose input is the image).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .errors import UserError
+from .layershape import LayerShape
 
-__all__ = ["Layer", "TOPOLOGIES", "topology", "resnet18", "resnet34", "resnet20", "mobilenetv2"]
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One conv2d (``kind="conv2d"``) or linear layer and the size of its input."""
-
-    name: str
-    kind: str
-    c_in: int
-    c_out: int
-    h_in: int = 1
-    w_in: int = 1
-    kernel: int = 1
-    stride: int = 1
-    padding: int = 0
-    groups: int = 1
-    quant_input: bool = True
-
-    @property
-    def h_out(self) -> int:
-        return (self.h_in + 2 * self.padding - self.kernel) // self.stride + 1
-
-    @property
-    def w_out(self) -> int:
-        return (self.w_in + 2 * self.padding - self.kernel) // self.stride + 1
-
-    @property
-    def fan_in(self) -> int:
-        return self.c_in // self.groups * self.kernel * self.kernel
-
-    @property
-    def params(self) -> int:
-        """Weights (no bias)."""
-        return self.c_out * self.fan_in
-
-    @property
-    def macs(self) -> int:
-        """Multiply-adds of one sample."""
-        return self.params * self.h_out * self.w_out
+__all__ = ["TOPOLOGIES", "topology", "resnet18", "resnet34", "resnet20", "mobilenetv2"]
 
 
-def _conv(name, c_in, c_out, size, k, stride=1, groups=1, quant=True) -> Layer:
-    return Layer(name, "conv2d", c_in, c_out, size, size, k, stride, k // 2, groups, quant)
+def _conv(name, c_in, c_out, size, k, stride=1, groups=1, quant=True) -> LayerShape:
+    return LayerShape("conv2d", c_in, c_out, size, size, k, k, stride, k // 2, groups, name=name, quant_input=quant)
 
 
-def _resnet_basic(blocks: list[int], widths: list[int], stem: list[Layer], size: int,
-                  classes: int) -> list[Layer]:
+def _fc(name, c_in, c_out) -> LayerShape:
+    return LayerShape("linear", c_in, c_out, name=name)
+
+
+def _resnet_basic(blocks: list[int], widths: list[int], stem: list[LayerShape], size: int,
+                  classes: int) -> list[LayerShape]:
     layers = list(stem)
     c_in = stem[-1].c_out
     for stage, (n, c) in enumerate(zip(blocks, widths)):
@@ -68,31 +35,31 @@ def _resnet_basic(blocks: list[int], widths: list[int], stem: list[Layer], size:
             out = (size + 2 - 3) // stride + 1
             layers.append(_conv(f"{p}.conv2", c, c, out, 3))
             if stride != 1 or c_in != c:
-                layers.append(Layer(f"{p}.shortcut", "conv2d", c_in, c, size, size, 1, stride, 0))
+                layers.append(_conv(f"{p}.shortcut", c_in, c, size, 1, stride))
             c_in, size = c, out
-    layers.append(Layer("fc", "linear", c_in, classes))
+    layers.append(_fc("fc", c_in, classes))
     return layers
 
 
-def resnet18() -> list[Layer]:
+def resnet18() -> list[LayerShape]:
     """ImageNet ResNet-18 (224x224 input, 7x7 stem, 3x3 max pool, projection shortcuts)."""
     stem = [_conv("conv1", 3, 64, 224, 7, 2, quant=False)]
     return _resnet_basic([2, 2, 2, 2], [64, 128, 256, 512], stem, 56, 1000)
 
 
-def resnet34() -> list[Layer]:
+def resnet34() -> list[LayerShape]:
     """ImageNet ResNet-34."""
     stem = [_conv("conv1", 3, 64, 224, 7, 2, quant=False)]
     return _resnet_basic([3, 4, 6, 3], [64, 128, 256, 512], stem, 56, 1000)
 
 
-def resnet20() -> list[Layer]:
+def resnet20() -> list[LayerShape]:
     """CIFAR ResNet-20 (32x32 input, widths 16/32/64, 1x1 projection shortcut when the shape changes)."""
     stem = [_conv("conv1", 3, 16, 32, 3, quant=False)]
     return _resnet_basic([3, 3, 3], [16, 32, 64], stem, 32, 10)
 
 
-def mobilenetv2() -> list[Layer]:
+def mobilenetv2() -> list[LayerShape]:
     """ImageNet MobileNet-V2 (width 1.0): inverted residual blocks (expand 1x1, depthwise 3x3, project 1x1)."""
     layers = [_conv("conv1", 3, 32, 224, 3, 2, quant=False)]
     size, c_in = 112, 32
@@ -109,17 +76,15 @@ def mobilenetv2() -> list[Layer]:
             layers.append(_conv(f"{p}.project", hidden, c, size, 1))
             c_in = c
     layers.append(_conv("conv_last", c_in, 1280, size, 1))
-    layers.append(Layer("fc", "linear", 1280, 1000))
+    layers.append(_fc("fc", 1280, 1000))
     return layers
 
 
 TOPOLOGIES = {"resnet18": resnet18, "resnet34": resnet34, "resnet20": resnet20, "mobilenetv2": mobilenetv2}
 
 
-def topology(name: str) -> list[Layer]:
+def topology(name: str) -> list[LayerShape]:
     """The layer list of a built-in topology by name."""
-    from .errors import UserError
-
     if name not in TOPOLOGIES:
         raise UserError(f"unknown topology {name!r}; built in: {', '.join(TOPOLOGIES)}")
     return TOPOLOGIES[name]()

@@ -33,81 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from asqhw.core.errors import UserError
+from asqhw.core.layershape import LayerShape
 
 from .params import B_BITS, M_BITS, EngineConfig
 
 __all__ = ["LayerShape", "shape_of_case", "term_levels", "channel_entries", "channel_entry_counts",
            "Program", "build_program", "pack_layer", "unpack_outputs"]
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    """A conv2d (``kind="conv2d"``) or linear layer, with its batch ``n``."""
-
-    kind: str
-    c_in: int
-    c_out: int
-    h: int = 1
-    w: int = 1
-    kh: int = 1
-    kw: int = 1
-    stride: int = 1
-    pad: int = 0
-    groups: int = 1
-    n: int = 1
-
-    def __post_init__(self):
-        if self.kind not in ("conv2d", "linear"):
-            raise UserError(f"layer kind must be conv2d or linear, not {self.kind!r}")
-        if self.c_in % self.groups or self.c_out % self.groups:
-            raise UserError(f"channels {self.c_in}/{self.c_out} not divisible by groups {self.groups}")
-        if self.h_out < 1 or self.w_out < 1:
-            raise UserError("layer has an empty output")
-
-    @property
-    def h_out(self) -> int:
-        return (self.h + 2 * self.pad - self.kh) // self.stride + 1
-
-    @property
-    def w_out(self) -> int:
-        return (self.w + 2 * self.pad - self.kw) // self.stride + 1
-
-    @property
-    def fan_in(self) -> int:
-        return self.c_in // self.groups * self.kh * self.kw
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates of the dense layer (zero weights included)."""
-        return self.n * self.c_out * self.h_out * self.w_out * self.fan_in
-
-    # --- engine view: every layer is a convolution over n_img images -----------
-    @property
-    def engine_geometry(self) -> dict:
-        """``n_img, c_in, hp, wp, wq, wr, h_out, w_out, stride`` as the engine walks the layer."""
-        if self.kind == "linear":
-            return dict(n_img=1, c_in=self.c_in, hp=1, wp=self.n, wq=self.n, wr=self.n, h_out=1,
-                        w_out=self.n, stride=1)
-        wp = self.w + 2 * self.pad
-        wq = -(-wp // self.stride)
-        return dict(n_img=self.n, c_in=self.c_in, hp=self.h + 2 * self.pad, wp=wp, wq=wq,
-                    wr=wq * self.stride, h_out=self.h_out, w_out=self.w_out, stride=self.stride)
-
-    @property
-    def act_words(self) -> int:
-        g = self.engine_geometry
-        return g["n_img"] * g["c_in"] * g["hp"] * g["wr"]
-
-    @property
-    def out_words(self) -> int:
-        return self.n * self.c_out * self.h_out * self.w_out
-
-    def describe(self) -> str:
-        if self.kind == "linear":
-            return f"fc {self.c_in}->{self.c_out}"
-        g = f" g{self.groups}" if self.groups > 1 else ""
-        return (f"{self.kh}x{self.kw}/{self.stride} {self.c_in}->{self.c_out} "
-                f"{self.h}x{self.w}{g}")
 
 
 def shape_of_case(case) -> LayerShape:
