@@ -60,6 +60,9 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None, help="train on the first N training samples only")
     p.add_argument("--limit", type=int, default=None, help="measure on the first N test images only")
     p.add_argument("--samples", type=int, default=8, help="golden samples per export (bit-exactness check)")
+    p.add_argument("--int-exact-epochs", type=int, default=0, metavar="N",
+                   help="last N QAT epochs of every row in integer-exact mode; QAT %% is then that mode's "
+                        "accuracy on the integer run's codes (default 0: fake quantisation throughout)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: 1 for digits, else torch's choice)")
     p.add_argument("--work", metavar="DIR", help="keep the checkpoints and exports in DIR (default: a temporary "
@@ -82,6 +85,8 @@ def _command(args) -> str:
              f"--bits {','.join(map(str, args.bits))}", f"--seed {args.seed}", f"--samples {args.samples}"]
     if args.epochs:
         parts.append(f"--epochs {args.epochs[0]},{args.epochs[1]}")
+    if args.int_exact_epochs:
+        parts.append(f"--int-exact-epochs {args.int_exact_epochs}")
     for opt in ("subset", "limit", "threads"):
         if getattr(args, opt) is not None:
             parts.append(f"--{opt} {getattr(args, opt)}")
@@ -156,6 +161,8 @@ def measure(args) -> dict:
             raise UserError(f"--{opt} must be at least 1, not {v}")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, not {args.samples}")
+    if args.int_exact_epochs < 0:
+        raise UserError(f"--int-exact-epochs must be at least 0, not {args.int_exact_epochs}")
     if args.out:
         from asqhw.core.atomic import check_target
 
@@ -211,7 +218,8 @@ def measure(args) -> dict:
             tag = f"{sch.name} {sch.bits}-bit"
             _say(args.quiet, f"[{i}/{len(schemes)}] {tag}: QAT ...")
             ckpt = train(data, sch, model=model, qat_epochs=qe, seed=args.seed, subset=args.subset,
-                         float_state=float_state, progress=False, samples=samples)
+                         float_state=float_state, progress=False, samples=samples,
+                         int_exact_epochs=args.int_exact_epochs)
             name = f"{model}_{sch.name.replace('+', '_')}{sch.bits}"
             ckpt_path, net_path = work / f"{name}.pt", work / f"{name}.npz"
             save_checkpoint(ckpt_path, ckpt, force=True)
@@ -220,8 +228,14 @@ def measure(args) -> dict:
             write_network(net_path, manifest, params, vectors)
             net = read_network(net_path)
             qat_pred = _qat_predictions(net_from_checkpoint(ckpt, "qat").double(), x_test)
+            codes = input_codes(images, net.manifest["input"])
+            fake_pred = None
+            if args.int_exact_epochs:  # QAT in integer-exact mode on the codes the integer run reads
+                from asqhw.golden.qat.intexact import predict_codes
+
+                fake_pred, qat_pred = qat_pred, predict_codes(net_from_checkpoint(ckpt, "qat"), codes).numpy()
             rep = check_network(net)
-            int_pred = _int_predictions(net, input_codes(images, net.manifest["input"]))
+            int_pred = _int_predictions(net, codes)
             # numba's OpenMP pool shares torch's libgomp and leaves it at numba's thread count:
             # without this the next QAT runs with a second, spinning thread, many times slower
             # and with another reduction order
@@ -234,6 +248,9 @@ def measure(args) -> dict:
                    "disagree": int(np.count_nonzero(int_pred != qat_pred)), "images": n,
                    "golden_vectors": rep.vectors, "golden_mismatches": rep.mismatches,
                    "seconds": round(time.perf_counter() - t0, 1)}
+            if fake_pred is not None:
+                row |= {"int_exact_epochs": args.int_exact_epochs, "fake_quant_acc": 100.0 * float(np.mean(fake_pred == labels)),
+                        "fake_quant_acc_before": ckpt["fake_quant_acc"], "int_acc_before": ckpt["int_exact_start_acc"]}
             row["gap"] = row["int_acc"] - row["qat_acc"]
             row["meets"] = bool(row["agreement"] >= AGREE_TARGET and abs(row["gap"]) <= GAP_TARGET
                                 and rep.mismatches == 0)
@@ -247,7 +264,7 @@ def measure(args) -> dict:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
     return {"command": _command(args), "data": data.spec, "test_set": what, "model": model,
-            "epochs": [base["epochs"][0], ckpt["epochs"][1]],
+            "epochs": [base["epochs"][0], ckpt["epochs"][1]], "int_exact_epochs": args.int_exact_epochs,
             "seed": args.seed, "subset": args.subset, "threads": torch_threads,
             "seconds": round(time.perf_counter() - t_all, 1), "rows": rows,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
@@ -268,12 +285,14 @@ def _verdict(r: dict) -> str:
 
 def table(res: dict) -> str:
     """The result rows as a markdown table."""
-    head = ["scheme", "bits", "float %", "QAT %", "integer %", "int - QAT", "agreement %", "differ",
-            "golden vectors (mismatches)", "targets met"]
+    exact = bool(res.get("int_exact_epochs"))
+    head = ["scheme", "bits", "float %"] + (["fake-quant % before", "integer % before"] if exact else []) + [
+        "QAT %", "integer %", "int - QAT", "agreement %", "differ", "golden vectors (mismatches)", "targets met"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|"]
     for r in res["rows"]:
+        before = [f"{r['fake_quant_acc_before']:.2f}", f"{r['int_acc_before']:.2f}"] if exact else []
         lines.append("| " + " | ".join([
-            LABELS.get(r["scheme"], r["scheme"]), str(r["bits"]), f"{r['float_acc']:.2f}", f"{r['qat_acc']:.2f}",
+            LABELS.get(r["scheme"], r["scheme"]), str(r["bits"]), f"{r['float_acc']:.2f}"] + before + [f"{r['qat_acc']:.2f}",
             f"{r['int_acc']:.2f}", f"{r['gap']:+.2f}", f"{r['agreement']:.2f}", f"{r['disagree']}/{r['images']}",
             f"{r['golden_vectors']} ({r['golden_mismatches']})", _verdict(r)]) + " |")
     return "\n".join(lines)
@@ -336,8 +355,12 @@ def markdown(res: dict) -> str:
         "",
         f"- **float %**: the float network (BatchNorm, no quantisation) on the {res['test_set']} "
         f"({rows[0]['images']} images);",
-        "- **QAT %**: the QAT network in PyTorch (fake quantisation, the quantised adapter, float64, "
-        "eval mode) on the same images;",
+        ("- **QAT %**: the QAT network in PyTorch (fake quantisation, the quantised adapter, float64, "
+         "eval mode) on the same images;") if not res.get("int_exact_epochs") else
+        (f"- **QAT %**: the QAT network in integer-exact mode (`golden.qat.intexact`, docs/qat.md), its last "
+         f"{res['int_exact_epochs']} QAT epochs trained in that mode, on the input codes of the integer run; "
+         "**fake-quant % before**, **integer % before**: the fake-quantised QAT network and its integer "
+         "network (golden reference, codes of the normalised images) before those epochs, over the whole test split;"),
         "- **integer %**: the exported integer network in the numba model (`sim.network`, "
         "`asqhw run`) on the same images, input codes made as `asqhw run` makes them;",
         "- **agreement %**: images whose integer top-1 class equals the QAT network's; **differ**: "
