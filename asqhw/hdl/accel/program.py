@@ -103,6 +103,7 @@ class Step:
     shape: LayerShape | None = None                # LAYER: the layer as the engine walks it
     act_words: int = 0                             # LAYER/VEC: elements the vector unit reads
     outputs: int = 0                               # elements the step writes
+    reads: list = field(default_factory=list)      # stored tensors the step reads
 
 
 @dataclass
@@ -371,7 +372,7 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
             n_act = c * walk["ho"] * walk["ph"] * walk["q"]
             if n_act != len(pr.act):
                 raise AssertionError(f"{name}: walker reads {n_act} words, engine image has {len(pr.act)}")
-            steps.append(Step("LAYER", name, f, pr.counts, shape, n_act, shape.out_words))
+            steps.append(Step("LAYER", name, f, pr.counts, shape, n_act, shape.out_words, [src]))
             order.append((name, shape.out_words, [src]))
             producer_step[name] = len(steps) - 1
         elif op in ("maxpool", "avgpool", "add") or (op == "quant" and name in stored_quant):
@@ -399,7 +400,7 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
                 else:
                     f |= dict(vop=VOPS["SUM"], m0=int(net.param(name, "M")[0]), sh=int(net.param(name, "sh")[0]))
             n_read = out_n * f["kh"] * f["kw"]
-            steps.append(Step("VEC", name, f, [], None, n_read, out_n))
+            steps.append(Step("VEC", name, f, [], None, n_read, out_n, srcs))
             order.append((name, out_n, srcs))
             producer_step[name] = len(steps) - 1
         elif op == "adapter":
