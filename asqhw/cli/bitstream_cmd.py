@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run (default 3600)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--no-fit-check", action="store_true",
+                   help="run synthesis and placement even when the memory estimate says the network does not fit")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_bitstream)
@@ -50,8 +52,8 @@ def cmd_bitstream(args) -> int:
     from asqhw.hdl.accel import regmap
     from asqhw.hdl.board.boards import board_spec
     from asqhw.hdl.board.build import build_bitstream
-    from asqhw.hdl.board.network import (images_per_second, link_bytes, link_cycles, network_accelerator,
-                                         predicted_cycles)
+    from asqhw.hdl.board.network import (images_per_second, link_bytes, link_cycles, memory_fit,
+                                         network_accelerator, predicted_cycles)
     from asqhw.hdl.board.uart import baud_divisor
 
     board = board_spec(args.board)
@@ -73,6 +75,9 @@ def cmd_bitstream(args) -> int:
     say = _say(args.quiet or args.json)
     say(f"building the accelerator of {net.name} ({args.lanes} lanes)")
     accel, prog = network_accelerator(net, args.lanes)
+    verdict = memory_fit(prog, board)
+    if verdict is not None and not args.no_fit_check:
+        raise UserError(verdict)
     compute = predicted_cycles(prog)
     res = build_bitstream(accel, board, baud=args.baud, seed=args.seed, timeout=args.timeout, progress=say)
     per_image = link_cycles(prog.n_in, prog.classes, divisor, compute)

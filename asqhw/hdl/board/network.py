@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from asqhw.core.errors import UserError
 
-__all__ = ["network_accelerator", "predicted_cycles", "link_bytes", "link_cycles", "images_per_second"]
+__all__ = ["network_accelerator", "predicted_cycles", "memory_fit", "link_bytes", "link_cycles",
+           "images_per_second"]
+
+#: Board -> the device of ``hdl.accel.fit`` whose block RAM it has (None: not estimated, synthesis decides).
+FIT_DEVICE = {"icebreaker": "ice40up5k", "orangecrab": "ecp5-25f", "ulx3s": None}
 
 
 def network_accelerator(net, lanes: int = 8):
@@ -28,6 +32,35 @@ def predicted_cycles(prog) -> int:
     from asqhw.hdl.accel.cycles import image_cycles
 
     return image_cycles(prog).total
+
+
+def memory_fit(prog, board) -> str | None:
+    """None if ``prog``'s memories fit ``board``'s block RAM (or it is not estimated), else one
+    sentence: by how much they do not, and what would make them fit."""
+    from asqhw.hdl.accel.fit import DEVICES, fit
+
+    device = FIT_DEVICE.get(board.name)
+    if device is None:
+        return None
+    f = fit(prog, device)
+    if f["fits"]:
+        return None
+    dev = DEVICES[device]
+    kbit = lambda bits: f"{bits / 1024:.1f} kbit"          # noqa: E731
+    bram_bits = dev["brams"] * dev["bram_bits"]
+    weights = f["bits"].get("weights", 0)
+    line = (f"{prog.net.name} does not fit the {board.title}: its memories need {f['brams']} block RAMs "
+            f"(+{f['brams'] - f['brams_available']} over the {f['brams_available']}"
+            + (f", even with the {f['sprams_available']} SPRAMs holding working memories" if f["sprams_available"] else "")
+            + f"; {', '.join(f'{k} {kbit(v)}' for k, v in f['bits'].items())})")
+    if dev["spram"] and weights > bram_bits:
+        spram_bits = dev["spram"] * dev["spram_words"] * dev["spram_width"]
+        line += (f"; the weights alone ({kbit(weights)}) exceed all its block RAM ({kbit(bram_bits)}): it would "
+                 f"fit with the weight ROMs in the {dev['spram']} SPRAMs ({kbit(spram_bits)}), loaded at start-up "
+                 f"from the flash or over the UART, or on a larger board (--board orangecrab or ulx3s)")
+    else:
+        line += "; it would fit on a larger board (--board ulx3s)"
+    return line
 
 
 def link_bytes(n_in: int, classes: int) -> tuple[int, int]:
