@@ -173,24 +173,31 @@ def any_datapath():
                      st.booleans(), st.integers(0, 3))
 
 
-def random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed):
-    """Codes and conv2d keywords for a drawn layer; ``narrow`` > 0 asks for a wrapping accumulator."""
-    size = max(size, k - 2 * pad)
+@st.composite
+def random_convs(draw, cg=6, c_out_g=5, groups=3, k=4, stride=3, size=7):
+    """``(dp, x, w, kw)``: a drawn datapath, codes and conv2d keywords; sometimes a wrapping accumulator.
+
+    The keyword arguments are the largest input channels and output channels per group,
+    groups, kernel size, stride and input size drawn.
+    """
+    dp = draw(any_datapath())
+    n, cg, c_out_g = draw(st.integers(1, 2)), draw(st.integers(1, cg)), draw(st.integers(1, c_out_g))
+    groups, k, stride = draw(st.integers(1, groups)), draw(st.integers(1, k)), draw(st.integers(1, stride))
+    pad = draw(st.integers(0, 2))
+    size = max(draw(st.integers(1, size)), k - 2 * pad)
+    narrow, extreme = draw(st.integers(0, 12)), draw(st.booleans())
     fan_in = cg * k * k
     natural = dp.natural_acc_bits(fan_in)
     bits = None if narrow == 0 and natural <= 40 else max(2, min(40, natural - narrow))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x, w = random_codes(rng, dp, (n, cg * groups, size, size), (c_out_g * groups, cg, k, k), extreme)
-    kw = dict(stride=stride, padding=pad, groups=groups, acc_bits=bits)
-    return x, w, kw
+    return dp, x, w, dict(stride=stride, padding=pad, groups=groups, acc_bits=bits)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
-       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
-       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
-def test_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed):
-    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+@given(random_convs())
+def test_gemm_path_equals_exact_kernel(conv):
+    dp, x, w, kw = conv
     assert np.array_equal(sim.conv2d(x, w, dp, method="gemm", **kw), sim.conv2d(x, w, dp, method="exact", **kw))
 
 
@@ -329,12 +336,9 @@ def test_work_shared_gemm_path_equals_exact_kernel(monkeypatch, fmt, arch, a_bit
 # ---- the integer GEMM path -----------------------------------------------------------------
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 9),
-       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
-       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
-def test_int_path_equals_exact_kernel_or_refuses(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
-                                                 seed):
-    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+@given(random_convs(c_out_g=9))
+def test_int_path_equals_exact_kernel_or_refuses(conv):
+    dp, x, w, kw = conv
     layer = sim.Conv2d(w, dp, method="int", **kw)
     if layer.int_exact(int(x.min()), int(x.max())):
         assert np.array_equal(layer(x), sim.conv2d(x, w, dp, method="exact", **kw))
@@ -411,12 +415,9 @@ def test_auto_takes_the_direct_kernel_when_the_cpu_has_one(monkeypatch):
 # ---- centred activations on the float GEMM path --------------------------------------------
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 6), c_out_g=st.integers(1, 5),
-       groups=st.integers(1, 3), k=st.integers(1, 4), stride=st.integers(1, 3), pad=st.integers(0, 2),
-       size=st.integers(1, 7), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31))
-def test_centred_gemm_path_equals_exact_kernel(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow,
-                                               seed):
-    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+@given(random_convs())
+def test_centred_gemm_path_equals_exact_kernel(conv):
+    dp, x, w, kw = conv
     old, layers.CENTRE_MODE = layers.CENTRE_MODE, "always"
     try:
         layer = sim.Conv2d(w, dp, method="gemm", **kw)
@@ -503,12 +504,9 @@ def test_the_simd_variants_follow_the_cpu_flags():
 @pytest.mark.parametrize("variant", SIMD.VARIANTS)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(dp=any_datapath(), n=st.integers(1, 2), cg=st.integers(1, 40), c_out_g=st.integers(1, 40),
-       groups=st.integers(1, 2), k=st.integers(1, 3), stride=st.integers(1, 2), pad=st.integers(0, 2),
-       size=st.integers(1, 9), extreme=st.booleans(), narrow=st.integers(0, 12), seed=st.integers(0, 2**31),
+@given(conv=random_convs(cg=40, c_out_g=40, groups=2, k=3, stride=2, size=9),
        split_work=st.sampled_from(["no", "positions", "rows"]))
-def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_out_g, groups, k, stride, pad, size,
-                                           extreme, narrow, seed, split_work):
+def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, conv, split_work):
     """Every direct byte kernel this CPU has, forced: equal to the exact kernel whenever its bounds allow it.
 
     ``split_work`` cuts every call into one share per thread (by positions or by row blocks)
@@ -521,7 +519,7 @@ def test_simd_int_path_equals_exact_kernel(monkeypatch, variant, dp, n, cg, c_ou
         monkeypatch.setattr(workshare, "MIN_SHARE_MACS", 0)
         monkeypatch.setattr(direct_path, "DIRECT_ROW_SPLIT", 1 << 30 if split_work == "rows" else 0)
         monkeypatch.setattr(direct, "CHUNK_BYTES", 1)
-    x, w, kw = random_conv(dp, n, cg, c_out_g, groups, k, stride, pad, size, extreme, narrow, seed)
+    dp, x, w, kw = conv
     layer = sim.Conv2d(w, dp, method="int", **kw)
     xmin, xmax = int(x.min()), int(x.max())
     if layer.int_exact(xmin, xmax):

@@ -17,7 +17,11 @@ number of them, ``vpmaddwd`` by 1, ``vpaddd``; 8 lanes; the caller keeps every i
 below ``2^15``: ``sim.simd.AVX2_PAIR_LIMIT``, spread bytes, ``m16``).
 
 A call runs as shares (:class:`Share`, stacked in :class:`Shares`): one on the calling thread
-(:func:`share_kernel`) or one per numba thread (:func:`parallel_kernel`).
+(:func:`share_kernel`) or one per numba thread (:func:`parallel_kernel`). One source serves
+every variant: :func:`share` takes the variant as a string constant, which only the tile
+intrinsic and :func:`tile_shape` read at compile time; the two entry points of each variant
+are made by one factory whose only free variable is that string (docs/sim.md, "One source,
+cached").
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-__all__ = ["SHAPES", "DirectWeights", "Share", "Shares", "planes", "store_rows", "requant_rows", "share_kernel",
-           "parallel_kernel", "FOLD_BELOW", "CHUNK_BYTES"]
+__all__ = ["SHAPES", "DirectWeights", "Share", "Shares", "tile", "tile_shape", "share", "planes", "store_rows",
+           "requant_rows", "share_kernel", "parallel_kernel", "FOLD_BELOW", "CHUNK_BYTES"]
 
 # (vector bits, weight vectors J, positions RB) per variant: J*RB accumulators + J weights + a
 # broadcast stay within the register file (32 vector registers with AVX-512, 16 with AVX2 only)
@@ -38,131 +42,146 @@ FOLD_BELOW = 32      # fold the K_w taps of a row into the channels when a pixel
 CHUNK_BYTES = 256 << 10   # positions per chunk: the chunk's int32 results stay near this size (L2)
 
 
-def _make_tile(variant):
-    """A numba intrinsic computing one tile into ``buf`` (see the module docstring).
+@intrinsic
+def tile(typingctx, variant, xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow):
+    """One tile into ``buf``, with the instructions of ``variant`` (a string constant; see the module docstring).
 
-    ``(xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow)``: ``xt`` uint8 (flat), ``wp``
-    int8 (flat), ``offs`` int64 byte offsets in ``xt`` of each position's first tap,
+    ``(variant, xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow)``: ``xt`` uint8 (flat),
+    ``wp`` int8 (flat), ``offs`` int64 byte offsets in ``xt`` of each position's first tap,
     ``taps`` int64 byte offsets of the taps, ``q0`` first position of the tile, ``wofs``
     byte offset of the tile's weights, ``kc4`` 4-byte fan-in groups per tap, ``buf`` int32
     (flat), ``bofs`` element offset of the tile's first result, ``brow`` buffer row length.
     Result ``(r, j, lane)`` goes to ``buf[bofs + r*brow + j*VL + lane]``. ``avx2`` adds the
     int16 pair sums of up to ``m16`` consecutive 4-byte groups in int16 lanes before widening
     them (``m16`` times the largest pair sum must stay below ``2^15``); VNNI ignores ``m16``.
+    Typed only for a literal ``variant``: each variant is its own compiled code.
     """
-    width, nj, rb = SHAPES[variant]
+    if not isinstance(variant, types.StringLiteral) or variant.literal_value not in SHAPES:
+        return None
+    name = variant.literal_value
+    width, nj, rb = SHAPES[name]
     vl = width // 32
     vbytes = vl * 4
+    sig = types.none(variant, xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow)
 
-    @intrinsic
-    def tile(typingctx, xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow):
-        sig = types.none(xt, wp, offs, taps, q0, wofs, kc4, m16, buf, bofs, brow)
 
-        def codegen(context, builder, signature, args):
-            xtv, wpv, offv, tapv, q0v, wofv, kc4v, m16v, bufv, bofv, browv = args
-            arr = [context.make_array(signature.args[i])(context, builder, a)
-                   for i, a in ((0, xtv), (1, wpv), (2, offv), (3, tapv), (8, bufv))]
-            i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-            vd, vb, vw = ir.VectorType(i32, vl), ir.VectorType(i8, vbytes), ir.VectorType(ir.IntType(16), vl * 2)
-            xbase = builder.bitcast(arr[0].data, i8.as_pointer())
-            wbase = builder.bitcast(arr[1].data, i8.as_pointer())
-            obase = builder.bitcast(arr[2].data, i64.as_pointer())
-            tbase = builder.bitcast(arr[3].data, i64.as_pointer())
-            bbase = builder.bitcast(arr[4].data, i32.as_pointer())
-            ntaps = builder.extract_value(arr[3].shape, 0)
-            mod = builder.module
-            if variant.startswith("vnni"):
-                dp = cgutils.get_or_insert_function(mod, ir.FunctionType(vd, [vd, vd, vd]),
-                                                    f"llvm.x86.avx512.vpdpbusd.{width}")
+    def codegen(context, builder, signature, args):
+        _, xtv, wpv, offv, tapv, q0v, wofv, kc4v, m16v, bufv, bofv, browv = args
+        arr = [context.make_array(signature.args[i])(context, builder, a)
+               for i, a in ((1, xtv), (2, wpv), (3, offv), (4, tapv), (9, bufv))]
+        i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        vd, vb, vw = ir.VectorType(i32, vl), ir.VectorType(i8, vbytes), ir.VectorType(ir.IntType(16), vl * 2)
+        xbase = builder.bitcast(arr[0].data, i8.as_pointer())
+        wbase = builder.bitcast(arr[1].data, i8.as_pointer())
+        obase = builder.bitcast(arr[2].data, i64.as_pointer())
+        tbase = builder.bitcast(arr[3].data, i64.as_pointer())
+        bbase = builder.bitcast(arr[4].data, i32.as_pointer())
+        ntaps = builder.extract_value(arr[3].shape, 0)
+        mod = builder.module
+        if name.startswith("vnni"):
+            dp = cgutils.get_or_insert_function(mod, ir.FunctionType(vd, [vd, vd, vd]),
+                                                f"llvm.x86.avx512.vpdpbusd.{width}")
+        else:
+            mub = cgutils.get_or_insert_function(mod, ir.FunctionType(vw, [vb, vb]), "llvm.x86.avx2.pmadd.ub.sw")
+            mwd = cgutils.get_or_insert_function(mod, ir.FunctionType(vd, [vw, vw]), "llvm.x86.avx2.pmadd.wd")
+            ones = ir.Constant(vw, [1] * (vl * 2))
+        pix = [builder.gep(xbase, [builder.load(builder.gep(obase, [builder.add(q0v, ir.Constant(i64, r))]))])
+               for r in range(rb)]
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vd, None)) for _ in range(nj * rb)]
+        halves = [] if name.startswith("vnni") else [cgutils.alloca_once_value(builder, ir.Constant(vw, None))
+                                                        for _ in range(nj * rb)]
+        splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
+        wstep = builder.mul(kc4v, ir.Constant(i64, nj * vbytes))
+        with cgutils.for_range(builder, ntaps) as tl:
+            toff = builder.load(builder.gep(tbase, [tl.index]))
+            wt = builder.add(wofv, builder.mul(tl.index, wstep))
+            def group(c, sums, add):
+                """The products of 4-byte group ``c`` of this tap added into ``sums`` by ``add``."""
+                koff = builder.add(toff, builder.mul(c, ir.Constant(i64, 4)))
+                wo = builder.add(wt, builder.mul(c, ir.Constant(i64, nj * vbytes)))
+                wptr = [builder.gep(wbase, [builder.add(wo, ir.Constant(i64, j * vbytes))]) for j in range(nj)]
+                wv = [builder.load(builder.bitcast(q, vd.as_pointer()), align=1) for q in wptr]
+                for r in range(rb):
+                    a = builder.load(builder.bitcast(builder.gep(pix[r], [koff]), i32.as_pointer()), align=1)
+                    av = builder.shuffle_vector(builder.insert_element(ir.Constant(vd, ir.Undefined), a,
+                                                                       ir.Constant(i32, 0)),
+                                                ir.Constant(vd, ir.Undefined), splat)
+                    for j in range(nj):
+                        add(sums[j * rb + r], av, wv[j])
+
+            if name.startswith("vnni"):
+                def dot(acc, av, w):
+                    builder.store(builder.call(dp, [builder.load(acc), av, w]), acc)
+
+                with cgutils.for_range(builder, kc4v) as cl:
+                    group(cl.index, accs, dot)
             else:
-                mub = cgutils.get_or_insert_function(mod, ir.FunctionType(vw, [vb, vb]), "llvm.x86.avx2.pmadd.ub.sw")
-                mwd = cgutils.get_or_insert_function(mod, ir.FunctionType(vd, [vw, vw]), "llvm.x86.avx2.pmadd.wd")
-                ones = ir.Constant(vw, [1] * (vl * 2))
-            pix = [builder.gep(xbase, [builder.load(builder.gep(obase, [builder.add(q0v, ir.Constant(i64, r))]))])
-                   for r in range(rb)]
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(vd, None)) for _ in range(nj * rb)]
-            halves = [] if variant.startswith("vnni") else [cgutils.alloca_once_value(builder, ir.Constant(vw, None))
-                                                            for _ in range(nj * rb)]
-            splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
-            wstep = builder.mul(kc4v, ir.Constant(i64, nj * vbytes))
-            with cgutils.for_range(builder, ntaps) as tl:
-                toff = builder.load(builder.gep(tbase, [tl.index]))
-                wt = builder.add(wofv, builder.mul(tl.index, wstep))
-                def group(c, sums, add):
-                    """The products of 4-byte group ``c`` of this tap added into ``sums`` by ``add``."""
-                    koff = builder.add(toff, builder.mul(c, ir.Constant(i64, 4)))
-                    wo = builder.add(wt, builder.mul(c, ir.Constant(i64, nj * vbytes)))
-                    wptr = [builder.gep(wbase, [builder.add(wo, ir.Constant(i64, j * vbytes))]) for j in range(nj)]
-                    wv = [builder.load(builder.bitcast(q, vd.as_pointer()), align=1) for q in wptr]
-                    for r in range(rb):
-                        a = builder.load(builder.bitcast(builder.gep(pix[r], [koff]), i32.as_pointer()), align=1)
-                        av = builder.shuffle_vector(builder.insert_element(ir.Constant(vd, ir.Undefined), a,
-                                                                           ir.Constant(i32, 0)),
-                                                    ir.Constant(vd, ir.Undefined), splat)
-                        for j in range(nj):
-                            add(sums[j * rb + r], av, wv[j])
+                def pairs(acc, av, w):                          # int16 lanes: wrapping adds, bounded by m16
+                    p = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(w, vb)])
+                    builder.store(builder.add(builder.load(acc), p), acc)
 
-                if variant.startswith("vnni"):
-                    def dot(acc, av, w):
-                        builder.store(builder.call(dp, [builder.load(acc), av, w]), acc)
+                def widened(acc, av, w):                        # m16 = 1: every pair sum widened at once
+                    p = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(w, vb)])
+                    builder.store(builder.add(builder.load(acc), builder.call(mwd, [p, ones])), acc)
 
-                    with cgutils.for_range(builder, kc4v) as cl:
-                        group(cl.index, accs, dot)
-                else:
-                    def pairs(acc, av, w):                          # int16 lanes: wrapping adds, bounded by m16
-                        p = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(w, vb)])
-                        builder.store(builder.add(builder.load(acc), p), acc)
+                one = builder.icmp_signed("==", m16v, ir.Constant(i64, 1))
+                with builder.if_else(one) as (then, otherwise):
+                    with then:
+                        with cgutils.for_range(builder, kc4v) as cl:
+                            group(cl.index, accs, widened)
+                    with otherwise:
+                        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kc4v, m16v) as (cb, _):
+                            for h in halves:
+                                builder.store(ir.Constant(vw, None), h)
+                            over = builder.icmp_signed(">", builder.add(cb, m16v), kc4v)
+                            cend = builder.select(over, kc4v, builder.add(cb, m16v))
+                            with cgutils.for_range_slice(builder, cb, cend, ir.Constant(i64, 1)) as (c, _):
+                                group(c, halves, pairs)
+                            for acc, h in zip(accs, halves):
+                                wide = builder.call(mwd, [builder.load(h), ones])
+                                builder.store(builder.add(builder.load(acc), wide), acc)
+        for r in range(rb):
+            row = builder.add(bofv, builder.mul(browv, ir.Constant(i64, r)))
+            for j in range(nj):
+                ptr = builder.gep(bbase, [builder.add(row, ir.Constant(i64, j * vl))])
+                builder.store(builder.load(accs[j * rb + r]), builder.bitcast(ptr, vd.as_pointer()), align=4)
+        return context.get_dummy_value()
 
-                    def widened(acc, av, w):                        # m16 = 1: every pair sum widened at once
-                        p = builder.call(mub, [builder.bitcast(av, vb), builder.bitcast(w, vb)])
-                        builder.store(builder.add(builder.load(acc), builder.call(mwd, [p, ones])), acc)
-
-                    one = builder.icmp_signed("==", m16v, ir.Constant(i64, 1))
-                    with builder.if_else(one) as (then, otherwise):
-                        with then:
-                            with cgutils.for_range(builder, kc4v) as cl:
-                                group(cl.index, accs, widened)
-                        with otherwise:
-                            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kc4v, m16v) as (cb, _):
-                                for h in halves:
-                                    builder.store(ir.Constant(vw, None), h)
-                                over = builder.icmp_signed(">", builder.add(cb, m16v), kc4v)
-                                cend = builder.select(over, kc4v, builder.add(cb, m16v))
-                                with cgutils.for_range_slice(builder, cb, cend, ir.Constant(i64, 1)) as (c, _):
-                                    group(c, halves, pairs)
-                                for acc, h in zip(accs, halves):
-                                    wide = builder.call(mwd, [builder.load(h), ones])
-                                    builder.store(builder.add(builder.load(acc), wide), acc)
-            for r in range(rb):
-                row = builder.add(bofv, builder.mul(browv, ir.Constant(i64, r)))
-                for j in range(nj):
-                    ptr = builder.gep(bbase, [builder.add(row, ir.Constant(i64, j * vl))])
-                    builder.store(builder.load(accs[j * rb + r]), builder.bitcast(ptr, vd.as_pointer()), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return tile
+    return sig, codegen
 
 
-_tile_vnni512 = _make_tile("vnni512")
-_tile_vnni256 = _make_tile("vnni256")
-_tile_avx2 = _make_tile("avx2")
-_RB512, _RB256, _RBAVX2 = SHAPES["vnni512"][2], SHAPES["vnni256"][2], SHAPES["avx2"][2]
-_ROWS512 = SHAPES["vnni512"][1] * 16
-_ROWS256 = SHAPES["vnni256"][1] * 8
-_ROWSAVX2 = SHAPES["avx2"][1] * 8
+def tile_shape(variant: str) -> tuple[int, int]:
+    """``(RB, J*VL)`` of a tile of ``variant``: its output positions and output rows."""
+    width, nj, rb = SHAPES[variant]
+    return rb, nj * (width // 32)
 
-# One module-level share function per variant (numba caches by function); each compiles only
-# when first called, which happens only for a variant the CPU has. The body is the same but for
-# the tile intrinsic it calls.
+
+@overload(tile_shape)
+def _tile_shape_constant(variant):
+    if isinstance(variant, types.StringLiteral):
+        rb, rows = tile_shape(variant.literal_value)
+        return lambda variant: (rb, rows)
+    return None
 
 
 @njit(cache=True, nogil=True)
-def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq,
-                   lo, hi):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
+def share(variant, s, src, sh, wt, st):
+    """Share ``s`` of a call, start to end, with the tiles of ``variant`` (a string constant).
+
+    ``src`` the activations of :func:`planes`; ``sh`` :attr:`Shares.arrays` (the per-share
+    arguments stacked); ``wt = (wp, kc4, m16, wblk)`` the group's packed weights, its 4-byte
+    groups per tap, the ``avx2`` int16 group count and the weight bytes per row block; ``st =
+    (out, y, rq, lo, hi, cg_out, nbits, nbase)`` the store (images counted from ``nbase``).
+    Makes the planes of the share's segments (:func:`planes`), then per chunk of ``chunk_qt``
+    position tiles the tiles of its row blocks ``ob0[s] .. ob1[s] - 1`` into ``buf[s]`` and
+    :func:`store_rows` of their rows into ``out``, or, when ``y`` is not empty,
+    :func:`requant_rows` of their channels into ``y`` (``out`` is then not written).
+    """
+    segs, nseg, xt, offs, taps, n_qt, chunk_qt, ob0, ob1, q0, nq, buf, wpa = sh
+    wp, kc4, m16, wblk = wt
+    out, y, rq, lo, hi, cg_out, nbits, nbase = st
+    rb, rows_blk = tile_shape(variant)
+    _planes_of(src, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
     bs = buf[s]
     brow = bs.shape[1]
     xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
@@ -172,141 +191,71 @@ def _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, se
     for qa in range(0, nt, chunk_qt):
         for ob in range(o0, o1):
             for qt in range(qa, min(nt, qa + chunk_qt)):
-                _tile_vnni512(xf, wp, of, taps, qt * _RB512, ob * wblk, kc4, m16, bf,
-                              (qt - qa) * _RB512 * brow + ob * _ROWS512, brow)
-        cnt = min(nq[s] - qa * _RB512, chunk_qt * _RB512)
+                tile(variant, xf, wp, of, taps, qt * rb, ob * wblk, kc4, m16, bf,
+                     (qt - qa) * rb * brow + ob * rows_blk, brow)
+        cnt = min(nq[s] - qa * rb, chunk_qt * rb)
         if y.size:
-            requant_rows(bs, y, g, cg_out, qs + qa * _RB512, cnt, nbits, o0 * _ROWS512, min(rows, o1 * _ROWS512),
-                         rq, lo, hi)
+            requant_rows(bs, y, src[5], cg_out, qs + qa * rb, cnt, nbits, o0 * rows_blk, min(rows, o1 * rows_blk), rq,
+                         lo, hi)
         else:
-            store_rows(bs, out, g, cg_out, qs + qa * _RB512, cnt, nbits, o0 * _ROWS512, min(rows, o1 * _ROWS512))
-
-
-@njit(cache=True, nogil=True)
-def _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-                   offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq,
-                   lo, hi):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
-    bs = buf[s]
-    brow = bs.shape[1]
-    xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
-    npos = y.shape[2] if y.size else out.shape[3]
-    rows = (rq.shape[2] - 2 if y.size else out.shape[0]) * cg_out
-    qs = q0[s] + nbase * npos
-    for qa in range(0, nt, chunk_qt):
-        for ob in range(o0, o1):
-            for qt in range(qa, min(nt, qa + chunk_qt)):
-                _tile_vnni256(xf, wp, of, taps, qt * _RB256, ob * wblk, kc4, m16, bf,
-                              (qt - qa) * _RB256 * brow + ob * _ROWS256, brow)
-        cnt = min(nq[s] - qa * _RB256, chunk_qt * _RB256)
-        if y.size:
-            requant_rows(bs, y, g, cg_out, qs + qa * _RB256, cnt, nbits, o0 * _ROWS256, min(rows, o1 * _ROWS256),
-                         rq, lo, hi)
-        else:
-            store_rows(bs, out, g, cg_out, qs + qa * _RB256, cnt, nbits, o0 * _ROWS256, min(rows, o1 * _ROWS256))
-
-
-@njit(cache=True, nogil=True)
-def _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-                offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq,
-                lo, hi):
-    _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs[s], nseg[s], nbase, xt[s], wpa, kc4 * 4)
-    bs = buf[s]
-    brow = bs.shape[1]
-    xf, bf, of, nt, o0, o1 = xt[s], bs.reshape(-1), offs[s], n_qt[s], ob0[s], ob1[s]
-    npos = y.shape[2] if y.size else out.shape[3]
-    rows = (rq.shape[2] - 2 if y.size else out.shape[0]) * cg_out
-    qs = q0[s] + nbase * npos
-    for qa in range(0, nt, chunk_qt):
-        for ob in range(o0, o1):
-            for qt in range(qa, min(nt, qa + chunk_qt)):
-                _tile_avx2(xf, wp, of, taps, qt * _RBAVX2, ob * wblk, kc4, m16, bf,
-                           (qt - qa) * _RBAVX2 * brow + ob * _ROWSAVX2, brow)
-        cnt = min(nq[s] - qa * _RBAVX2, chunk_qt * _RBAVX2)
-        if y.size:
-            requant_rows(bs, y, g, cg_out, qs + qa * _RBAVX2, cnt, nbits, o0 * _ROWSAVX2, min(rows, o1 * _ROWSAVX2),
-                         rq, lo, hi)
-        else:
-            store_rows(bs, out, g, cg_out, qs + qa * _RBAVX2, cnt, nbits, o0 * _ROWSAVX2, min(rows, o1 * _ROWSAVX2))
+            store_rows(bs, out, src[5], cg_out, qs + qa * rb, cnt, nbits, o0 * rows_blk, min(rows, o1 * rows_blk))
 
 
 _PRANGE_ONLY = {"prange": True, "comprehension": False, "setitem": False, "reduction": False, "numpy": False,
                 "stencil": False, "fusion": False, "inplace_binop": False}    # no other parallel transform
 
-# The parallel drivers: one share per thread in numba's own pool (a prange over the shares;
-# with the TBB threading layer a launch costs microseconds, against about 0.1 ms for waking an
-# idle Python thread on this VM). One per variant, like the share functions.
 
+def _entry_points(variant):
+    """The two compiled entry points of ``variant``, both around :func:`share`: serial and parallel.
 
-@njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
-                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
-                 hi):
-    for s in prange(segs.shape[0]):
-        _share_vnni512(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
-                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq,
-                       nbits, y, rq, lo, hi)
-
-
-@njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
-                 taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
-                 hi):
-    for s in prange(segs.shape[0]):
-        _share_vnni256(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
-                       wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq,
-                       nbits, y, rq, lo, hi)
-
-
-@njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
-def _par_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, wp, offs,
-              taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
-              hi):
-    for s in prange(segs.shape[0]):
-        _share_avx2(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, np.int64(s), nbase, xt,
-                    wpa, wp, offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq,
-                    nbits, y, rq, lo, hi)
-
-
-_PARALLEL = {"vnni512": _par_vnni512, "vnni256": _par_vnni256, "avx2": _par_avx2}
-
-
-def parallel_kernel(variant):
-    """Every share of a call, one per numba thread: :func:`share_kernel` without ``s``."""
-    return _PARALLEL[variant]
-
-
-_SHARES = {"vnni512": _share_vnni512, "vnni256": _share_vnni256, "avx2": _share_avx2}
-
-
-def share_kernel(variant):
-    """Share ``s`` of a call, start to end, on the calling thread with the GIL released.
-
-    ``(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, s, nbase, xt, wpa, wp,
-    offs, taps, kc4, m16, n_qt, chunk_qt, ob0, ob1, wblk, buf, out, cg_out, q0, nq, nbits, y, rq, lo,
-    hi)``, the
-    per-share arguments stacked as in :class:`Shares` (their images counted from ``nbase``): the
-    planes of the share's segments
-    (:func:`planes`), then per chunk of ``chunk_qt`` position tiles the tiles of its row blocks
-    ``ob0[s] .. ob1[s] - 1`` (``wblk`` weight bytes each) into ``buf[s]`` and
-    :func:`store_rows` of their rows into ``out``, or, when ``y`` is not empty,
-    :func:`requant_rows` of their channels into ``y`` (``out`` is then not written).
+    ``variant`` is their only free variable, a string, so numba types it as a constant and
+    keys their on-disk cache by its value (a free variable that is a compiled object would
+    be pickled with an identity of its process, and never found again).
     """
-    return _SHARES[variant]
+    @njit(cache=True, nogil=True)
+    def serial(s, src, sh, wt, st):
+        share(variant, s, src, sh, wt, st)
+
+    @njit(cache=True, nogil=True, parallel=_PRANGE_ONLY)
+    def parallel(src, sh, wt, st):
+        for s in prange(sh[0].shape[0]):
+            share(variant, np.int64(s), src, sh, wt, st)
+
+    return serial, parallel
+
+
+_KERNELS = {variant: _entry_points(variant) for variant in SHAPES}   # each compiles on its first call only
+
+
+def share_kernel(variant: str):
+    """``f(s, src, sh, wt, st)``: :func:`share` ``s`` of ``variant`` on the calling thread, the GIL released."""
+    return _KERNELS[variant][0]
+
+
+def parallel_kernel(variant: str):
+    """``f(src, sh, wt, st)``: every :func:`share` of ``variant``, one per numba thread (a ``prange``).
+
+    With the TBB threading layer a launch costs microseconds, against about 0.1 ms for
+    waking an idle Python thread on a VM.
+    """
+    return _KERNELS[variant][1]
 
 
 @njit(cache=True, nogil=True)
-def _planes_of(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, segs, nseg, nbase, xt, wpa, kc):
+def _planes_of(src, segs, nseg, nbase, xt, wpa, kc):
     """:func:`planes` of a share's first ``nseg`` segments ``(n, oy_a, oy_b, byte offset, rows, first row)``."""
     for i in range(nseg):
         n, base, rows, y0 = nbase + segs[i, 0], segs[i, 3], segs[i, 4], segs[i, 5]
         seg = xt[base:base + rows * wpa * kc].reshape(rows, wpa, kc)
-        planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, seg)
+        planes(src, n, y0, seg)
 
 
 @njit(cache=True, nogil=True)
-def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt):
+def planes(src, n, y0, xt):
     """Byte planes of image ``n``, group ``g``: ``xt[r, c, (kx*cg_in + j)*n_t + t] = g8[t, A - a0]``.
+
+    ``src = (x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx)``: the int16 codes
+    ``x`` ``(N, C_in, H, W)``, the term table ``g8`` ``(n_t, n_a)`` uint8 and its packed form.
 
     ``A = x[n, g*cg_in + j, (y0 + r)*suby - pad, c*subx + kx - pad]`` for ``kx < fold``; 0
     outside the input (every ``g_t`` maps code 0 to 0) and in the bytes
@@ -317,6 +266,7 @@ def planes(x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx, n, y0, xt)
     innermost (a copy goes channel by channel instead, reading input rows). Runs on the
     calling thread with the GIL released.
     """
+    x, g8, gpk, identity, a0, g, cg_in, pad, fold, suby, subx = src
     rows, wpa, kc = xt.shape
     n_t = g8.shape[0]
     c_in, h, wd = x.shape[1], x.shape[2], x.shape[3]
@@ -528,10 +478,12 @@ class DirectWeights:
 
 
 class Shares:
-    """The shares of one call geometry stacked for :func:`share_kernel` (buffers included, kept between calls).
+    """The shares of one call geometry stacked for :func:`share` (buffers included, kept between calls).
 
     ``segs`` ``(S, max segments, 6)`` with ``nseg`` ``(S,)`` used, ``xt`` ``(S, bytes)``, ``offs``
-    ``(S, positions)``, ``buf`` ``(S, rows, R)``, and ``n_qt``, ``ob0``, ``ob1``, ``q0``, ``nq`` ``(S,)``.
+    ``(S, positions)``, ``buf`` ``(S, rows, R)``, and ``n_qt``, ``ob0``, ``ob1``, ``q0``, ``nq`` ``(S,)``;
+    ``arrays`` the tuple :func:`share` takes, ``(segs, nseg, xt, offs, taps, n_qt, chunk_qt, ob0, ob1,
+    q0, nq, buf, wpa)``.
     """
 
     def __init__(self, dw, shares):
@@ -549,3 +501,5 @@ class Shares:
         self.wpa, self.taps = shares[0].wpa, shares[0].taps
         self.xt = np.empty((n, max(sh.plane_bytes for sh in shares)), dtype=np.uint8)
         self.buf = np.empty((n, self.chunk_qt * dw.rb, dw.n_ob * dw.rows_per_block), dtype=np.int32)
+        self.arrays = (self.segs, self.nseg, self.xt, self.offs, self.taps, self.n_qt, self.chunk_qt, self.ob0,
+                       self.ob1, self.q0, self.nq, self.buf, self.wpa)

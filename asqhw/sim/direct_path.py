@@ -125,14 +125,13 @@ class DirectPath:
         for n0 in range(0, nb, blk):
             st, n_sh = self.shares(variant, spread, dw, min(blk, nb - n0), ho, wo, whole_channels)
             for gi in range(layer.groups):
-                args = (x, g8, gpk, identity, a0, gi, dw.cg_in, layer.padding, dw.fold, dw.suby, dw.subx, st.segs,
-                        st.nseg)
-                rest = (n0, st.xt, st.wpa, dw.packed[gi], st.offs, st.taps, dw.kc4, m16, st.n_qt, st.chunk_qt,
-                        st.ob0, st.ob1, dw.wblk, st.buf, out, gw.cg_out, st.q0, st.nq, layer.acc_bits, y, rq, lo, hi)
+                src = (x, g8, gpk, identity, a0, gi, dw.cg_in, layer.padding, dw.fold, dw.suby, dw.subx)
+                wt = (dw.packed[gi], dw.kc4, m16, dw.wblk)
+                store = (out, y, rq, lo, hi, gw.cg_out, layer.acc_bits, n0)
                 if n_sh == 1:                             # the serial share: no parallel region to compile or launch
-                    direct.share_kernel(variant)(*args, 0, *rest)
+                    direct.share_kernel(variant)(0, src, st.arrays, wt, store)
                 else:
-                    direct.parallel_kernel(variant)(*args, *rest)
+                    direct.parallel_kernel(variant)(src, st.arrays, wt, store)
         if fused is not None:
             return y.reshape(nb, c_out, ho, wo)
         return out.reshape(layer.dp.n_acc, nb, c_out, ho, wo)
