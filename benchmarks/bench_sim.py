@@ -14,7 +14,8 @@ Prints times, GMAC/s and ratios per layer and for the whole network (all ResNet-
 convs: each shape weighted by how often it occurs), the CPU's SIMD instruction set
 (AVX-512/VNNI or AVX2 only, from /proc/cpuinfo), and the one-off first call from an
 empty numba cache (a fresh process with ``NUMBA_CACHE_DIR`` set to a new temporary
-directory: import, compile every kernel of every configuration and path). The first
+directory: import, compile every kernel of every configuration and path) and the same
+from that warm cache in the next fresh process (every kernel loaded from disk). The first
 call of each configuration in this process (compile or on-disk cache load) is timed
 separately. Per layer, each library is timed in its own block (best of ``--reps``
 calls), started by a short pause and an untimed call, so that none is timed while
@@ -168,15 +169,21 @@ print(time.perf_counter() - t0)
 """
 
 
-def cold_compile_seconds() -> float:
-    """Import plus first calls of every path of every configuration with an empty numba cache, in a fresh process."""
+def cold_compile_seconds() -> tuple[float, float]:
+    """Import plus first calls of every path of every configuration in a fresh process: empty, then warm cache.
+
+    The second process uses the cache the first one filled: every kernel loads from disk.
+    """
     import subprocess
     import tempfile
+    times = []
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        out = subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1])
-    return float(out.stdout.strip().splitlines()[-1])
+        for _ in range(2):
+            out = subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True, text=True, check=True,
+                                 cwd=Path(__file__).resolve().parents[1])
+            times.append(float(out.stdout.strip().splitlines()[-1]))
+    return times[0], times[1]
 
 
 def torch_references(rng, nb, ci, co, k, st, pad, size, reps):
@@ -212,7 +219,7 @@ def bench(args):
                "reps": args.reps, "quick": args.quick, "simd_mode": args.simd,
                "simd_variants": list(sim.simd.VARIANTS), "clock": "cpu" if args.cpu_time else "wall",
                "reference": {}, "configs": {}}
-    results["cold_compile_s"] = cold_compile_seconds() if not args.no_cold else None
+    results["cold_compile_s"], results["warm_cache_s"] = cold_compile_seconds() if not args.no_cold else (None, None)
     for cname, dp in configs.items():
         x, w = random_codes(rng, dp, (1, 8, 12, 12), (8, 8, 3, 3))
         t0 = time.perf_counter()
@@ -266,7 +273,8 @@ def report(res):
           f"on {os.cpu_count()} CPUs (other work on the machine inflates every column)")
     if res["cold_compile_s"] is not None:
         print(f"first call from an empty numba cache (fresh process: import, compile every kernel of every "
-              f"configuration and path): {res['cold_compile_s']:.1f} s")
+              f"configuration and path): {res['cold_compile_s']:.1f} s; the same from the warm cache in the next "
+              f"fresh process: {res['warm_cache_s']:.1f} s")
     for nb, ref in res["reference"].items():
         print(f"\n-- batch {nb}: time relative to PyTorch float32 conv2d, whole network (all ResNet-18 convs)")
         tt = ref["total"]["torch_s"]
@@ -294,7 +302,8 @@ def report(res):
 def markdown(res) -> str:
     """The summary table (time relative to torch float32, whole network) and per-layer ratios in Markdown."""
     cold = "" if res.get("cold_compile_s") is None else \
-        f"; first call from an empty numba cache {res['cold_compile_s']:.1f} s"
+        f"; first call from an empty numba cache {res['cold_compile_s']:.1f} s" + (
+            f", from the warm cache in a fresh process {res['warm_cache_s']:.1f} s" if res.get("warm_cache_s") else "")
     lines = [f"{res['cpu']['model']}, {res['cpu']['isa']}; threads={res['threads']} ({res['threading_layer']} "
              f"layer), {res['clock']} time, best of {res['reps']}, 1-min load average {res['load_before']:.1f} "
              f"before / {res['load_after']:.1f} after on {os.cpu_count()} CPUs{cold}", ""]
