@@ -279,15 +279,25 @@ def integer_graph(net: QatNet, arch: str = "split") -> tuple[list[dict], dict, d
     return ex.run(), ex.params, dict(ex.steps), dict(ex.code_step)
 
 
-def qat_test_top1(net, data_spec: str) -> list[int] | None:
+def qat_test_top1(net, data_spec: str, exact_input: dict | None = None, arch: str = "split") -> list[int] | None:
     """The QAT network's top-1 class (float64, eval mode) for every image of the test split.
 
     Stored in the export's ``meta.qat_top1`` so that ``asqhw run`` measures integer-vs-QAT
-    agreement over the whole split; None when the data set cannot be loaded here.
+    agreement over the whole split; None when the data set cannot be loaded here. With
+    ``exact_input`` (the manifest's ``input``: a checkpoint whose last epochs were integer-exact)
+    the network runs in integer-exact mode (:mod:`golden.qat.intexact`) on the input codes that
+    ``asqhw run`` makes.
     """
     from asqhw.golden.qat.data import load_data
 
     try:
+        if exact_input is not None:
+            from asqhw.core.datasets import input_codes as run_codes
+            from asqhw.core.datasets import load_test_set
+            from asqhw.golden.qat.intexact import predict_codes
+
+            images, _, _ = load_test_set(data_spec)
+            return [int(v) for v in predict_codes(net, run_codes(images, exact_input), arch=arch)]
         data = load_data(data_spec)
     except UserError:
         return None
@@ -343,7 +353,7 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
                  "steps": {k: v for k, v in ex.steps.items()},
                  "code_steps": {ex.src(k): v for k, v in ex.code_step.items()}} | (meta or {}),
     }
-    top1 = qat_test_top1(net, ckpt["data"])
+    top1 = qat_test_top1(net, ckpt["data"], manifest["input"] if ckpt.get("int_exact_epochs") else None, arch)
     if top1 is not None:
         manifest["meta"]["qat_top1"] = top1
     vectors = {}
