@@ -14,7 +14,8 @@ from asqhw.core.params import Datapath, output_range
 from asqhw.core.vectors import load_cases, read_case, write_case
 
 from spec_reading import spec_product, spec_wrap
-from asqhw.hdl.cosim import compare, run_cases_rtl
+from asqhw.core.conform import compare
+from asqhw.hdl.cosim import run_cases_rtl
 
 CORPUS = Path(__file__).resolve().parent.parent / "asqhw" / "golden" / "vectors"
 
@@ -148,7 +149,8 @@ def named(cases, name):
 
 
 def mismatches(cases, results):
-    return [r for r in (compare(c, res) for c, res in zip(cases, results)) if not r["ok"]]
+    return [(r, res.missing) for r, res in ((compare(c, res.acc, res.y, label="rtl:"), res)
+                                            for c, res in zip(cases, results)) if not r.ok or res.missing]
 
 
 def test_own_cases_match_under_verilator(own_cases):
@@ -185,9 +187,9 @@ def test_altered_expected_y_is_reported_as_mismatch(own_cases):
     y = altered.arrays["y"].copy()
     y.flat[2] ^= 1
     altered.arrays["y"] = y
-    report = compare(altered, result)
-    assert not report["ok"] and report["y_mismatches"] == 1 and report["acc_mismatches"] == 0
-    assert compare(case, result)["ok"]
+    report = compare(altered, result.acc, result.y, label="rtl:")
+    assert not report.ok and [m.array for m in report.listed] == ["rtl:y"]
+    assert compare(case, result.acc, result.y).ok
 
 
 def test_altered_expected_acc_is_reported_as_mismatch(own_cases):
@@ -197,8 +199,8 @@ def test_altered_expected_acc_is_reported_as_mismatch(own_cases):
     acc = altered.arrays["acc"].copy()
     acc.flat[-1] += 1
     altered.arrays["acc"] = acc
-    report = compare(altered, result)
-    assert not report["ok"] and report["acc_mismatches"] == 1
+    report = compare(altered, result.acc, result.y, label="rtl:")
+    assert not report.ok and [m.array for m in report.listed] == ["rtl:acc"]
 
 
 def test_result_carries_shapes_cycles_and_timing(own_cases):

@@ -68,7 +68,7 @@ def cmd_conform(args) -> int:
                "mode": dp.arch, "e_max": dp.e_max, "acc_bits": case.acc_bits,
                "vectors": rep.vectors, "mismatches": rep.mismatches,
                "float_agreement": round(share, 4), "float_max_code_gap": gap,
-               "mismatch_list": [vars(m) | {"index": list(m.index)} for m in rep.listed]}
+               "mismatch_list": [m.record() for m in rep.listed]}
         wraps = case.acc_bits < case.manifest["accumulator"]["natural_bits"]
         row = [case.name, case.layer["kind"], dp.fmt, bits, dp.arch,
                "-" if dp.e_max is None else dp.e_max, f"{case.acc_bits}{'w' if wraps else ''}",
@@ -77,7 +77,7 @@ def cmd_conform(args) -> int:
             res, rrep = rtl[i]
             rec |= {"rtl_mismatches": rrep.mismatches, "rtl_cycles": res.cycles,
                     "rtl_error": res.error,
-                    "rtl_mismatch_list": [vars(m) | {"index": list(m.index)} for m in rrep.listed]}
+                    "rtl_mismatch_list": [m.record() for m in rrep.listed]}
             row += ["error" if res.error else rrep.mismatches, res.cycles]
             if args.unit == "engine":
                 rec["model_cycles"] = res.estimate

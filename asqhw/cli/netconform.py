@@ -14,32 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from asqhw.core.conform import find_mismatches
 from asqhw.core.errors import UserError
 from asqhw.core.network import Network, is_network_file, read_network
 from asqhw.core.vectors import check_index
 
-__all__ = ["NetMismatch", "NetReport", "compare_network", "check_network", "split_paths", "conform_networks",
+__all__ = ["NetReport", "compare_network", "check_network", "split_paths", "conform_networks",
            "format_networks", "MAX_LISTED"]
 
 MAX_LISTED = 5
-
-
-@dataclass
-class NetMismatch:
-    """One differing value: network, node, vector key, sample, index within the sample."""
-
-    network: str
-    node: str
-    array: str
-    sample: int
-    index: tuple
-    expected: int
-    got: int
-
-    def __str__(self):
-        idx = ",".join(str(i) for i in self.index)
-        return (f"{self.network}: node {self.node} {self.array} sample {self.sample} [{idx}] "
-                f"expected {self.expected} got {self.got}")
 
 
 @dataclass
@@ -66,7 +49,7 @@ class NetReport:
                 "vectors": self.vectors, "mismatches": self.mismatches,
                 "qat_agreement": None if self.qat_agreement is None else round(self.qat_agreement, 4),
                 "seconds": round(self.seconds, 3),
-                "mismatch_list": [vars(m) | {"index": list(m.index)} for m in self.listed]}
+                "mismatch_list": [m.record() for m in self.listed]}
 
 
 def _keys_in_order(net: Network) -> list[tuple[str, str]]:
@@ -90,7 +73,7 @@ def compare_network(net: Network, computed: dict) -> NetReport:
     Mismatches are listed in node order; the first one names the earliest differing node.
     """
     vectors = bad_total = 0
-    listed: list[NetMismatch] = []
+    listed = []
     for node, key in _keys_in_order(net):
         exp = net.vectors[key]
         got = computed.get(key)
@@ -98,15 +81,10 @@ def compare_network(net: Network, computed: dict) -> NetReport:
             shape = None if got is None else list(np.shape(got))
             raise UserError(f"{net.name}: the model gave {key} of shape {shape}, the export has {list(exp.shape)}")
         vectors += exp.size
-        bad = np.asarray(got).astype(np.int64) != exp.astype(np.int64)
-        nbad = int(np.count_nonzero(bad))
-        bad_total += nbad
-        if nbad and len(listed) < MAX_LISTED:
-            s_axis = 1 if key.endswith("/acc") else 0
-            for idx in np.argwhere(bad)[:MAX_LISTED - len(listed)]:
-                idx = tuple(int(i) for i in idx)
-                rest = idx[:s_axis] + idx[s_axis + 1:]
-                listed.append(NetMismatch(net.name, node, key, idx[s_axis], rest, int(exp[idx]), int(got[idx])))
+        bad, found = find_mismatches(net.name, key, exp, got, node=node, sample_axis=1 if key.endswith("/acc") else 0,
+                                     limit=MAX_LISTED - len(listed))
+        bad_total += int(np.count_nonzero(bad))
+        listed += found
     return NetReport(net.name, str(net.path or ""), len(net.nodes), net.samples, vectors, bad_total, listed)
 
 

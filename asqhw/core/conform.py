@@ -1,31 +1,48 @@
-"""Conformance: compare a model's accumulators and codes with golden cases."""
+"""Conformance: compare a model's accumulators and codes with golden cases; the one mismatch record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .vectors import Case
 
-__all__ = ["Mismatch", "CaseReport", "compare", "float_fidelity", "MAX_LISTED"]
+__all__ = ["Mismatch", "CaseReport", "find_mismatches", "compare", "float_fidelity", "MAX_LISTED"]
 
 MAX_LISTED = 5
 
 
-@dataclass
-class Mismatch:
-    """One differing value: which case, array and index, expected and actual."""
+class Mismatch(NamedTuple):
+    """One differing value: where (case, or network and node and sample), array, index, expected, got.
+
+    The one mismatch record of every comparison: a layer case (``node`` and ``sample`` None), a
+    network export's vectors, an RTL run. A plain tuple in this field order.
+    """
 
     case: str
+    node: str | None
     array: str
+    sample: int | None
     index: tuple
     expected: int
     got: int
 
     def __str__(self):
         idx = ",".join(str(i) for i in self.index)
-        return f"{self.case}: {self.array}[{idx}] expected {self.expected} got {self.got}"
+        if self.node is None:
+            return f"{self.case}: {self.array}[{idx}] expected {self.expected} got {self.got}"
+        return (f"{self.case}: node {self.node} {self.array} sample {self.sample} [{idx}] "
+                f"expected {self.expected} got {self.got}")
+
+    def record(self) -> dict:
+        """A JSON-ready dict (a network's mismatch names its ``network``, ``node`` and ``sample``)."""
+        if self.node is None:
+            return {"case": self.case, "array": self.array, "index": list(self.index),
+                    "expected": self.expected, "got": self.got}
+        return {"network": self.case, "node": self.node, "array": self.array, "sample": self.sample,
+                "index": list(self.index), "expected": self.expected, "got": self.got}
 
 
 @dataclass
@@ -42,9 +59,28 @@ class CaseReport:
         return self.mismatches == 0
 
 
+def find_mismatches(case: str, array: str, expected, got, *, node: str | None = None,
+                    sample_axis: int | None = None, limit: int | None = MAX_LISTED) -> tuple[np.ndarray, list]:
+    """Where integer array ``got`` differs from ``expected`` (same shape).
+
+    Returns the boolean mask of differing values and the first ``limit`` of them (None:
+    every one) as :class:`Mismatch`, in index order. With ``sample_axis``, that axis of an
+    index is the mismatch's ``sample`` and the rest its ``index``.
+    """
+    expected, got = np.asarray(expected), np.asarray(got)
+    bad = got.astype(np.int64) != expected.astype(np.int64)
+    listed = []
+    for idx in np.argwhere(bad)[:limit]:
+        idx = tuple(int(i) for i in idx)
+        sample, rest = ((None, idx) if sample_axis is None
+                        else (idx[sample_axis], idx[:sample_axis] + idx[sample_axis + 1:]))
+        listed.append(Mismatch(case, node, array, sample, rest, int(expected[idx]), int(got[idx])))
+    return bad, listed
+
+
 def _shape_error(case, what, exp, got):
     return CaseReport(case.name, case.n_outputs, case.n_outputs,
-                      [Mismatch(case.name, f"{what}.shape", (), exp.shape, got.shape)])
+                      [Mismatch(case.name, None, f"{what}.shape", None, (), exp.shape, got.shape)])
 
 
 def compare(case: Case, acc, y, label: str = "") -> CaseReport:
@@ -59,17 +95,10 @@ def compare(case: Case, acc, y, label: str = "") -> CaseReport:
         return _shape_error(case, "acc", exp_acc, acc)
     if y.shape != exp_y.shape:
         return _shape_error(case, "y", exp_y, y)
-    bad_acc = acc.astype(np.int64) != exp_acc
-    bad_y = y.astype(np.int64) != exp_y
+    bad_acc, listed_acc = find_mismatches(case.name, f"{label}acc", exp_acc, acc)
+    bad_y, listed_y = find_mismatches(case.name, f"{label}y", exp_y, y)
     bad = bad_y | bad_acc.any(axis=0)
-    listed = []
-    for idx in np.argwhere(bad_acc)[:MAX_LISTED]:
-        idx = tuple(int(i) for i in idx)
-        listed.append(Mismatch(case.name, f"{label}acc", idx, int(exp_acc[idx]), int(acc[idx])))
-    for idx in np.argwhere(bad_y)[:MAX_LISTED]:
-        idx = tuple(int(i) for i in idx)
-        listed.append(Mismatch(case.name, f"{label}y", idx, int(exp_y[idx]), int(y[idx])))
-    return CaseReport(case.name, int(bad.size), int(np.count_nonzero(bad)), listed)
+    return CaseReport(case.name, int(bad.size), int(np.count_nonzero(bad)), listed_acc + listed_y)
 
 
 def float_fidelity(case: Case) -> tuple[float, int]:

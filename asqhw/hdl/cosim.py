@@ -30,7 +30,7 @@ from .cosim_harness import harness_cpp, input_ports, output_ports, words
 from .jobs import JobRunner, check_jobs, scheduler_address
 
 __all__ = ["CaseResult", "HwConfig", "auto_schedule", "hw_config", "fan_in_vectors",
-           "stimulus", "run_cases_rtl", "compare", "SIMULATORS", "SCHEDULES"]
+           "stimulus", "run_cases_rtl", "SIMULATORS", "SCHEDULES"]
 
 SIMULATORS = ("verilator", "amaranth")
 SCHEDULES = ("auto", "any", "grouped")
@@ -430,26 +430,3 @@ def run_cases_rtl(cases, *, lanes: int = 16, schedule: str = "auto", simulator: 
                 if progress is not None:
                     progress(done, len(cases), cases[i].name)
     return results
-
-
-def compare(case: Case, result: CaseResult) -> dict:
-    """Mismatch counts of one result against the case's expected ``acc`` and ``y``.
-
-    Returns a dict: name, outputs, acc_mismatches (values), y_mismatches,
-    missing, ok, and first (None or a description of the first differing y or acc).
-    """
-    exp_acc, exp_y = case["acc"], case["y"]
-    acc_bad = np.flatnonzero(exp_acc.ravel() != result.acc.ravel())
-    y_bad = np.flatnonzero(exp_y.ravel() != result.y.ravel())
-    first = None
-    if y_bad.size:
-        i = int(y_bad[0])
-        first = (f"y at {np.unravel_index(i, exp_y.shape)}: expected {int(exp_y.ravel()[i])}, "
-                 f"RTL {int(result.y.ravel()[i])}")
-    elif acc_bad.size:
-        i = int(acc_bad[0])
-        first = (f"acc at {np.unravel_index(i, exp_acc.shape)}: expected {int(exp_acc.ravel()[i])}, "
-                 f"RTL {int(result.acc.ravel()[i])}")
-    return {"name": case.name, "outputs": int(exp_y.size), "acc_mismatches": int(acc_bad.size),
-            "y_mismatches": int(y_bad.size), "missing": result.missing,
-            "ok": not acc_bad.size and not y_bad.size and not result.missing, "first": first}

@@ -279,13 +279,14 @@ def adapter_jobs(net, vectors: dict | None = None) -> list[tuple[str, dict, dict
     return jobs
 
 
-def compare_run(case: str, node: str, run: AdapterRun, exp: dict) -> list[tuple]:
-    """Mismatches ``(case, node, array, sample, index, expected, actual)``, every one."""
+def compare_run(case: str, node: str, run: AdapterRun, exp: dict) -> list:
+    """Every mismatch of one adapter's run, as :class:`asqhw.core.conform.Mismatch`
+    ``(case, node, array, sample, index, expected, got)``."""
+    from asqhw.core.conform import find_mismatches
+
     got = {"S": run.S, "P": run.P, "H": run.H, "beta": run.beta, "R": run.R, "sh": run.sh, "Mn": run.Mn}
     bad = []
     for key, want in exp.items():
         want = np.asarray(want, dtype=np.int64).reshape(got[key].shape)
-        for idx in np.argwhere(want != got[key]):
-            idx = tuple(int(i) for i in idx)
-            bad.append((case, node, key, idx[0], idx[1:], int(want[idx]), int(got[key][idx])))
+        bad += find_mismatches(case, key, want, got[key], node=node, sample_axis=0, limit=None)[1]
     return bad

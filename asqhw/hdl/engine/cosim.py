@@ -183,13 +183,9 @@ def compare_y(case, y) -> "CaseReport":
     The engine exposes output codes only, so its conformance is on ``y``; the
     accumulators are checked by the ``top`` unit's co-simulation.
     """
-    from asqhw.core.conform import MAX_LISTED, CaseReport, Mismatch
+    from asqhw.core.conform import CaseReport, find_mismatches
 
-    exp = case["y"]
-    y = np.asarray(y)
-    bad = exp.astype(np.int64) != y.astype(np.int64)
-    listed = [Mismatch(case.name, "engine:y", tuple(int(i) for i in idx), int(exp[tuple(idx)]),
-                       int(y[tuple(idx)])) for idx in np.argwhere(bad)[:MAX_LISTED]]
+    bad, listed = find_mismatches(case.name, "engine:y", case["y"], y)
     return CaseReport(case.name, int(bad.size), int(np.count_nonzero(bad)), listed)
 
 
