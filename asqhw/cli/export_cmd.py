@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,17 @@ def add_model_args(p) -> None:
     p.add_argument("--name", help="with --model: network name (default: MODEL_SCHEMEBITS)")
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}\Z")
+
+
+def _check_name(name: str, what: str) -> str:
+    """A network name that is one plain file name inside --out: letters, digits, ``_.+-``."""
+    if not _NAME.match(name):
+        raise UserError(f"{what} must be 1..100 letters, digits, '_', '.', '+' or '-' (no path), "
+                        f"not {name!r}"[:300])
+    return name
+
+
 def cmd_export_model(args) -> int:
     """Write ``OUT/NAME.npz`` from ``--model``; refuse to overwrite without ``--force``."""
     from asqhw.golden.netexport import export_network
@@ -33,9 +45,12 @@ def cmd_export_model(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is not a directory")
+    if args.name is not None:
+        _check_name(args.name, "--name")
     ckpt = load_checkpoint(args.model)
     sch = ckpt["scheme"]
-    name = args.name or f"{ckpt['model']}_{sch['name'].replace('+', '_')}{sch['bits']}"
+    name = args.name or _check_name(f"{ckpt['model']}_{sch['name'].replace('+', '_')}{sch['bits']}",
+                                    f"{args.model}: the network name it implies")
     atomic.ensure_dir(out)
     path = atomic.check_target(out / f"{name}.npz", args.force)
     command = (f"asqhw golden export --model {args.model} --out {args.out} --samples {args.samples} "
@@ -46,6 +61,7 @@ def cmd_export_model(args) -> int:
     print(f"wrote {path}: {len(ops)} nodes ({ops.count('conv2d')} conv2d, {ops.count('linear')} linear, "
           f"{ops.count('adapter')} adapters), {manifest['samples']} golden samples, sha256 {digest[:16]}")
     if not args.quiet:
-        print(f"scheme {sch['name']} {sch['bits']}-bit; QAT accuracy {ckpt.get('qat_acc', float('nan')):.2f}%",
-              file=sys.stderr)
+        acc = ckpt.get("qat_acc")
+        print(f"scheme {sch['name']} {sch['bits']}-bit; QAT accuracy "
+              f"{'-' if acc is None else f'{acc:.2f}%'}", file=sys.stderr)
     return 0

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from asqhw.core.atomic import check_target, write_text
 from asqhw.core.errors import UserError
 
 __all__ = ["register", "cmd_overhead", "parse_bits", "parse_reduction", "load_model"]
@@ -163,19 +164,13 @@ def cmd_overhead(args) -> int:
     reduction = parse_reduction(args.reduction)
     csv_path = Path(args.csv) if args.csv else None
     if csv_path is not None:
-        if csv_path.is_dir():
-            raise UserError(f"--csv {csv_path} is a directory")
-        if csv_path.exists() and not args.force:
-            raise UserError(f"{csv_path} exists; pass --force to overwrite it")
+        check_target(csv_path, args.force, need_dir=True)          # before any work
     sites, model, source = load_model(args.model, reduction, args.fc_adapter)
     paper = args.model == "resnet18" and reduction == 4 and not args.fc_adapter
     rep = report(sites, model, bits, TABLE1 if paper else None)
     rep["source"] = source
     if csv_path is not None:
-        try:
-            csv_path.write_text(_csv(rep["rows"]))
-        except OSError as e:
-            raise UserError(f"cannot write {csv_path}: {e.strerror}") from None
+        write_text(csv_path, _csv(rep["rows"]), force=args.force)     # atomic, exactly this path
     print(json.dumps(rep, indent=1) if args.json else _text(rep, source, paper))
     return 0
 

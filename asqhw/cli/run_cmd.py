@@ -10,13 +10,26 @@ images/s.
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import numpy as np
 
 from asqhw.core.errors import UserError
 
-__all__ = ["register", "cmd_run"]
+__all__ = ["register", "cmd_run", "MAX_BATCH", "BATCH_BYTES"]
+
+MAX_BATCH = 1 << 16
+#: Working memory one model call may take: the batch is cut so that every tensor of it,
+#: counted at 32 bytes a value (int64 accumulators of two-accumulator layers, and copies),
+#: stays within this.
+BATCH_BYTES = 1 << 30
+
+
+def _percent(v):
+    """A percentage from an export's free-form meta: a finite number in 0..100, else None."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 100
+    return v if ok else None
 
 
 def register(sub) -> None:
@@ -43,12 +56,12 @@ def cmd_run(args) -> int:
     from asqhw.sim.network import IntNetwork, set_threads
 
     from asqhw.core.datasets import input_codes, load_test_set
-    from asqhw.core.network import read_network
+    from asqhw.core.network import peak_values, read_network
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be a positive integer, not {args.limit}")
-    if args.batch < 1:
-        raise UserError(f"--batch must be a positive integer, not {args.batch}")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise UserError(f"--batch must be in 1..{MAX_BATCH}, not {args.batch}")
     if args.threads is not None:
         try:
             set_threads(args.threads)
@@ -56,7 +69,7 @@ def cmd_run(args) -> int:
             raise UserError(f"--{e}") from None
     net = read_network(args.model)
     meta = net.manifest.get("meta") if isinstance(net.manifest.get("meta"), dict) else {}
-    trained_on = meta.get("data") if isinstance(meta.get("data"), str) else None
+    trained_on = meta.get("data") if isinstance(meta.get("data"), str) and meta["data"].isprintable() else None
     if args.data is None:
         args.data = trained_on if trained_on == "digits" or str(trained_on).startswith("cifar10:") else "digits"
     images, labels, what = load_test_set(args.data)
@@ -65,13 +78,14 @@ def cmd_run(args) -> int:
     codes = input_codes(images, net.manifest["input"])
     if codes.shape[0] == 0:
         raise UserError(f"the data set {args.data!r} has no test images")
+    batch = max(1, min(args.batch, BATCH_BYTES // (32 * peak_values(net.manifest, net.tensors))))
     model = IntNetwork(net, args.method)
     model.run(codes[:1], keep=False)                       # compile (or load) the kernels first
     key = f"vec/{net.output}"
     preds = []
     t0 = time.perf_counter()
-    for i in range(0, codes.shape[0], args.batch):
-        logits = model.run(codes[i:i + args.batch], keep=False)[key]
+    for i in range(0, codes.shape[0], batch):
+        logits = model.run(codes[i:i + batch], keep=False)[key]
         preds.append(np.argmax(logits, axis=1))
     seconds = time.perf_counter() - t0
     pred = np.concatenate(preds)
@@ -80,7 +94,8 @@ def cmd_run(args) -> int:
     agree, agree_n, agree_what = None, 0, ""
     top1 = meta.get("qat_top1")
     if (isinstance(top1, list) and trained_on == args.data and len(top1) >= n
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in top1)):
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < net.manifest["classes"]
+                    for v in top1)):
         agree_n, agree_what = n, "test images (meta.qat_top1)"
         agree = float(np.mean(pred == np.asarray(top1[:n], dtype=np.int64)))
     elif net.samples:
@@ -89,9 +104,8 @@ def cmd_run(args) -> int:
         agree = float(np.mean(golden == np.argmax(net.vectors["vec/qat_logits"], axis=1)))
         agree_what = "golden samples (vec/qat_logits)"
     # the QAT network's accuracy on the same full test split, if the exporter recorded it (percent)
-    qat_acc = meta.get("qat_acc")
-    if not (isinstance(qat_acc, (int, float)) and not isinstance(qat_acc, bool) and trained_on == args.data
-            and args.limit is None):
+    qat_acc = _percent(meta.get("qat_acc"))
+    if not (qat_acc is not None and trained_on == args.data and args.limit is None):
         qat_acc = None
     rec = {"model": net.name, "path": str(args.model), "data": args.data, "images": n,
            "correct": correct, "accuracy": round(correct / n, 6),
@@ -99,7 +113,7 @@ def cmd_run(args) -> int:
            "qat_agreement": None if agree is None else round(agree, 6), "qat_agreement_samples": agree_n,
            "qat_agreement_over": agree_what,
            "images_per_second": round(n / seconds, 1) if seconds > 0 else None,
-           "seconds": round(seconds, 4), "batch": args.batch, "method": args.method,
+           "seconds": round(seconds, 4), "batch": batch, "method": args.method,
            "threads": numba.get_num_threads()}
     if args.json:
         print(json.dumps(rec, indent=1))
@@ -114,5 +128,5 @@ def cmd_run(args) -> int:
     else:
         print(f"QAT top-1 agreement     {100 * agree:.2f}% of the {agree_n} {agree_what}")
     print(f"speed                   {rec['images_per_second']} images/s "
-          f"(numba integer model, batch {args.batch}, {rec['threads']} threads, {seconds:.3f} s)")
+          f"(numba integer model, batch {batch}, {rec['threads']} threads, {seconds:.3f} s)")
     return 0

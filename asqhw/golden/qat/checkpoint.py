@@ -13,6 +13,7 @@ network (``asqhw import``), ``graph``: its graph spec (:mod:`.graphspec`).
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from asqhw.core.errors import UserError
 
 from .graph import QatNet
 from .graphspec import build_from_spec
-from .models import build_model
+from .models import MODELS, build_model
 from .scheme import Scheme
 
 __all__ = ["save_checkpoint", "load_checkpoint", "net_from_checkpoint", "FORMAT", "VERSION"]
@@ -54,7 +55,92 @@ def load_checkpoint(path) -> dict:
     for key in ("model", "scheme", "data", "float_state", "mean", "std"):
         if key not in ckpt:
             raise UserError(f"{path}: checkpoint lacks {key!r}")
+    try:
+        _validate(ckpt)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     return ckpt
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _short(v) -> str:
+    text = repr(v) if not torch.is_tensor(v) else f"a tensor {list(v.shape)}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_SCHEME_TYPES = {"name": str, "bits": int, "e_max": str, "reduction": int, "beta_bits": int, "beta_frac": int}
+
+
+def _validate(ckpt: dict) -> None:
+    """Every field a reader uses, by type and value (one UserError naming the first bad one)."""
+    def need(ok, key, what):
+        if not ok:
+            raise UserError(f"checkpoint field {key} must be {what}, not {_short(ckpt.get(key))}")
+
+    need(isinstance(ckpt["model"], str) and (ckpt["model"] in MODELS or ckpt.get("graph") is not None), "model",
+         f"one of {', '.join(MODELS)} (or the name of an imported graph)")
+    sch = ckpt["scheme"]
+    need(isinstance(sch, dict) and set(sch) <= set(_SCHEME_TYPES) and {"name", "bits"} <= set(sch) and all(
+        isinstance(v, t) and not isinstance(v, bool) for k, v in sch.items() for t in [_SCHEME_TYPES[k]]),
+        "scheme", "an object {name, bits, e_max, reduction, beta_bits, beta_frac} of strings and integers")
+    Scheme(**sch)                                          # the scheme's own value checks
+    data = ckpt["data"]
+    need(isinstance(data, str) and data.isprintable() and (data == "digits" or data.startswith(("cifar10:", "imagefolder:"))),
+         "data", "'digits', 'cifar10:DIR' or 'imagefolder:[CxHxW:]DIR'")
+    for key in ("mean", "std"):
+        v = ckpt[key]
+        need(isinstance(v, (list, tuple)) and 1 <= len(v) <= 16 and all(_is_number(t) for t in v)
+             and (key == "mean" or all(t > 0 for t in v)), key,
+             "a list of finite numbers" + (" above 0" if key == "std" else ""))
+    need(len(ckpt["mean"]) == len(ckpt["std"]), "std", f"{len(ckpt['mean'])} numbers like mean")
+    if "classes" in ckpt:
+        need(_is_int(ckpt["classes"]) and 2 <= ckpt["classes"] <= 1000, "classes", "an integer in 2..1000")
+    for key in ("seed", "int_exact_epochs"):
+        if key in ckpt:
+            need(_is_int(ckpt[key]) and 0 <= ckpt[key] < 1 << 64, key, "a non-negative integer")
+    if ckpt.get("subset") is not None:
+        need(_is_int(ckpt["subset"]) and ckpt["subset"] >= 1, "subset", "a positive integer or null")
+    if "epochs" in ckpt:
+        v = ckpt["epochs"]
+        need(isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(t) and t >= 0 for t in v),
+             "epochs", "two non-negative integers")
+    for key in ("float_acc", "qat_acc", "fake_quant_acc"):
+        if ckpt.get(key) is not None:
+            need(_is_number(ckpt[key]) and 0 <= ckpt[key] <= 100, key, "a percentage, a finite number in 0..100")
+    if "command" in ckpt:
+        need(isinstance(ckpt["command"], str), "command", "a string")
+    _check_state(ckpt, "float_state", ckpt["float_state"])
+    if ckpt.get("qat_state") is not None:
+        _check_state(ckpt, "qat_state", ckpt["qat_state"])
+    if "samples_x" in ckpt or "samples_y" in ckpt:
+        x, y = ckpt.get("samples_x"), ckpt.get("samples_y")
+        need(torch.is_tensor(x) and x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] == len(ckpt["mean"])
+             and bool(torch.isfinite(x).all()), "samples_x",
+             f"a finite float32 tensor N x {len(ckpt['mean'])} x H x W")
+        classes = ckpt.get("classes", 10)
+        need(torch.is_tensor(y) and y.dtype == torch.int64 and y.shape == (x.shape[0],)
+             and (y.numel() == 0 or (int(y.min()) >= 0 and int(y.max()) < classes)), "samples_y",
+             f"an int64 tensor of {x.shape[0]} labels in 0..{classes - 1}")
+
+
+def _check_state(ckpt: dict, key: str, state) -> None:
+    """A state dict: names to tensors, floating ones finite, no layer with only zero weights."""
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) for k in state)):
+        raise UserError(f"checkpoint field {key} must be a state dict (names to tensors), not {_short(state)}")
+    for name, t in state.items():
+        if not torch.is_tensor(t):
+            raise UserError(f"checkpoint {key} entry {name!r} must be a tensor, not {_short(t)}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"checkpoint {key} entry {name!r} holds NaN or infinity")
+        if name.endswith("weight") and t.dim() >= 2 and t.numel() and not bool(t.any()):
+            raise UserError(f"checkpoint {key} entry {name!r}: every weight is zero (nothing to quantise)")
 
 
 def net_from_checkpoint(ckpt: dict, stage: str = "qat") -> QatNet:
