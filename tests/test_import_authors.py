@@ -189,7 +189,7 @@ def test_the_command_imports_the_layout_and_runs_qat_on_an_image_folder(tmp_path
     torch.save({"state_dict": torchvision_state(classes=2)}, sd_path)
     ckpt = tmp_path / "r18.pt"
     code, out, err = run(capsys, "import", str(sd_path), "--data", f"imagefolder:{tmp_path / 'img'}", "--epochs", "0",
-                         "--threads", "1", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
+                         "--int-exact-epochs", "0", "--threads", "1", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
                          "--out", str(ckpt), "-q")
     assert code == 0, err
     assert "20 conv, 1 linear, 8 add, 17 quantisers (17 with adapters), input 3x224x224, 2 classes" in out

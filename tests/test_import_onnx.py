@@ -298,15 +298,18 @@ def test_import_qat_export_conform_is_bit_exact_on_digits(tmp_path, capsys):
     torch.manual_seed(0)
     path = export(randomise_bn(Residual()), tmp_path / "res.onnx")
     ckpt = tmp_path / "res.pt"
-    code, out, err = run(capsys, "import", str(path), "--epochs", "1,1", "--subset", "300", "--threads", "1",
-                         "--out", str(ckpt), "-q")
+    code, out, err = run(capsys, "import", str(path), "--epochs", "1,1", "--int-exact-epochs", "1", "--subset", "300",
+                         "--threads", "1", "--out", str(ckpt), "-q")
     assert code == 0, err
     assert "4 conv, 1 linear, 1 add, 4 quantisers (4 with adapters)" in out
+    assert "then 1 integer-exact" in out
     code, out, err = run(capsys, "golden", "export", "--model", str(ckpt), "--out", str(tmp_path / "ex"),
                          "--samples", "4", "-q")
     assert code == 0, err
     code, out, err = run(capsys, "conform", str(tmp_path / "ex" / "res_asq_post4.npz"))
     assert code == 0 and "0 mismatches" in out and "PASS" in out
+    code, out, err = run(capsys, "run", "--model", str(tmp_path / "ex" / "res_asq_post4.npz"), "--threads", "1")
+    assert code == 0 and "QAT top-1 agreement     100.00%" in out
 
 
 def test_the_command_refuses_an_unsupported_op_in_one_line(tmp_path, capsys):

@@ -62,9 +62,9 @@ def _command(args, epochs) -> str:
     for opt in ("mean", "std"):
         if getattr(args, opt):
             parts.append(f"--{opt} {','.join(repr(v) for v in getattr(args, opt))}")
-    for opt in ("name", "threads", "subset", "out"):
+    for opt in ("int_exact_epochs", "name", "threads", "subset", "out"):
         if getattr(args, opt) is not None:
-            parts.append(f"--{opt} {getattr(args, opt)}")
+            parts.append(f"--{opt.replace('_', '-')} {getattr(args, opt)}")
     return " ".join(parts)
 
 
@@ -111,6 +111,12 @@ def cmd_import(args) -> int:
         raise UserError(f"--subset must be at least 1, not {args.subset}")
     if (args.mean is None) != (args.std is None):
         raise UserError("--mean and --std go together")
+    if args.int_exact_epochs is None:
+        from asqhw.golden.qat.intexact import default_epochs
+
+        args.int_exact_epochs = default_epochs(args.data)
+    if args.int_exact_epochs < 0:
+        raise UserError(f"--int-exact-epochs must be at least 0, not {args.int_exact_epochs}")
 
     old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     t0 = time.perf_counter()
@@ -135,7 +141,8 @@ def cmd_import(args) -> int:
             fit(data.x_train[:256])
         epochs = args.epochs or (0, None)
         ckpt = train_imported(data, scheme, spec, lambda s: net, float_epochs=epochs[0], qat_epochs=epochs[1],
-                              seed=args.seed, subset=args.subset, progress=not args.quiet)
+                              seed=args.seed, subset=args.subset, progress=not args.quiet,
+                              int_exact_epochs=args.int_exact_epochs)
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(old_threads)
@@ -152,7 +159,10 @@ def cmd_import(args) -> int:
     print(f"scheme {scheme.name} {scheme.bits}-bit on {data.spec}, seed {args.seed}")
     tuned = f", {ckpt['epochs'][0]} epochs fine-tuned" if ckpt["epochs"][0] else ""
     print(f"float accuracy {ckpt['float_acc']:.2f}% (imported{tuned})")
-    print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({ckpt['epochs'][1]} epochs)")
+    ie = ckpt.get("int_exact_epochs", 0)
+    print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({ckpt['epochs'][1]} epochs" + (
+        f", then {ie} integer-exact: the integer network's; {ckpt['fake_quant_acc']:.2f}% fake-quantised before them)"
+        if ie else ")"))
     print(f"{secs:.1f} s, {used} thread{'s' if used > 1 else ''}")
     print(f"wrote {out}; next: asqhw golden export --model {out} --out DIR", file=sys.stderr)
     return 0
@@ -172,6 +182,9 @@ def register(sub) -> None:
     p.add_argument("--reduction", type=int, default=4, help="adapter reduction r (hidden width C//r)")
     p.add_argument("--epochs", type=_epochs, default=None, metavar="QAT|FLOAT,QAT",
                    help="QAT epochs (default: the data set's recipe), or float fine-tuning then QAT epochs")
+    p.add_argument("--int-exact-epochs", type=int, default=None, metavar="N",
+                   help="final QAT epochs whose forward pass is the integer network, bit for bit (as asqhw train; "
+                        "default 3 digits, 1 otherwise; 0: none)")
     p.add_argument("--mean", type=_floats, default=None, metavar="M[,M,M]",
                    help="the per-channel mean the model was trained with, on pixels in [0, 1] (default: the data set's)")
     p.add_argument("--std", type=_floats, default=None, metavar="S[,S,S]", help="the per-channel std, with --mean")

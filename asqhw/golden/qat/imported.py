@@ -31,7 +31,7 @@ def _registered(key: str, factory):
 
 def train_imported(data: Dataset, scheme: Scheme, spec: dict, factory, *, float_epochs: int = 0,
                    qat_epochs: int | None = None, seed: int = 0, subset: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, int_exact_epochs: int = 0) -> dict:
     """Float fine-tuning (``float_epochs``, default none) then QAT of ``factory(scheme)``.
 
     Parameters
@@ -42,7 +42,7 @@ def train_imported(data: Dataset, scheme: Scheme, spec: dict, factory, *, float_
         The graph spec of the network ``factory`` builds (stored in the checkpoint).
     factory : callable
         ``factory(scheme) -> QatNet``: the float-stage network with the imported weights.
-    float_epochs, qat_epochs, seed, subset, progress
+    float_epochs, qat_epochs, seed, subset, progress, int_exact_epochs
         As in :func:`.train.train`.
 
     Returns
@@ -57,7 +57,7 @@ def train_imported(data: Dataset, scheme: Scheme, spec: dict, factory, *, float_
 
     with _registered(f"imported:{spec['name']}", build) as key:
         ckpt = train(data, scheme, model=key, float_epochs=float_epochs, qat_epochs=qat_epochs, seed=seed,
-                     subset=subset, progress=progress)
+                     subset=subset, progress=progress, int_exact_epochs=int_exact_epochs)
     ckpt["model"] = spec["name"]
     ckpt["graph"] = spec
     return ckpt
