@@ -333,3 +333,15 @@ def test_the_command_refuses_data_of_another_shape(tmp_path, capsys):
     path = export(rgb, tmp_path / "rgb.onnx", shape=(1, 3, 8, 8))
     code, _, err = run(capsys, "import", str(path), "--epochs", "0", "--out", str(tmp_path / "x.pt"))
     assert_one_line_error(code, err, "takes 3x8x8 inputs")
+
+
+def test_weights_from_constant_nodes_and_a_reshape_flatten_are_read(tmp_path):
+    nodes, ini = _conv_head([])
+    fw = ini.pop("fw")
+    nodes[-3] = helper.make_node("Reshape", ["p", "shape"], ["f"], name="flat")
+    nodes = [helper.make_node("Constant", [], ["fw"], name="fw_const", value=numpy_helper.from_array(fw.astype(np.float32))),
+             helper.make_node("Constant", [], ["shape"], name="shape_const",
+                              value=numpy_helper.from_array(np.array([-1, 4], np.int64)))] + nodes
+    imp = import_onnx(_save(_graph(nodes, ini), tmp_path / "const.onnx"))
+    fc = imp.spec["nodes"][-1]
+    assert fc["op"] == "linear" and np.array_equal(imp.weights[fc["name"]]["weight"], fw.T.astype(np.float32))

@@ -163,7 +163,7 @@ class _Converter:
         if tensor in self.consts:
             arr = self.consts[tensor]
         elif tensor in self.inits:
-            arr = self.np.to_array(self.inits[tensor])
+            arr = self.array(self.inits[tensor], where)
             self.n_params += arr.size
             if self.n_params > MAX_PARAMS:
                 raise UserError(f"{where}: the model has more than {MAX_PARAMS} parameters")
@@ -173,6 +173,15 @@ class _Converter:
             raise UserError(f"{where}: constant {tensor!r} must hold finite floating-point values")
         self.consts[tensor] = arr.astype(np.float32)
         return self.consts[tensor]
+
+    def array(self, t, where: str) -> np.ndarray:
+        """An initializer as numpy, its declared size bounded first."""
+        if int(np.prod([int(d) for d in t.dims], dtype=object)) > MAX_PARAMS:
+            raise UserError(f"{where}: constant {t.name!r} declares more than {MAX_PARAMS} values")
+        try:
+            return self.np.to_array(t)
+        except Exception as e:  # noqa: BLE001 - a malformed tensor of any kind
+            raise UserError(f"{where}: constant {t.name!r} is malformed ({type(e).__name__})") from None
 
     def src(self, tensor: str, where: str) -> _Rec:
         if tensor not in self.prod:
@@ -335,7 +344,7 @@ class _Converter:
             src = node.input[0]
             if src not in self.consts and src not in self.inits:
                 raise UserError(f"{where}: input {src!r} is neither a tensor nor a constant")
-            self.consts[node.output[0]] = self.consts[src] if src in self.consts else self.np.to_array(self.inits[src])
+            self.consts[node.output[0]] = self.consts[src] if src in self.consts else self.array(self.inits[src], where)
             return
         if node.op_type == "Flatten" and self.attrs(node).get("axis", 1) != 1:
             raise UserError(f"{where}: only axis 1 is supported")
@@ -348,12 +357,14 @@ class _Converter:
         self.prod[node.output[0]] = self.src(node.input[0], where).name
 
     def op_constant(self, node, i):
-        from onnx import numpy_helper
+        import onnx
 
         a = self.attrs(node)
         if set(a) != {"value"}:
             raise UserError(f"{_label(node, i)}: only a tensor 'value' is supported")
-        self.consts[node.output[0]] = numpy_helper.to_array(a["value"])
+        if not isinstance(a["value"], onnx.TensorProto):
+            raise UserError(f"{_label(node, i)}: only a dense tensor 'value' is supported")
+        self.consts[node.output[0]] = self.array(a["value"], _label(node, i))
 
     def op_fc(self, node, i):
         where = _label(node, i)
