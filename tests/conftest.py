@@ -1,4 +1,10 @@
-"""Shared fixtures: a tiny hand-computed case writer for format and CLI tests."""
+"""Shared fixtures (a tiny hand-computed case writer for format and CLI tests) and the test markers.
+
+Markers by module (declared in pyproject.toml): ``rtl`` on every module that builds or
+simulates hardware (Amaranth's simulator, Verilog, Verilator, yosys/nextpnr), ``slow`` on
+the modules that train networks or sweep the tools. ``pytest -m "not rtl"`` is the fast
+inner loop; ``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,28 @@ import pytest
 
 from asqhw.core.params import Datapath
 from asqhw.core.vectors import write_case
+
+
+#: Modules (by name or name prefix) that build or simulate hardware.
+RTL_MODULES = ("test_hdl_", "test_accel_", "test_board_", "test_rtl_contract", "test_verilog", "test_cosim",
+               "test_engine", "test_engine_verilog", "test_engine_adapter", "test_synth", "test_caches",
+               "test_dask_jobs")
+#: Modules whose tests train networks or run tool sweeps (minutes, not seconds).
+SLOW_MODULES = ()
+
+
+def _matches(module: str, names) -> bool:
+    return any(module == n or (n.endswith("_") and module.startswith(n)) for n in names)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test ``rtl`` and/or ``slow`` by its module (:data:`RTL_MODULES`, :data:`SLOW_MODULES`)."""
+    for item in items:
+        module = item.path.stem
+        if _matches(module, RTL_MODULES):
+            item.add_marker(pytest.mark.rtl)
+        if _matches(module, SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
 
 
 def tiny_manifest(**over) -> dict:

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 GROUND, TOP = "core", "cli"
+FLOORS = ("ground", "middle floor", "top floor")
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -76,7 +77,7 @@ def violations(root: Path) -> list[str]:
             full = f"{target}.{name}" if name else target
             floor, pkg = floor_of(full if target == "asqhw" else target)
             if is_import and floor > my_floor:
-                found.append(f"{where}:{line}: {me} (floor {my_floor}) imports {full} from floor {floor} above it")
+                found.append(f"{where}:{line}: {me} ({FLOORS[my_floor]}) imports {full} from the {FLOORS[floor]} above it")
             elif is_import and floor == my_floor == 1 and pkg != my_pkg:
                 found.append(f"{where}:{line}: {me} imports {full}: middle packages are independent")
             if name and _private(name) and target != me:
@@ -117,11 +118,11 @@ def test_a_clean_tree_passes(tmp_path):
 
 
 @pytest.mark.parametrize("rel, text, fragment", [
-    ("asqhw/core/params.py", "from asqhw.sim import run\n", "floor 1 above it"),
-    ("asqhw/core/params.py", "def f():\n    from ..cli import main\n", "floor 2 above it"),
-    ("asqhw/core/params.py", "import asqhw.hdl.engine\n", "floor 1 above it"),
-    ("asqhw/sim/run.py", "from asqhw.cli.common import table\n", "floor 2 above it"),
-    ("asqhw/hdl/engine/emit.py", "from ...cli import common\n", "floor 2 above it"),
+    ("asqhw/core/params.py", "from asqhw.sim import run\n", "middle floor above it"),
+    ("asqhw/core/params.py", "def f():\n    from ..cli import main\n", "top floor above it"),
+    ("asqhw/core/params.py", "import asqhw.hdl.engine\n", "middle floor above it"),
+    ("asqhw/sim/run.py", "from asqhw.cli.common import table\n", "top floor above it"),
+    ("asqhw/hdl/engine/emit.py", "from ...cli import common\n", "top floor above it"),
     ("asqhw/sim/run.py", "from asqhw.hdl import dot\n", "middle packages are independent"),
     ("asqhw/hdl/engine/emit.py", "from ...sim import run\n", "middle packages are independent"),
     ("asqhw/host/driver.py", "import asqhw.golden.netref\n", "middle packages are independent"),
