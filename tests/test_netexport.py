@@ -22,7 +22,7 @@ from test_qat_data import write_tiny_cifar
 def digits_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("exp") / "d.pt"
     assert main(["train", "--scheme", "asq+post", "--bits", "4", "--epochs", "2,2", "--subset", "400",
-                 "--threads", "1", "-q", "--out", str(path)]) == 0
+                 "--int-exact-epochs", "0", "--threads", "1", "-q", "--out", str(path)]) == 0
     return path
 
 

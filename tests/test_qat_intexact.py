@@ -128,7 +128,9 @@ def test_int_exact_epochs_make_qat_accuracy_the_integer_accuracy(digits):
     assert ckpt["int_exact_epochs"] == 1 and 0 < ckpt["fake_quant_acc"] <= 100
     net = net_from_checkpoint(ckpt)
     assert intexact.evaluate_int(net, digits.x_test, digits.y_test) == pytest.approx(ckpt["qat_acc"])
-    manifest, params, _ = build_network(ckpt, samples=0)
+    manifest, params, vectors = build_network(ckpt, samples=8)
+    qat_top1 = vectors["vec/qat_logits"].argmax(1)
+    assert np.array_equal(qat_top1, vectors["vec/fc"].argmax(1))   # the golden samples' QAT logits are integer-exact
     images, _, _ = load_test_set("digits")
     _, int_top1 = netref.predict((manifest, params), run_codes(images, manifest["input"]))
     assert manifest["meta"]["qat_top1"] == int_top1.tolist()     # what asqhw run compares: 100 % agreement

@@ -364,7 +364,13 @@ def build_network(ckpt: dict, *, samples: int = 8, arch: str = "split", name: st
         vectors["vec/input"] = codes
         vectors["vec/labels"] = ckpt["samples_y"][:samples].numpy().astype(np.int64)
         with torch.no_grad():
-            vectors["vec/qat_logits"] = net(x.double()).float().numpy()
+            if ckpt.get("int_exact_epochs"):  # the integer-exact QAT network: its logits are the integer ones
+                from asqhw.golden.qat.intexact import IntExact
+
+                with IntExact(net, arch):
+                    vectors["vec/qat_logits"] = net(x.double()).float().numpy()
+            else:
+                vectors["vec/qat_logits"] = net(x.double()).float().numpy()
     return manifest, ex.params, vectors
 
 
