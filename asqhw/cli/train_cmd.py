@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
     if args.int_exact_epochs is None:
         from asqhw.golden.qat.intexact import default_epochs
 
-        args.int_exact_epochs = default_epochs(args.data)
+        args.int_exact_epochs = 0 if args.epochs and args.epochs[1] == 0 else default_epochs(args.data)
     if args.int_exact_epochs < 0:
         raise UserError(f"--int-exact-epochs must be at least 0, not {args.int_exact_epochs}")
     data = load_data(args.data)
@@ -129,7 +129,7 @@ def register(sub) -> None:
     p.add_argument("--subset", type=int, default=None, help="train on the first N training samples only")
     p.add_argument("--int-exact-epochs", type=int, default=None, metavar="N",
                    help="final QAT epochs whose forward pass is the integer network, bit for bit (QAT accuracy = "
-                        "integer accuracy; default 3 digits, 1 CIFAR-10; 0: none)")
+                        "integer accuracy; default 3 digits, 1 CIFAR-10, none without QAT epochs; 0: none)")
     p.add_argument("--out", metavar="CHECKPOINT", help="checkpoint file (default: MODEL_SCHEMEBITS.pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
