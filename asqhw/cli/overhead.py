@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from asqhw.core.errors import UserError
 from asqhw.core.layershape import LayerShape
+from asqhw.core.validate import check_int
 
 __all__ = ["Site", "ModelCount", "TABLE1", "FC_BITS", "WIDE_BITS", "DIVIDER_STEPS", "hidden_width",
            "topology_sites", "topology_count", "network_sites", "network_count", "adapter_params",
@@ -160,11 +161,6 @@ def adapter_costs(site: Site) -> dict:
 
 
 # --- built-in topologies ----------------------------------------------------------------
-def _check_reduction(reduction) -> None:
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or not 1 <= reduction <= 4096:
-        raise UserError(f"reduction must be an integer in 1..4096, not {reduction!r}")
-
-
 def topology_sites(layers: list[LayerShape], reduction: int = 4, fc_adapter: bool = False) -> list[Site]:
     """One adapter on the input of every quantised layer of a built-in topology.
 
@@ -186,7 +182,7 @@ def topology_sites(layers: list[LayerShape], reduction: int = 4, fc_adapter: boo
     -------
     list of Site
     """
-    _check_reduction(reduction)
+    check_int("reduction", reduction, 1, 4096)
     sites = []
     for layer in layers:
         if not layer.quant_input or (layer.kind == "linear" and not fc_adapter):
@@ -297,8 +293,7 @@ def _check_bits(bits) -> None:
     if not bits:
         raise UserError("bits: give at least one bit width")
     for b in bits:
-        if isinstance(b, bool) or not isinstance(b, int) or not 2 <= b <= 32:
-            raise UserError(f"bit width must be an integer in 2..32, not {b!r}")
+        check_int("bit width", b, 2, 32)
 
 
 def totals(sites: list[Site]) -> dict:

@@ -22,6 +22,7 @@ from .spec import SPEC_VERSION
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS
 from .safezip import SafeZip, archive_bytes, check_total
+from .validate import is_int
 
 __all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap", "peak_values",
            "expected_arrays", "validate", "declared_bytes", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED",
@@ -120,11 +121,11 @@ class Network:
 
 # --- validation -----------------------------------------------------------------------------
 def _pos(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return is_int(v) and v >= 1
 
 
 def _int(v, lo, hi) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+    return is_int(v) and lo <= v <= hi
 
 
 def _need(cond: bool, where: str, what: str):

@@ -15,6 +15,7 @@ from .spec import SPEC_VERSION
 from .atomic import write_bytes, write_text
 from .errors import UserError
 from .params import Datapath, MAX_ACC_BITS, output_range
+from .validate import is_int
 from .safezip import SafeZip, archive_bytes, check_total, loads_json
 
 __all__ = ["Case", "write_case", "read_case", "load_cases", "write_index", "case_shapes", "datapath_of",
@@ -109,10 +110,6 @@ def case_shapes(manifest: dict) -> dict[str, tuple]:
             "y": out, "alpha": (c,), "bias": (c,), "y_float": out}
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _field(obj: dict, key: str, what: str, kind, where: str):
     """``obj[key]`` checked to be of ``kind`` ('int', 'bool', 'str', 'dict', 'list', 'number')."""
     if not isinstance(obj, dict):
@@ -120,9 +117,9 @@ def _field(obj: dict, key: str, what: str, kind, where: str):
     if key not in obj:
         raise UserError(f"manifest lacks {where}.{key}" if where != "manifest" else f"manifest lacks {key!r}")
     v = obj[key]
-    ok = {"int": _is_int(v), "bool": isinstance(v, bool), "str": isinstance(v, str),
+    ok = {"int": is_int(v), "bool": isinstance(v, bool), "str": isinstance(v, str),
           "dict": isinstance(v, dict), "list": isinstance(v, list),
-          "number": (_is_int(v) or isinstance(v, float)) and math.isfinite(v)}[kind]
+          "number": (is_int(v) or isinstance(v, float)) and math.isfinite(v)}[kind]
     if not ok:
         label = key if where == "manifest" else f"{where}.{key}"
         raise UserError(f"manifest field {label} must be {what}, not {v!r}")
@@ -143,7 +140,7 @@ _LAYER_KEYS = {"linear": ("kind", "in_features", "out_features"),
 
 def _check_layer(manifest: dict):
     layer = _field(manifest, "layer", "an object", "dict", "manifest")
-    pos = lambda v: _is_int(v) and v >= 1  # noqa: E731
+    pos = lambda v: is_int(v) and v >= 1  # noqa: E731
     if not pos(manifest.get("batch")):
         raise UserError(f"batch must be a positive integer, not {manifest.get('batch')!r}")
     kind = layer.get("kind")
@@ -160,7 +157,7 @@ def _check_layer(manifest: dict):
         if not pos(layer.get(key)):
             raise UserError(f"conv2d {key} must be a positive integer, not {layer.get(key)!r}")
     pad = layer.get("padding")
-    if not _is_int(pad) or pad < 0:
+    if not is_int(pad) or pad < 0:
         raise UserError(f"conv2d padding must be a non-negative integer, not {pad!r}")
     for key in ("kernel", "in_size"):
         v = layer.get(key)
@@ -202,7 +199,7 @@ def _check_datapath_fields(manifest: dict):
     _field(w, "arch", "a string", "str", "weights")
     _field(w, "bits", "an integer", "int", "weights")
     for key in ("e_max", "frac_bits", "storage_bits"):
-        if w.get(key) is not None and not _is_int(w[key]):
+        if w.get(key) is not None and not is_int(w[key]):
             raise UserError(f"manifest field weights.{key} must be an integer, not {w[key]!r}")
 
 
@@ -224,7 +221,7 @@ def _check_requant_scales(manifest: dict):
     if rq.get("rounding") != "ties_toward_plus_inf":
         raise UserError(f"requant.rounding must be 'ties_toward_plus_inf' (docs/datapath.md section 7), "
                         f"not {rq.get('rounding')!r}")
-    if not (_is_int(rq.get("m_bits")) and rq["m_bits"] == 16):
+    if not (is_int(rq.get("m_bits")) and rq["m_bits"] == 16):
         raise UserError(f"requant.m_bits must be 16, not {rq.get('m_bits')!r}")
     sc = _field(manifest, "scales", "an object", "dict", "manifest")
     _no_unknown(sc, ("s", "beta", "s_out"), "scales")
@@ -292,13 +289,13 @@ def validate_manifest(manifest: dict) -> None:
     acc = _field(manifest, "accumulator", "an object", "dict", "manifest")
     _no_unknown(acc, ("bits", "natural_bits", "count"), "accumulator")
     _check_output(manifest)
-    if acc.get("count") != dp.n_acc or not _is_int(acc.get("count")):
+    if acc.get("count") != dp.n_acc or not is_int(acc.get("count")):
         raise UserError(f"{dp.arch} needs {dp.n_acc} accumulator(s), manifest says {acc.get('count')!r}")
     natural = dp.natural_acc_bits(fan_in(manifest))
-    if acc.get("natural_bits") != natural or not _is_int(acc.get("natural_bits")):
+    if acc.get("natural_bits") != natural or not is_int(acc.get("natural_bits")):
         raise UserError(f"natural accumulator width is {natural} bits, manifest says {acc.get('natural_bits')!r}")
     bits = acc.get("bits")
-    if not _is_int(bits) or not 2 <= bits <= min(natural, MAX_ACC_BITS):
+    if not is_int(bits) or not 2 <= bits <= min(natural, MAX_ACC_BITS):
         raise UserError(f"accumulator bits must be in 2..{min(natural, MAX_ACC_BITS)}, not {bits!r}")
     _check_requant_scales(manifest)
     _check_array_table(manifest)
