@@ -8,6 +8,7 @@ it and prints its port. docs/board.md.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 
@@ -64,9 +65,11 @@ def cmd_board_sim(args) -> int:
     board, _ = _start_sim(net, args.lanes, lambda t: print(t, file=sys.stderr, flush=True), port=args.tcp_port)
     print(f"simulated board of {net.name} on {board.port}", flush=True)
     print(f"run: asqhw board run --port {board.port} --model {args.model}", flush=True)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))      # stop the simulator too
     try:
         board.proc.wait()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         board.close()
     return 0
 

@@ -7,7 +7,8 @@ socket onto the ``rx`` pin as 8N1 frames of ``divisor`` cycles per bit and deser
 (the bridge idle, both pins idle) it waits for the host without advancing the clock, so the
 accelerator's cycle counter is unaffected by the host's speed. The simulator prints
 ``listening on tcp://127.0.0.1:PORT`` and serves one connection after the other until it is
-killed (or, with ``--once``, until the first connection closes).
+killed (or, with ``--once``, until the first connection closes); on Linux it also ends when
+the process that started it ends.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ _HARNESS = r"""
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 static const int DIV = @DIV@;
 static V@TOP@* top;
@@ -132,6 +136,9 @@ static void tick() {
 int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
     signal(SIGPIPE, SIG_IGN);
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGTERM);      // never outlive the process that started it
+#endif
     int port = argc > 1 ? atoi(argv[1]) : 0;
     bool once = argc > 2 && strcmp(argv[2], "--once") == 0;
     int srv = socket(AF_INET, SOCK_STREAM, 0);
