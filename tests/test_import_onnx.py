@@ -345,3 +345,52 @@ def test_weights_from_constant_nodes_and_a_reshape_flatten_are_read(tmp_path):
     imp = import_onnx(_save(_graph(nodes, ini), tmp_path / "const.onnx"))
     fc = imp.spec["nodes"][-1]
     assert fc["op"] == "linear" and np.array_equal(imp.weights[fc["name"]]["weight"], fw.T.astype(np.float32))
+
+
+class ResNet20(nn.Module):
+    """He et al.'s CIFAR ResNet-20 with projection shortcuts (option B), written as a user would."""
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.down = None if stride == 1 and cin == cout else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+            return torch.relu(y + (x if self.down is None else self.down(x)))
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        blocks, cin = [], 16
+        for s, c in enumerate((16, 32, 64)):
+            for b in range(3):
+                blocks.append(self.Block(cin, c, 2 if s > 0 and b == 0 else 1))
+                cin = c
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1)
+        return self.fc(x.flatten(1))
+
+
+def test_a_torch_resnet20_imports_as_the_built_in_resnet20_graph(tmp_path):
+    from asqhw.golden.qat.graphspec import spec_of
+    from asqhw.golden.qat.resnet import resnet20
+
+    torch.manual_seed(0)
+    model = randomise_bn(ResNet20())
+    imp, net = _float_net(export(model, tmp_path / "r20.onnx", shape=(1, 3, 32, 32)))
+    ref = spec_of(resnet20(SCHEME))
+
+    def shape(spec):      # the graph without names: ops, units and attributes, in a canonical order
+        return sorted((nd["op"], sorted(nd["unit"].items()), sorted(nd["attrs"].items())) for nd in spec["nodes"])
+
+    assert shape(imp.spec) == shape(ref)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), atol=1e-4, rtol=1e-4)
