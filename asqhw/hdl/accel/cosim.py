@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asqhw.core.atomic import temp_path
 from asqhw.core.errors import UserError
 
 from ..cosim_harness import output_ports, words
@@ -58,6 +60,7 @@ class NetRun:
     values: int = 0
     mismatches: int = 0
     listed: list = field(default_factory=list)
+    by_array: dict = field(default_factory=dict)         # (node, array) -> mismatches
     cycles: list = field(default_factory=list)          # CYCLES register per image
     model: int = 0                                       # hdl.accel.cycles total
     steps: list = field(default_factory=list)            # measured per-step totals (first image)
@@ -70,12 +73,18 @@ class NetRun:
     module: str = ""
 
 
-def render(prog: AccelProgram, module: str = "asqhw_accel") -> tuple[str, list[dict]]:
-    """``(verilog, ports)`` of the accelerator of ``prog``."""
-    from ..verilog import convert, ports_of
+def render(prog: AccelProgram, module: str = "asqhw_accel", command: str | None = None) -> tuple[str, list[dict]]:
+    """``(verilog, ports)`` of the accelerator of ``prog``, with the generated-file header."""
+    from asqhw import __version__
+    from asqhw.core.spec import SPEC_VERSION
+
+    from ..verilog import convert, file_header, ports_of
     from .top import NetworkAccelerator
 
-    text = convert(NetworkAccelerator(prog), module)
+    params = {"unit": "accelerator", "network": prog.net.name, "program_sha256": prog.digest(),
+              "lanes": prog.lanes, "spec_version": SPEC_VERSION, "generator": __version__}
+    cmd = command or f"asqhw program {prog.net.path or prog.net.name + '.npz'} --lanes {prog.lanes} --verilog -o OUT/"
+    text = file_header(module, cmd, params) + convert(NetworkAccelerator(prog), module)
     return text, ports_of(text, module)
 
 
@@ -84,13 +93,39 @@ def build_sim(prog: AccelProgram, cache=None, trace: bool = False) -> tuple[Path
     from ..verilator import build as vbuild
 
     module = f"asqhw_accel_{prog.digest()[:12]}"
+    key = (prog.digest(), str(cache))
+    if not trace and key in _BUILT and Path(_BUILT[key][0]).is_file():
+        return _BUILT[key]
     text, ports = render(prog, module)
     regs = {r.name: r.addr for r in REGISTERS}
     cpp = harness_cpp(module, ports, regs, trace=trace)
-    if trace:
-        text = text + "\n// trace build\n"
     with _pch_include():
-        return vbuild(text, module, cpp, cache=cache), ports, module
+        if trace:
+            return _build_traced(text, module, cpp), ports, module
+        _BUILT[key] = (vbuild(text, module, cpp, cache=cache), ports, module)
+        return _BUILT[key]
+
+
+_BUILT: dict = {}       # program digest -> built testbench, for this process (rendering takes seconds)
+
+
+def _build_traced(text: str, module: str, cpp: str) -> Path:
+    """A Verilator build with ``--trace-fst`` (not cached: traces are for one-off debugging)."""
+    from ..verilator import BUILD_FLAGS, check_build_tools, find_verilator, verilator_env
+
+    binary, _ = find_verilator()
+    check_build_tools()
+    work = Path(tempfile.mkdtemp(prefix="asqhw-accel-trace-"))
+    (work / f"{module}.v").write_text(text)
+    (work / "harness.cpp").write_text(cpp)
+    cmd = [str(binary), "--cc", "--exe", "--build", "-j", "1", "--trace-fst", *BUILD_FLAGS,
+           "--top-module", module, "-Mdir", "obj", "-o", "sim", f"{module}.v", "harness.cpp"]
+    proc = subprocess.run(cmd, cwd=work, env=verilator_env(), capture_output=True, text=True)
+    exe = work / "obj" / "sim"
+    if proc.returncode != 0 or not exe.is_file():
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "rror" in ln] or ["no output"]
+        raise UserError(f"Verilator trace build of {module} failed: {lines[-1].strip()}")
+    return exe
 
 
 @contextlib.contextmanager
@@ -153,10 +188,19 @@ def run_network(net, prog: AccelProgram | None = None, *, lanes: int = 8, sample
             f.write(x.astype(np.int32).tobytes())
         if progress:
             progress("simulate")
-        cmd = [str(exe), str(stim), str(rec), str(ev)] + ([str(trace)] if trace is not None else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode not in (0, 3):
-            raise RuntimeError(f"{exe} failed: {proc.stderr.strip()}")
+        tmp_trace = temp_path(trace) if trace is not None else None
+        cmd = [str(exe), str(stim), str(rec), str(ev)] + ([str(tmp_trace)] if trace is not None else [])
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode not in (0, 3):
+                raise RuntimeError(f"{exe} failed: {proc.stderr.strip()}")
+            if trace is not None:
+                os.replace(tmp_trace, trace)
+        finally:
+            if trace is not None:
+                shutil.rmtree(exe.parent.parent, ignore_errors=True)     # the uncached trace build
+                if tmp_trace.exists():
+                    tmp_trace.unlink()
         raw = np.fromfile(rec, dtype=np.uint32).astype(np.int64)
         ins, lasts, outs, csr, end = _events(ev)
     wall = time.perf_counter() - t0
@@ -191,6 +235,8 @@ def _signed(v, bits):
 
 def _add(run: NetRun, mm: Mismatch):
     run.mismatches += 1
+    key = (mm.node, mm.array)
+    run.by_array[key] = run.by_array.get(key, 0) + 1
     if len(run.listed) < MAX_LISTED:
         run.listed.append(mm)
 

@@ -18,7 +18,7 @@ cycle count is ``hdl.accel.cycles``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -116,8 +116,8 @@ class Core(wiring.Component):
         mn_rd0, mn_rd1 = mnmem.read_port(), mnmem.read_port()
 
         n_slots = max(len(p.adapters), 1)
-        slot_r = Array(Signal(16, name=f"slot{i}_r") for i in range(n_slots))
-        slot_sh = Array(Signal(6, name=f"slot{i}_sh") for i in range(n_slots))
+        slot_r = [Signal(16, name=f"slot{i}_r") for i in range(n_slots)]
+        slot_sh = [Signal(6, name=f"slot{i}_sh") for i in range(n_slots)]
 
         # --- units ------------------------------------------------------------------------------
         m.submodules.vec = vec = VectorUnit(addr_bits=ab, acc_bits=p.vec_acc_bits)
@@ -126,8 +126,9 @@ class Core(wiring.Component):
         m.d.comb += [vec.cfg_b.eq(desc.b), vec.cfg_lo.eq(desc.lo), vec.cfg_hi.eq(desc.hi),
                      t_rd_a.addr.eq(vec.rd_a_addr), t_rd_b.addr.eq(vec.rd_b_addr),
                      vec.rd_a_data.eq(t_rd_a.data), vec.rd_b_data.eq(t_rd_b.data)]
-        with m.If(desc.use_slot):
-            m.d.comb += [vec.cfg_m0.eq(slot_r[desc.slot]), vec.cfg_sh.eq(slot_sh[desc.slot])]
+        for i in range(n_slots):
+            with m.If(desc.use_slot & (desc.slot == i)):
+                m.d.comb += [vec.cfg_m0.eq(slot_r[i]), vec.cfg_sh.eq(slot_sh[i])]
 
         ac = p.ad_cfg
         adapter = AdapterUnit(max_channels=ac["max_channels"], max_hidden=ac["max_hidden"], max_hw=ac["max_hw"],
@@ -248,8 +249,9 @@ class Core(wiring.Component):
         m.d.comb += [mn_wr.addr.eq(desc.am_base + midx), mn_wr.data.eq(adapter.mn), mn_wr.en.eq(adapter.mn_valid)]
         with m.If(adapter.mn_valid):
             m.d.sync += midx.eq(midx + 1)
-        with m.If(adapter.done):
-            m.d.sync += [slot_r[desc.slot].eq(adapter.r), slot_sh[desc.slot].eq(adapter.sh)]
+        for i in range(n_slots):
+            with m.If(adapter.done & (desc.slot == i)):
+                m.d.sync += [slot_r[i].eq(adapter.r), slot_sh[i].eq(adapter.sh)]
         m.d.comb += [self.dbg_s_valid.eq(adapter.s_valid), self.dbg_s_data.eq(adapter.s_data),
                      self.dbg_p_valid.eq(adapter.p_valid), self.dbg_h_valid.eq(adapter.h_valid),
                      self.dbg_code.eq(adapter.code), self.dbg_mn_valid.eq(adapter.mn_valid),

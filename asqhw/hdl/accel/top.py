@@ -104,9 +104,10 @@ class NetworkAccelerator(wiring.Component):
             "FRAME_ERRORS": core.frame_errors,
         }
         with m.If(self.csr_r_en):
-            m.d.sync += self.csr_r_data.eq(0)
             with m.Switch(a):
                 for name, v in values.items():
                     with m.Case(register(name).addr):
                         m.d.sync += self.csr_r_data.eq(v)
+                with m.Default():           # unmapped addresses read 0
+                    m.d.sync += self.csr_r_data.eq(0)
         return m
