@@ -19,6 +19,7 @@ from pathlib import Path
 from asqhw.core.atomic import ensure_dir, write_bytes
 from asqhw.core.errors import UserError
 from asqhw.core.safezip import loads_json
+from asqhw.core.validate import check_int
 from asqhw.core.vectors import fan_in, read_case, write_index
 
 from .export import CaseSpec, conv2d, export_case, linear
@@ -193,8 +194,7 @@ def corpus_specs(seed: int = 0) -> list[CaseSpec]:
 
 
 def _case_seed(seed: int, name: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise UserError(f"seed must be an integer in 0..2^31-1, not {seed!r}")
+    check_int("seed", seed, 0, 2**31 - 1)
     return zlib.crc32(f"{seed}/{name}".encode())  # torch's CPU generator keeps 32 seed bits
 
 

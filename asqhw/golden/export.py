@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as tfn
 
 from asqhw.core.errors import UserError
-from asqhw.core.params import Datapath, output_range
+from asqhw.core.params import MAX_ACC_BITS, Datapath, output_range
+from asqhw.core.validate import is_int
 from asqhw.core.vectors import write_case
 
 from . import intref
@@ -208,8 +209,8 @@ def build_case(spec: CaseSpec) -> tuple[dict, dict]:
     fan_in = int(np.prod(w_shape[1:]))
     natural = dp.natural_acc_bits(fan_in)
     acc_bits = natural if spec.acc_bits is None else spec.acc_bits
-    if isinstance(acc_bits, bool) or not isinstance(acc_bits, int) or not 2 <= acc_bits <= min(natural, 40):
-        raise UserError(f"{spec.name}: accumulator bits must be in 2..{min(natural, 40)} "
+    if not is_int(acc_bits) or not 2 <= acc_bits <= min(natural, MAX_ACC_BITS):
+        raise UserError(f"{spec.name}: accumulator bits must be in 2..{min(natural, MAX_ACC_BITS)} "
                         f"(natural width {natural}), not {acc_bits!r}")
     dyadic = spec.scales == "dyadic"
 

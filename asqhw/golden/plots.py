@@ -15,6 +15,7 @@ import torch
 
 from asqhw.core.atomic import write_bytes
 from asqhw.core.errors import UserError
+from asqhw.core.validate import check_int
 
 from .qat.checkpoint import net_from_checkpoint
 
@@ -59,8 +60,7 @@ def _images(ckpt: dict, count: int) -> torch.Tensor:
     """The first ``count`` normalised test images of the checkpoint's data set (float64)."""
     from .qat.data import load_data
 
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise UserError(f"the number of images must be a positive integer, not {count!r}")
+    check_int("the number of images", count, 1)
     x = ckpt.get("samples_x")
     if x is None or len(x) < count:
         x = load_data(ckpt["data"]).x_test

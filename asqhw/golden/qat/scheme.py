@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asqhw.core.errors import UserError
+from asqhw.core.validate import check_choice, check_int
 
 __all__ = ["Scheme", "SCHEMES", "E_MAX_CHOICES"]
 
@@ -50,14 +51,10 @@ class Scheme:
     beta_frac: int = 8
 
     def __post_init__(self):
-        if self.name not in SCHEMES:
-            raise UserError(f"scheme must be one of {', '.join(SCHEMES)}, not {self.name!r}")
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 2 <= self.bits <= 8:
-            raise UserError(f"bits must be an integer in 2..8, not {self.bits!r}")
-        if self.e_max not in E_MAX_CHOICES:
-            raise UserError(f"e_max must be one of {', '.join(E_MAX_CHOICES)}, not {self.e_max!r}")
-        if isinstance(self.reduction, bool) or not isinstance(self.reduction, int) or self.reduction < 1:
-            raise UserError(f"adapter reduction must be a positive integer, not {self.reduction!r}")
+        check_choice("scheme", self.name, SCHEMES)
+        check_int("bits", self.bits, 2, 8)
+        check_choice("e_max", self.e_max, E_MAX_CHOICES)
+        check_int("adapter reduction", self.reduction, 1)
         if not 2 <= self.beta_bits <= 15 or not 0 <= self.beta_frac <= self.beta_bits:
             raise UserError(f"beta format ({self.beta_bits}, {self.beta_frac}) is outside the spec's ranges")
 
