@@ -56,7 +56,8 @@ def conform_network(args, default_networks) -> int:
                 print(f"{_name}: {what}", file=sys.stderr, flush=True)
 
         run = cosim.run_network(net, prog, stall=args.stall, manual_start=args.manual_start,
-                                trace=Path(args.trace) if args.trace else None, progress=progress)
+                                trace=Path(args.trace) if args.trace else None, progress=progress,
+                                samples=1 if args.trace else None)       # a trace covers the first sample
         model = image_cycles(prog)
         off = sum(c != model.total for c in run.cycles)
         good = run.mismatches == 0 and off == 0 and run.step_errors == 0 and len(run.cycles) == run.samples
