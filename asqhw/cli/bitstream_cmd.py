@@ -53,7 +53,7 @@ def cmd_bitstream(args) -> int:
     from asqhw.hdl.board.boards import board_spec
     from asqhw.hdl.board.build import build_bitstream
     from asqhw.hdl.board.network import (images_per_second, link_bytes, link_cycles, memory_fit,
-                                         network_accelerator, predicted_cycles)
+                                         network_accelerator, network_program, predicted_cycles)
     from asqhw.hdl.board.uart import baud_divisor
 
     board = board_spec(args.board)
@@ -74,10 +74,11 @@ def cmd_bitstream(args) -> int:
     net = read_network(args.model)
     say = _say(args.quiet or args.json)
     say(f"building the accelerator of {net.name} ({args.lanes} lanes)")
-    accel, prog = network_accelerator(net, args.lanes)
+    prog = network_program(net, args.lanes)
     verdict = memory_fit(prog, board)
     if verdict is not None and not args.no_fit_check:
         raise UserError(verdict)
+    accel = network_accelerator(prog)
     compute = predicted_cycles(prog)
     res = build_bitstream(accel, board, baud=args.baud, seed=args.seed, timeout=args.timeout, progress=say)
     per_image = link_cycles(prog.n_in, prog.classes, divisor, compute)

@@ -48,10 +48,11 @@ def register(sub) -> None:
 
 def _start_sim(net, lanes, say, **kw):
     from asqhw.hdl.board import simboard
-    from asqhw.hdl.board.network import network_accelerator
+    from asqhw.hdl.board.network import network_accelerator, network_program
     from asqhw.hdl.board.top import HostLink
 
-    accel, prog = network_accelerator(net, lanes)
+    prog = network_program(net, lanes)
+    accel = network_accelerator(prog)
     say("building the simulated board (Verilator; cached after the first build)")
     exe = simboard.build(HostLink(accel, divisor=simboard.SIM_DIVISOR, timeout=1 << 24))
     return simboard.start(exe, **kw), prog
@@ -86,7 +87,7 @@ def cmd_board_run(args) -> int:
     """Classify the test images on the board; print accuracy, images/s, cycles (and the check)."""
     from asqhw.core.datasets import input_codes, load_test_set
     from asqhw.core.network import read_network
-    from asqhw.hdl.board.network import network_accelerator
+    from asqhw.hdl.board.network import network_program
     from asqhw.host.driver import Board
     from asqhw.host.link import open_link
 
@@ -104,7 +105,7 @@ def cmd_board_run(args) -> int:
         sim, prog = _start_sim(net, args.lanes, say)
         port = sim.port
     else:
-        _, prog = network_accelerator(net, args.lanes)
+        prog = network_program(net, args.lanes)
         port = args.port
     regs, bit, magic = _registers()
     try:

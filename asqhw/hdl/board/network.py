@@ -1,6 +1,7 @@
 """The network accelerator of an export, for the board tops, and the images/s of a board.
 
-:func:`network_accelerator` builds ``hdl.accel``'s program and accelerator for a network;
+:func:`network_program` and :func:`network_accelerator` build ``hdl.accel``'s program and
+accelerator for a network;
 :func:`link_cycles` and :func:`images_per_second` give the throughput of the UART protocol
 of docs/board.md at a board clock (docs/board.md, "Throughput").
 """
@@ -9,22 +10,27 @@ from __future__ import annotations
 
 from asqhw.core.errors import UserError
 
-__all__ = ["network_accelerator", "predicted_cycles", "memory_fit", "link_bytes", "link_cycles",
+__all__ = ["network_program", "network_accelerator", "predicted_cycles", "memory_fit", "link_bytes", "link_cycles",
            "images_per_second"]
 
 #: Board -> the device of ``hdl.accel.fit`` whose block RAM it has (None: not estimated, synthesis decides).
 FIT_DEVICE = {"icebreaker": "ice40up5k", "orangecrab": "ecp5-25f", "ulx3s": None}
 
 
-def network_accelerator(net, lanes: int = 8):
-    """``(accelerator, program)`` of a network export (``asqhw.hdl.accel``)."""
+def network_program(net, lanes: int = 8):
+    """The accelerator program of a network export (``hdl.accel.program.build``)."""
     if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
         raise UserError(f"--lanes must be a positive integer, not {lanes!r}")
     from asqhw.hdl.accel.program import build
+
+    return build(net, lanes)
+
+
+def network_accelerator(prog):
+    """The ``NetworkAccelerator`` of a program (:func:`network_program`)."""
     from asqhw.hdl.accel.top import NetworkAccelerator
 
-    prog = build(net, lanes)
-    return NetworkAccelerator(prog), prog
+    return NetworkAccelerator(prog)
 
 
 def predicted_cycles(prog) -> int:
