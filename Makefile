@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The torch this repository is tested with; the package itself accepts a range (pyproject.toml).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The inner loop: everything but the tests that build or simulate hardware (marker rtl).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not rtl"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
