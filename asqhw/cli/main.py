@@ -15,7 +15,7 @@ from asqhw.core.spec import SPEC_VERSION
 from asqhw.core.atomic import check_target, os_reason
 from asqhw.core.safezip import set_max_file_bytes
 from asqhw.core.errors import UserError
-from asqhw.cli import adapter_conform, bitstream_cmd, board_cmd, cycles, export_cmd, import_cmd, overhead_cmd, plot_cmd, program_cmd, results_cmd, run_cmd, standin_cmd, train_cmd
+from asqhw.cli import adapter_conform, evaluate_cmd, bitstream_cmd, board_cmd, cycles, export_cmd, import_cmd, overhead_cmd, plot_cmd, program_cmd, results_cmd, run_cmd, standin_cmd, train_cmd
 from asqhw.cli.common import (add_datapath_args, add_scheduler_arg, datapath_from, default_corpus,
                               default_networks, int_list, progress, table)
 
@@ -333,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     overhead_cmd.register(sub)
     run_cmd.register(sub)
     train_cmd.register(sub)
+    evaluate_cmd.register(sub)
     import_cmd.register(sub)
     standin_cmd.register(sub)
     results_cmd.register(sub)
