@@ -182,3 +182,26 @@ def test_train_records_int_exact_epochs_and_rejects_a_negative_count(tmp_path, c
     code = main(["train", "--int-exact-epochs", "-1", "--out", str(tmp_path / "e.pt")])
     assert_one_line_error(code, capsys.readouterr().err, "--int-exact-epochs must be at least 0")
     assert not (tmp_path / "e.pt").exists()
+
+
+def test_evaluate_reports_the_integer_networks_accuracy(asq_post4, tmp_path, capsys):
+    import json
+
+    from asqhw.cli.main import main
+    from asqhw.core.datasets import input_codes as run_codes
+    from asqhw.core.datasets import load_test_set
+    from asqhw.golden.qat.checkpoint import save_checkpoint
+
+    from conftest import assert_one_line_error
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, asq_post4)
+    assert main(["evaluate", "--model", str(path), "--limit", "60", "--json", "-q"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    manifest, params, _ = build_network(asq_post4, samples=0)
+    images, labels, _ = load_test_set("digits")
+    _, top1 = netref.predict((manifest, params), run_codes(images[:60], manifest["input"]))
+    assert rec["images"] == 60 and rec["int_exact_acc"] == pytest.approx(100.0 * np.mean(top1 == labels[:60]))
+    assert 0 <= rec["fake_vs_int_differ"] <= 60
+    code = main(["evaluate", "--model", str(tmp_path / "none.pt")])
+    assert_one_line_error(code, capsys.readouterr().err, "does not exist")
