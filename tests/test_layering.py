@@ -85,6 +85,64 @@ def violations(root: Path) -> list[str]:
     return found
 
 
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the ``asqhw`` modules it imports (``from pkg import sub`` counts as ``pkg.sub``)."""
+    paths = sorted((root / "asqhw").rglob("*.py"))
+    modules = {module_name(p, root) for p in paths}
+    graph = {}
+    for path in paths:
+        me = module_name(path, root)
+        edges = set()
+        for _, target, name, is_import in imports_of(path, root):
+            if not is_import:
+                continue
+            sub = f"{target}.{name}" if name else target
+            found = sub if sub in modules else target
+            while found not in modules and "." in found:
+                found = found.rpartition(".")[0]
+            if found != me and found in modules and not me.startswith(found + "."):
+                edges.add(found)
+        graph[me] = edges
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: each strongly connected set of two or more modules, sorted."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+@pytest.mark.xfail(strict=True, reason="golden.netexport <-> golden.qat.intexact (issue 18: the owner cuts it; "
+                                       "then this mark goes)")
+def test_no_import_circles():
+    assert circles(import_graph(ROOT)) == []
+
+
 def test_no_import_breaks_a_floor_rule_or_takes_a_private_name():
     found = violations(ROOT)
     assert not found, "\n".join(found)
@@ -115,6 +173,12 @@ def test_a_clean_tree_passes(tmp_path):
         "asqhw/sim/kern.py": "def _helper(): pass\ndef use(): return _helper()\n",
         "asqhw/cli/main.py": "import asqhw.sim.run\nfrom asqhw.hdl import engine\nfrom asqhw.host import x\n",
     }) == []
+
+
+def test_the_circle_finder_catches_a_planted_circle(tmp_path):
+    _plant(tmp_path, {"asqhw/sim/a.py": "from . import b\n", "asqhw/sim/b.py": "def f():\n    from .c import x\n",
+                      "asqhw/sim/c.py": "from asqhw.sim.a import y\n", "asqhw/sim/d.py": "from . import a\n"})
+    assert circles(import_graph(tmp_path)) == [["asqhw.sim.a", "asqhw.sim.b", "asqhw.sim.c"]]
 
 
 @pytest.mark.parametrize("rel, text, fragment", [
