@@ -8,7 +8,7 @@ through an amaranth-boards platform.
 from __future__ import annotations
 
 from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .boards import BoardSpec
@@ -110,14 +110,19 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = link = self.link
-        uart = platform.request("uart", 0)
-        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
         busy_res, busy_num = self.board.busy_led
         err_res, err_num = self.board.error_led
         if (busy_res, busy_num) == (err_res, err_num):          # one RGB LED: green busy, red error
-            rgb = platform.request(busy_res, busy_num)
-            m.d.comb += [rgb.g.o.eq(link.busy), rgb.r.o.eq(link.error)]
+            rgb = platform.request(busy_res, busy_num, dir="-")
+            busy_port, error_port = rgb.g, rgb.r
         else:
-            m.d.comb += [platform.request(busy_res, busy_num).o.eq(link.busy),
-                         platform.request(err_res, err_num).o.eq(link.error)]
+            busy_port = platform.request(busy_res, busy_num, dir="-")
+            error_port = platform.request(err_res, err_num, dir="-")
+        m.submodules.busy_led = busy = io.Buffer("o", busy_port)
+        m.submodules.error_led = error = io.Buffer("o", error_port)
+        m.d.comb += [busy.o.eq(link.busy), error.o.eq(link.error)]
         return m
