@@ -1,9 +1,11 @@
 """The network accelerator in Verilator: bit-exact against the golden vectors, cycles equal to the model.
 
-Two builds (about two minutes each cold on the shared machine, cached afterwards): the bundled
-digits network at 8 lanes, and a random network with a residual ``add``, a padded stride-2 max
-pool and a grouped conv (tests/netcases.py) at 4 lanes, its vectors from ``golden.netref``.
-Both run with random valid/ready stalls on ``s_in`` and ``m_out``. The full bundled run is
+Three builds (about two minutes each cold on the shared machine, cached afterwards): the
+bundled digits network at 8 lanes; a random network with a residual ``add``, a padded stride-2
+max pool and a grouped conv (tests/netcases.py, post split, three adapters) at 4 lanes; the same
+topology with uniform weights and no adapters (LSQ quant). Vectors from ``golden.netref``. The
+first two run with random valid/ready stalls on ``s_in`` and ``m_out``, the third with
+``CTRL.START`` and without stalls. The full bundled run is
 ``asqhw conform --rtl --unit network --stall`` (12 samples).
 """
 
@@ -31,9 +33,9 @@ BUNDLED = ROOT / "asqhw" / "golden" / "networks" / "digits_cnn_asq_post4.npz"
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
 
 
-def _residual_net(samples: int = 2) -> Network:
-    m, p = random_network(0, fmt=FORMATS[2], samples=samples)
-    v = netref.run_network((m, p), random_input(0, m, samples))
+def _residual_net(samples: int = 2, seed: int = 0, fmt=FORMATS[2], asq: bool = True) -> Network:
+    m, p = random_network(seed, fmt=fmt, samples=samples, asq=asq)
+    v = netref.run_network((m, p), random_input(seed, m, samples))
     v |= {"vec/labels": np.zeros(samples, dtype=np.int64), "vec/qat_logits": np.zeros((samples, 10), dtype=np.float32)}
     m = dict(m, format=FORMAT, format_version=FORMAT_VERSION, spec_version=SPEC_VERSION, samples=samples)
     return Network(m, p, v, validate(m))
@@ -52,6 +54,12 @@ def digits_run(digits):
 @pytest.fixture(scope="module")
 def residual():
     return _residual_net()
+
+
+@pytest.fixture(scope="module")
+def lsq():
+    """Uniform weights, no adapters: every quant a static rounding shift (spec section 14, LSQ)."""
+    return _residual_net(seed=2, fmt=FORMATS[0], asq=False)
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +120,16 @@ def test_a_wrong_cycle_model_is_caught(digits, monkeypatch):
     assert r.mismatches == 0
 
 
-def test_manual_start_runs_on_ctrl_start(residual):
-    r = cosim.run_network(residual, program.build(residual, 4), manual_start=True)
-    assert r.mismatches == 0 and r.images == 2
-    assert r.cycles == [image_cycles(program.build(residual, 4)).total] * 2
+def test_lsq_network_runs_on_ctrl_start_bit_exact_and_exactly_timed(lsq):
+    assert not any(nd["op"] == "adapter" for nd in lsq.nodes)
+    r = cosim.run_network(lsq, program.build(lsq, 4), manual_start=True)
+    assert r.mismatches == 0 and r.images == 2, [str(m) for m in r.listed]
+    assert r.cycles == [image_cycles(program.build(lsq, 4)).total] * 2 and r.step_errors == 0
 
 
-def test_streams_without_stalls_give_the_modelled_image_period(residual):
-    r = cosim.run_network(residual, program.build(residual, 4))
+def test_streams_without_stalls_give_the_modelled_image_period(lsq):
+    r = cosim.run_network(lsq, program.build(lsq, 4))
+    assert r.mismatches == 0
     assert r.transfers["period_measured"] == r.transfers["period_model"]
 
 

@@ -88,7 +88,7 @@ def render(prog: AccelProgram, module: str = "asqhw_accel", command: str | None 
     return text, ports_of(text, module)
 
 
-def build_sim(prog: AccelProgram, cache=None, trace: bool = False) -> tuple[Path, list[dict], str]:
+def build_sim(prog: AccelProgram, cache=None, trace: str | None = None) -> tuple[Path, list[dict], str]:
     """Compile (or fetch from the cache) the Verilator testbench of ``prog``'s accelerator."""
     from ..verilator import build as vbuild
 
@@ -101,7 +101,7 @@ def build_sim(prog: AccelProgram, cache=None, trace: bool = False) -> tuple[Path
     cpp = harness_cpp(module, ports, regs, trace=trace)
     with _pch_include():
         if trace:
-            return _build_traced(text, module, cpp), ports, module
+            return _build_traced(text, module, cpp, trace), ports, module
         _BUILT[key] = (vbuild(text, module, cpp, cache=cache), ports, module)
         return _BUILT[key]
 
@@ -109,8 +109,9 @@ def build_sim(prog: AccelProgram, cache=None, trace: bool = False) -> tuple[Path
 _BUILT: dict = {}       # program digest -> built testbench, for this process (rendering takes seconds)
 
 
-def _build_traced(text: str, module: str, cpp: str) -> Path:
-    """A Verilator build with ``--trace-fst`` (not cached: traces are for one-off debugging)."""
+def _build_traced(text: str, module: str, cpp: str, kind: str) -> Path:
+    """A Verilator build with ``--trace-fst`` or ``--trace`` (VCD); not cached: traces are for
+    one-off debugging."""
     from ..verilator import BUILD_FLAGS, check_build_tools, find_verilator, verilator_env
 
     binary, _ = find_verilator()
@@ -118,12 +119,18 @@ def _build_traced(text: str, module: str, cpp: str) -> Path:
     work = Path(tempfile.mkdtemp(prefix="asqhw-accel-trace-"))
     (work / f"{module}.v").write_text(text)
     (work / "harness.cpp").write_text(cpp)
-    cmd = [str(binary), "--cc", "--exe", "--build", "-j", "1", "--trace-fst", *BUILD_FLAGS,
+    cmd = [str(binary), "--cc", "--exe", "--build", "-j", "1", "--trace-fst" if kind == "fst" else "--trace",
+           *BUILD_FLAGS,
            "--top-module", module, "-Mdir", "obj", "-o", "sim", f"{module}.v", "harness.cpp"]
     proc = subprocess.run(cmd, cwd=work, env=verilator_env(), capture_output=True, text=True)
     exe = work / "obj" / "sim"
     if proc.returncode != 0 or not exe.is_file():
-        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "rror" in ln] or ["no output"]
+        log = proc.stdout + proc.stderr
+        shutil.rmtree(work, ignore_errors=True)
+        if "lz4.h" in log:
+            raise UserError("an FST trace needs the lz4 headers Verilator's FST writer is built with "
+                            "(e.g. apt install liblz4-dev); or write a VCD: --trace FILE.vcd")
+        lines = [ln for ln in log.splitlines() if "rror" in ln] or ["no output"]
         raise UserError(f"Verilator trace build of {module} failed: {lines[-1].strip()}")
     return exe
 
@@ -176,7 +183,12 @@ def run_network(net, prog: AccelProgram | None = None, *, lanes: int = 8, sample
     x = x[:n].reshape(n, -1)
     if progress:
         progress("build")
-    exe, ports, module = build_sim(prog, cache, trace=trace is not None)
+    kind = None
+    if trace is not None:
+        kind = Path(trace).suffix.lower().lstrip(".")
+        if kind not in ("fst", "vcd"):
+            raise UserError(f"{trace}: a trace file must end in .fst or .vcd")
+    exe, ports, module = build_sim(prog, cache, trace=kind)
     model = image_cycles(prog)
     max_cycles = (n + 2) * (model.total * (3 if stall else 1) + 4 * prog.n_in + 4 * prog.classes + 1000)
     hdr = np.array([n, prog.n_in, int(stall), seed, min(max_cycles, 2**32 - 1), int(manual_start)], dtype=np.uint32)

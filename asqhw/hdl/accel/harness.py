@@ -15,7 +15,8 @@ Outputs: the record file (``uint32 cycle`` and every output port, as in ``hdl.co
 for each cycle in which a trigger output is high, and an event file of text lines
 ``I cycle image`` (an image's first code accepted), ``L cycle image`` (its last code),
 ``O cycle value last`` (a logit transferred) and ``C image addr value`` (a register read).
-With a fourth argument the run is traced to that FST file (a build with ``--trace-fst``).
+With a fourth argument the run is traced to that FST or VCD file (a build with ``--trace-fst``
+or ``--trace``).
 """
 
 from __future__ import annotations
@@ -135,8 +136,9 @@ def _get(name, width, off):
             f"            o[{off + 1}] = (uint32_t)(top->{name} >> 32);")
 
 
-def harness_cpp(top: str, ports: list[dict], reg_addrs: dict, trace: bool = False) -> str:
-    """C++ source of the testbench for module ``top`` (``reg_addrs``: register name -> word address)."""
+def harness_cpp(top: str, ports: list[dict], reg_addrs: dict, trace: str | None = None) -> str:
+    """C++ source of the testbench for module ``top`` (``reg_addrs``: register name -> word address;
+    ``trace``: ``"fst"`` or ``"vcd"`` for a build that can dump a waveform)."""
     outs = output_ports(ports)
     get_lines, off = [], 0
     for p in outs:
@@ -154,9 +156,10 @@ def harness_cpp(top: str, ports: list[dict], reg_addrs: dict, trace: bool = Fals
             .replace("@REG_ADDRS@", ", ".join(str(reg_addrs[r]) for r in REG_READS))
             .replace("@CTRL@", str(reg_addrs["CTRL"])))
     if trace:
-        text = (text.replace("@TRACE_INCLUDE@", '#include "verilated_fst_c.h"')
-                .replace("@TRACE_OPEN@", "    VerilatedFstC* tfp = nullptr;\n"
-                         "    if (argc > 4) { ctx->traceEverOn(true); tfp = new VerilatedFstC; "
+        cls, header = {"fst": ("VerilatedFstC", "verilated_fst_c.h"), "vcd": ("VerilatedVcdC", "verilated_vcd_c.h")}[trace]
+        text = (text.replace("@TRACE_INCLUDE@", f'#include "{header}"')
+                .replace("@TRACE_OPEN@", f"    {cls}* tfp = nullptr;\n"
+                         f"    if (argc > 4) {{ ctx->traceEverOn(true); tfp = new {cls}; "
                          "top->trace(tfp, 99); tfp->open(argv[4]); }")
                 .replace("@TRACE_DUMP1@", "        if (tfp) tfp->dump(2 * t + 1);")
                 .replace("@TRACE_DUMP0@", "        if (tfp) tfp->dump(2 * t + 2);")
