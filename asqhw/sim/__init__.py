@@ -1,6 +1,6 @@
 """Bit-exact numba model of the ASQ+POST integer datapath (docs/datapath.md, docs/sim.md).
 
-Independent of ``asqhw/golden/`` and ``asqhw/hdl/``; shares only the format layer ``asqhw``.
+Independent of ``asqhw/golden/`` and ``asqhw/hdl/``; stands only on the ground floor ``asqhw.core``.
 """
 
 from .threading_layer import choose_threading_layer

@@ -4,14 +4,14 @@ All kernels are typed by their arguments, compiled once and cached on disk
 (``cache=True``). ``wrap_inplace`` and ``requant_kernel`` run parallel loops
 (``prange``); the exact kernel and the integer GEMM path (``conv_exact``,
 ``im2row_i16``, ``gemm_i16``) are serial, release the GIL and take a range of
-channels, rows or tiles, and ``sim.layers`` runs one range per Python thread (no
+channels, rows or tiles, and ``sim.workshare`` runs one range per Python thread (no
 parallel region to compile: their first call from an empty cache takes about half
 the time); the weight-side kernels (``weight_matrix``,
 ``term_l1``, ``position_bounds``, run once per layer) are serial, which halves their
 compile time from an empty cache; the GEMM-path
 kernels around the BLAS calls (``im2col``, ``accumulate``, ``unpack_add``,
 ``store_pair``) are serial, release the GIL and take a row range, so that
-``sim.layers`` can run one share of a layer per Python thread.
+``sim.gemm_path`` can run one share of a layer per Python thread.
 Sums that may exceed the int64 range for legal layers (the exact kernel's table
 look-ups, the int64 chunk adder, every wrap) are done in uint64, where wrapping
 modulo ``2^64`` is defined (numba marks signed additions no-signed-wrap, so LLVM may
@@ -53,7 +53,7 @@ def conv_exact(x, w, tab, a0, w0, stride, pad, groups, nbits, out, nc0, nc1):
     ``(n_acc, N, C, H_o, W_o)``. The sums are taken modulo ``2^64`` (uint64) and wrapped
     to ``nbits`` on the store. Padding positions contribute nothing (code 0 gives 0).
     Computes the ``(n, c)`` pairs ``nc = n*C + c`` in ``nc0 .. nc1 - 1`` on the calling
-    thread with the GIL released (``sim.layers`` runs one range per thread).
+    thread with the GIL released (``sim.workshare`` runs one range per thread).
     """
     n_acc = tab.shape[0]
     nb, _, h, wd = x.shape
