@@ -210,3 +210,13 @@ def test_program_command_writes_and_never_overwrites(tmp_path, capsys):
 def test_program_command_refuses_bad_lanes(tmp_path, capsys):
     code, _, err = run(capsys, "program", str(BUNDLED), "-o", str(tmp_path / "x"), "--lanes", "6")
     assert_one_line_error(code, err, "--lanes must be a power of two")
+
+
+def test_cycles_command_gives_the_accelerator_count_of_an_export(capsys):
+    code, out, err = run(capsys, "cycles", "--model", str(BUNDLED), "--lanes", "8", "--json")
+    assert code == 0, err
+    acc = json.loads(out)["accelerator"][0]
+    assert acc["lanes"] == 8 and acc["cycles_per_image"] == 86400
+    assert [s["cycles"] for s in acc["steps"]] == [2350, 223, 38184, 2052, 631, 41200, 516, 583, 661]
+    code, out, _ = run(capsys, "cycles", "--model", str(BUNDLED), "--lanes", "8")
+    assert "per image: 86400 cycles" in out
