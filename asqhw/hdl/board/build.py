@@ -42,7 +42,13 @@ _ADVICE = {
     "ICESTORM_DSP": "multipliers in logic instead of SB_MAC16 blocks",
     "TRELLIS_COMB": "fewer engine lanes, or a larger ECP5 (--board ulx3s, 85F)",
     "DP16KD": "a larger ECP5 (--board ulx3s, 85F)",
+    "MULT18X18D": "multipliers in logic (synth_ecp5 -nodsp), or a larger ECP5 (--board ulx3s, 85F)",
+    "SB_MAC16": "multipliers in logic (synth_ice40 without -dsp)",
+    "SB_RAM40_4K": "weights or activations in the four SPRAMs, or the ECP5 board (--board ulx3s)",
 }
+#: Yosys cells checked against the board's capacity right after synthesis (before nextpnr).
+_SYNTH_CAPACITY = {"ice40": {"SB_MAC16": "dsp", "SB_RAM40_4K": "bram"},
+                   "ecp5": {"MULT18X18D": "dsp", "DP16KD": "bram"}}
 
 
 def fit_advice(over: dict) -> str:
@@ -137,6 +143,10 @@ def _flow(work: Path, board: BoardSpec, seed: int, timeout: float, say) -> dict:
         raise UserError(f"yosys failed on the {board.name} top (exit {res.returncode}): "
                         f"{_last_error(res.stderr + res.stdout + log)}")
     cells = json.loads((work / "stat.json").read_text())["design"]["num_cells_by_type"]
+    over = {cell: (int(cells.get(cell, 0)), board.capacity[kind])
+            for cell, kind in _SYNTH_CAPACITY[fam].items() if int(cells.get(cell, 0)) > board.capacity[kind]}
+    if over:
+        raise UserError(f"the design does not fit the {board.title}: {fit_advice(over)}")
     luts = sum(int(v) for k, v in cells.items() if k in ("SB_LUT4", "LUT4"))
     ffs = sum(int(v) for k, v in cells.items() if _FF_CELLS.match(k))
     say(f"place and route ({pnr_tool}, seed {seed})")
