@@ -333,15 +333,20 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
         engines.append(slot)
 
     # --- steps ----------------------------------------------------------------------------
+    def quant_transform(nd):
+        """The requantisation of a ``quant`` node (spec section 14): with an adapter, ``R`` and
+        ``sh`` of its slot; without, ``requant(z, 1, 0, G, 0, Q_p)``."""
+        qp = (1 << nd["bits"]) - 1
+        if nd["adapter"] is not None:
+            return dict(use_slot=1, slot=slot_of[nd["adapter"]], m0=1, sh=0, lo=0, hi=qp)
+        return dict(m0=1, sh=nd["g"], lo=0, hi=qp)
+
     def source(name):
         """(stored tensor, transform fields) a reader of ``name`` uses."""
         nd = nodes.get(name)
         t = T[name]
         if nd is not None and nd["op"] == "quant" and name not in stored_quant:
-            qp = (1 << nd["bits"]) - 1
-            if nd["adapter"] is not None:
-                return nd["inputs"][0], dict(use_slot=1, slot=slot_of[nd["adapter"]], m0=1, sh=0, lo=0, hi=qp)
-            return nd["inputs"][0], dict(m0=1, sh=nd["g"], lo=0, hi=qp)
+            return nd["inputs"][0], quant_transform(nd)
         return name, dict(m0=1, sh=0, lo=t.lo, hi=t.hi)
 
     steps, order = [], []
@@ -377,8 +382,10 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
             producer_step[name] = len(steps) - 1
         elif op in ("maxpool", "avgpool", "add") or (op == "quant" and name in stored_quant):
             src, tf = source(nd["inputs"][0])
-            if op != "quant" and src != nd["inputs"][0]:
+            if src != nd["inputs"][0]:
                 raise UserError(f"node {name!r}: reads quant {nd['inputs'][0]!r}, which is not stored")
+            if op == "quant":
+                tf = quant_transform(nd)
             c, h, w = dims(src)
             oc, oh, ow = dims(name)
             out_n = oc * oh * ow
