@@ -123,23 +123,25 @@ def _accumulate(g: IntGraph, node: dict, dp: Datapath, x: torch.Tensor) -> torch
     bits = node["accumulator"]["bits"]
     w = g.params[node["name"]]["w"]
     kern = g.kernels.get(node["name"])
-    if node["op"] == "linear":
-        x = x.reshape(x.shape[0], -1)
-        if kern is None:
-            return intref.accumulate_linear(dp, x, w, bits)
-        xf = x.to(torch.float64)
-        acc = [xf @ k.T for k in kern]
-    else:
-        if kern is None:
-            return intref.accumulate_conv2d(dp, x, w, stride=node["stride"], padding=node["padding"],
-                                            groups=node["groups"], acc_bits=bits)
-        xf = x.to(torch.float64)
-        acc = [tfn.conv2d(xf, k, stride=node["stride"], padding=node["padding"], groups=node["groups"])
-               for k in kern]
+    if kern is None:
+        if node["op"] == "linear":
+            return intref.accumulate_linear(dp, x.reshape(x.shape[0], -1), w, bits)
+        return intref.accumulate_conv2d(dp, x, w, stride=node["stride"], padding=node["padding"],
+                                        groups=node["groups"], acc_bits=bits)
     lo, hi = dp.a_range
     if x.numel() and (int(x.min()) < lo or int(x.max()) > hi):
         raise ValueError(f"{node['name']}: activation codes outside [{lo}, {hi}]")
-    return intref.wrap(torch.stack(acc).to(I64), bits)  # exact integers (module docstring)
+    xf = x.to(torch.float64)
+    if node["op"] == "linear":
+        acc = torch.stack([xf.reshape(x.shape[0], -1) @ k.T for k in kern])
+    elif node["groups"] == 1:  # one convolution for every accumulator: kernels stacked on C_out
+        y = tfn.conv2d(xf, torch.cat(kern), stride=node["stride"], padding=node["padding"])
+        acc = y.reshape(y.shape[0], len(kern), -1, *y.shape[2:]).transpose(0, 1)
+    else:
+        acc = torch.stack([tfn.conv2d(xf, k, stride=node["stride"], padding=node["padding"], groups=node["groups"])
+                           for k in kern])
+    acc = acc.to(I64)  # exact integers (module docstring)
+    return acc if bits >= dp.natural_acc_bits(int(w[0].numel())) else intref.wrap(acc, bits)
 
 
 def _layer(g: IntGraph, node: dict, x: torch.Tensor, beta_q, beta_frac) -> tuple[torch.Tensor, torch.Tensor]:
