@@ -220,3 +220,17 @@ def test_cycles_command_gives_the_accelerator_count_of_an_export(capsys):
     assert [s["cycles"] for s in acc["steps"]] == [2350, 223, 38184, 2052, 631, 41200, 516, 583, 661]
     code, out, _ = run(capsys, "cycles", "--model", str(BUNDLED), "--lanes", "8")
     assert "per image: 86400 cycles" in out
+
+
+def test_program_for_a_device_it_does_not_fit_is_one_line_with_the_numbers(tmp_path, capsys):
+    code, _, err = run(capsys, "program", str(BUNDLED), "-o", str(tmp_path / "x"), "--device", "ice40up5k")
+    assert_one_line_error(code, err, "does not fit ice40up5k: needs 66 block RAMs, the device has 30")
+    assert not (tmp_path / "x").exists()
+    code, _, err = run(capsys, "program", str(BUNDLED), "-o", str(tmp_path / "y"), "--device", "ecp5-25f")
+    assert code == 0, err
+
+
+def test_program_devices_are_the_fit_devices():
+    from asqhw.cli.program_cmd import DEVICES
+
+    assert set(DEVICES) == set(fit.DEVICES)

@@ -27,6 +27,8 @@ def cmd_program(args) -> int:
         raise UserError(f"--lanes must be a power of two in 1..256, not {args.lanes}")
     net = read_network(args.model)
     prog = program.build(net, args.lanes)
+    if args.device is not None and not fit.fit(prog, args.device)["fits"]:
+        raise UserError(fit.fit_line(prog, args.device))
     out = Path(args.out)
     texts = emit.files(prog)
     if args.verilog:
@@ -52,12 +54,17 @@ def cmd_program(args) -> int:
     return 0
 
 
+DEVICES = ("ice40up5k", "ecp5-25f")       # hdl.accel.fit.DEVICES (not imported here: the parser stays light)
+
+
 def register(sub) -> None:
     p = sub.add_parser("program", help="the network accelerator's memory images, manifest and register map")
     p.add_argument("model", metavar="NET.npz", help="a network export (docs/network.md)")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.add_argument("--lanes", type=int, default=8, help="engine lanes (a power of two; default 8)")
     p.add_argument("--verilog", action="store_true", help="also write the accelerator's Verilog")
+    p.add_argument("--device", choices=sorted(DEVICES), default=None,
+                   help="refuse (one line, with the numbers) when the memories do not fit this device")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_program)
