@@ -105,6 +105,8 @@ def cmd_import(args) -> int:
     stem = args.name or (NAME_RE.match(src.stem.lower()) and src.stem.lower()) or "imported"
     out = atomic.check_target(args.out or f"{stem}_{args.scheme.replace('+', '_')}{args.bits}.pt", args.force,
                               need_dir=True)
+    if args.threads is None and args.data == "digits":
+        args.threads = 1            # as asqhw train: more threads only add overhead for digit-sized networks
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, not {args.threads}")
     if args.subset is not None and args.subset < 1:
@@ -138,6 +140,8 @@ def cmd_import(args) -> int:
         if data.classes > spec["classes"]:
             raise UserError(f"{data.spec} has {data.classes} classes, {src} only {spec['classes']} outputs")
         if fit is not None:
+            if not args.quiet:
+                print("fitting the identity BatchNorms to 256 training images", file=sys.stderr, flush=True)
             fit(data.x_train[:256])
         epochs = args.epochs or (0, None)
         ckpt = train_imported(data, scheme, spec, lambda s: net, float_epochs=epochs[0], qat_epochs=epochs[1],
@@ -190,7 +194,7 @@ def register(sub) -> None:
     p.add_argument("--std", type=_floats, default=None, metavar="S[,S,S]", help="the per-channel std, with --mean")
     p.add_argument("--name", default=None, help="network name (default: the file name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for digits, else torch's choice)")
     p.add_argument("--subset", type=int, default=None, help="train on the first N training samples only")
     p.add_argument("--out", metavar="CHECKPOINT", help="checkpoint file (default: NAME_SCHEMEBITS.pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
