@@ -234,3 +234,11 @@ def test_program_devices_are_the_fit_devices():
     from asqhw.cli.program_cmd import DEVICES
 
     assert set(DEVICES) == set(fit.DEVICES)
+
+
+@pytest.mark.parametrize("name,fragment", [("t.txt", "must end in .fst or .vcd"), ("exists.vcd", "exists; remove it")])
+def test_conform_network_trace_name_is_checked_before_any_work(tmp_path, capsys, name, fragment):
+    (tmp_path / "exists.vcd").write_text("keep")
+    code, _, err = run(capsys, "conform", "--rtl", "--unit", "network", "--trace", str(tmp_path / name), str(BUNDLED))
+    assert_one_line_error(code, err, fragment)
+    assert (tmp_path / "exists.vcd").read_text() == "keep"

@@ -43,7 +43,11 @@ def conform_network(args, default_networks) -> int:
     if args.trace is not None:
         from asqhw.core.atomic import check_target
 
-        check_target(args.trace, getattr(args, "force", False))
+        if Path(args.trace).exists() or Path(args.trace).is_symlink():
+            raise UserError(f"{args.trace} exists; remove it or name another trace file")
+        check_target(args.trace, False)
+        if Path(args.trace).suffix.lower() not in (".fst", ".vcd"):
+            raise UserError(f"{args.trace}: a trace file must end in .fst or .vcd")
     records, ok = [], True
     for path in _paths(args, default_networks):
         net = read_network(path)
