@@ -172,6 +172,7 @@ def test_c_header_and_json_carry_every_field():
     assert names == {(r.name, f.name) for r in regmap.REGISTERS for f in r.fields}
     addrs = [r.addr for r in regmap.REGISTERS]
     assert len(set(addrs)) == len(addrs) and max(addrs) < 64
+    assert regmap.addresses() == {r.name: r.addr for r in regmap.REGISTERS}
 
 
 def test_fit_line_names_the_numbers(prog):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-__all__ = ["Field", "Register", "REGISTERS", "ID_MAGIC", "VERSION", "register", "markdown", "c_header",
-           "as_json"]
+__all__ = ["Field", "Register", "REGISTERS", "ID_MAGIC", "VERSION", "register", "addresses", "markdown",
+           "c_header", "as_json"]
 
 ID_MAGIC = 0x41535148          # "ASQH"
 VERSION = (1, 0)               # register map major.minor
@@ -73,6 +73,11 @@ def register(name: str) -> Register:
         if r.name == name:
             return r
     raise KeyError(name)
+
+
+def addresses() -> dict[str, int]:
+    """Register name -> word address (what ``asqhw.host.driver.Board`` takes)."""
+    return {r.name: r.addr for r in REGISTERS}
 
 
 def markdown() -> str:
