@@ -205,7 +205,7 @@ class _Converter:
     def single_reader(self, rec: _Rec, node, i) -> None:
         """``node`` may merge into ``rec`` only if every tensor ``rec`` made so far has one reader."""
         outs = [t for t, r in self.prod.items() if r == rec.name]
-        if any(t in self.outputs or sum(t in n.input for n in self.live_nodes) != 1 for t in outs):
+        if any(t in self.outputs or self.readers.get(t, 0) != 1 for t in outs):
             raise UserError(f"{_label(node, i)}: the output of {rec.label} is also read elsewhere, so it cannot "
                             f"be merged into that layer")
 
@@ -402,7 +402,11 @@ class _Converter:
         if len(dims) != 4 or any(d is None or d < 1 for d in dims[1:]) or ins[0].type.tensor_type.elem_type != 1:
             raise UserError(f"input {ins[0].name!r} must be float N x C x H x W with static C, H, W, not {dims}")
         self.outputs = {g.output[0].name}
-        self.live_nodes = self._live(g.output[0].name)
+        self.live = self._live(g.output[0].name)
+        self.readers: dict[str, int] = {}
+        for k in self.live:
+            for t in g.node[k].input:
+                self.readers[t] = self.readers.get(t, 0) + 1
         inp = _Rec(self.names("input_q"), "input", [], tuple(dims[1:]), f"input {ins[0].name!r}")
         self.recs.append(inp)
         self.by_name[inp.name] = inp
@@ -413,7 +417,7 @@ class _Converter:
                     "Reshape": self.op_alias, "Identity": self.op_alias, "Dropout": self.op_alias,
                     "Constant": self.op_constant, "Gemm": self.op_fc, "MatMul": self.op_fc}
         for i, node in enumerate(g.node):
-            if node not in self.live_nodes:
+            if i not in self.live:
                 continue
             if node.domain not in ("", "ai.onnx") or node.op_type not in handlers:
                 raise UserError(f"{_label(node, i)} is not supported; supported ops: {', '.join(SUPPORTED)}")
@@ -426,15 +430,16 @@ class _Converter:
             raise UserError(f"the model output {g.output[0].name!r} must be N x classes")
         return Imported(self._spec(out), self.weights)
 
-    def _live(self, output: str) -> list:
-        """The nodes the output depends on (in file order)."""
-        need, live = {output}, []
-        for node in reversed(self.g.node):
+    def _live(self, output: str) -> set[int]:
+        """Indices of the nodes the output depends on."""
+        need, live = {output}, set()
+        for k in range(len(self.g.node) - 1, -1, -1):
+            node = self.g.node[k]
             if any(o in need for o in node.output):
-                live.append(node)
+                live.add(k)
                 # a Reshape's target shape is not computed: only its rank matters (see op_alias)
                 need.update(t for t in (node.input[:1] if node.op_type == "Reshape" else node.input) if t)
-        return live[::-1]
+        return live
 
     def _spec(self, out: _Rec) -> dict:
         readers: dict[str, list[_Rec]] = {}
