@@ -112,7 +112,7 @@ def load_test_set(spec: str) -> tuple[np.ndarray, np.ndarray, str]:
         x, y = cifar10_batch(_cifar_dir(spec[len("cifar10:"):]) / "test_batch")
         return x, y, "CIFAR-10 test_batch"
     if isinstance(spec, str) and spec.startswith(imagefolder.PREFIX):
-        x, y = imagefolder.read_test(spec)
+        x, y = imagefolder.read_test(spec, progress=True)
         return x.astype(np.float64) / 255.0, y, "image folder test split"
     raise UserError(f"--data must be 'digits', 'cifar10:DIR' or 'imagefolder:[CxHxW:]DIR', not {spec!r}")
 
