@@ -10,7 +10,9 @@ prefix). Both layouts are read (:func:`load_state`, then :func:`authors_resnet18
 - **quantised** (their ``Q_ResNet18_*`` modules, what their training saves):
   ``quant_init_block_convbn.conv|bn``, ``layerL.unitB.quant_convbn1|2.conv|bn``,
   ``layerL.unit1.quant_identity_convbn.conv|bn``, ``quant_output.linear``, and every
-  quantised conv's ``adapter.net.0|2``.
+  quantised conv's ``adapter.net.0|2``. (Their ``FirstConv2dUnfold`` and ``LastLinear`` are not
+  defined in the published code; the names assume ``.conv``/``.bn`` and ``.linear`` as in their
+  ``LsqBnFirstConv2dUnfold`` and ``LsqFixedLinear``.)
 
 They map onto :func:`.resnet.resnet18` (block ``layerL.B`` / ``layerL.unit{B+1}`` is
 ``sL b(B+1)``): convs and BatchNorms (weight, bias, running mean and variance) to ``conv1``,
