@@ -149,3 +149,10 @@ def test_the_training_loader_normalises_by_the_training_split(tmp_path):
     d = load_data(f"imagefolder:3x4x6:{root}")
     assert d.classes == 2 and d.x_train.shape == (8, 3, 4, 6) and d.spec == f"imagefolder:3x4x6:{root}"
     assert abs(float(d.x_train.mean())) < 1e-5
+
+
+def test_a_16_bit_png_keeps_its_high_byte(tmp_path):
+    root = _folder(tmp_path / "d")
+    Image.fromarray(np.full((4, 6), 0x8342, np.uint16)).save(root / "cat" / "img04.png")   # the cat's test image
+    _, _, xte, _, _ = imagefolder.read_split(f"imagefolder:1x4x6:{root}")
+    assert int(xte[0, 0, 0, 0]) == 0x83

@@ -12,7 +12,7 @@ A data spec ``imagefolder:DIR`` or ``imagefolder:CxHxW:DIR`` (docs/import.md):
 - **size.** With ``CxHxW`` (``C`` 1: grey, 3: RGB) every image is converted to that mode,
   scaled (bilinear) by ``max(H / h, W / w)`` to ``round(w f) x round(h f)`` and cropped to
   ``H x W`` at the centre (offsets rounded down). Without it, the images are kept at their own
-  size, which must then be the same for all (RGB).
+  size, which must then be the same for all (RGB). A 16-bit grey PNG keeps its high 8 bits.
 - **bounds.** A file may have at most :data:`MAX_FILE_BYTES` and an image at most
   :data:`MAX_PIXELS` pixels (checked from the header, before decoding); the decoded data set
   at most :data:`MAX_TOTAL_BYTES` bytes. A corrupt, truncated or oversized image, or a
@@ -98,6 +98,8 @@ def _decode(path: Path, shape) -> np.ndarray:
                 if w * h > MAX_PIXELS or w < 1 or h < 1:
                     raise UserError(f"{path}: {w}x{h} pixels is more than an image may have ({MAX_PIXELS})")
                 im.load()
+                if im.mode.startswith("I;16"):         # 16-bit grey: its high 8 bits (Pillow would clip)
+                    im = Image.fromarray((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8), "L")
                 mode = "RGB" if shape is None or shape[0] == 3 else "L"
                 im = im.convert(mode)
                 if shape is not None and (w, h) != (shape[2], shape[1]):
