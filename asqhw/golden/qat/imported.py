@@ -52,7 +52,7 @@ def train_imported(data: Dataset, scheme: Scheme, spec: dict, factory, *, float_
     """
     from .train import train
 
-    def build(s: Scheme) -> QatNet:
+    def build(s: Scheme, *_, **__) -> QatNet:     # the imported network has its own classes and shapes
         return factory(s)
 
     with _registered(f"imported:{spec['name']}", build) as key:
