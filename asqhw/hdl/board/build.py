@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from asqhw.core.atomic import ensure_dir, write_bytes
 from asqhw.core.errors import UserError
 
 from ..synth_tools import Cache, default_cache_dir, find_tool, scratch_dir, tool_versions
@@ -124,7 +125,6 @@ def build_bitstream(accel, board: BoardSpec, *, baud: int = 115200, seed: int = 
         result = _flow(work, board, seed, timeout, say)
         result |= {"divisor": top.divisor, "baud": baud, "tools": versions, "seconds": round(time.perf_counter() - t0, 1)}
         data = result.pop("bitstream")
-        from asqhw.core.atomic import ensure_dir, write_bytes
         ensure_dir(bit_path.parent)
         write_bytes(bit_path, data, force=None)
         cache.store("bitstream", key, {**result, "bitstream_sha256": hashlib.sha256(data).hexdigest()})

@@ -164,10 +164,8 @@ class UARTTx(wiring.Component):
         m.d.comb += [self.tx.eq(frame[0]), self.i.ready.eq((left == 0) | ((left == 1) & (timer == 0)))]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [frame.eq((1 << 9) | (self.i.payload << 1)), left.eq(10), timer.eq(div - 1)]
-        with m.Elif(left == 0):
-            pass
-        with m.Elif(timer != 0):
+        with m.Elif((left != 0) & (timer != 0)):
             m.d.sync += timer.eq(timer - 1)
-        with m.Else():
+        with m.Elif(left != 0):
             m.d.sync += [frame.eq((1 << 9) | (frame >> 1)), left.eq(left - 1), timer.eq(div - 1)]
         return m
