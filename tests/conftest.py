@@ -1,9 +1,9 @@
 """Shared fixtures (a tiny hand-computed case writer for format and CLI tests) and the test markers.
 
-Markers by module (declared in pyproject.toml): ``rtl`` on every module that builds or
-simulates hardware (Amaranth's simulator, Verilog, Verilator, yosys/nextpnr), ``slow`` on
-the modules that train networks or sweep the tools. ``pytest -m "not rtl"`` is the fast
-inner loop; ``make test`` runs everything.
+Markers (declared in pyproject.toml): ``rtl`` on every module that builds or simulates
+hardware (Amaranth's simulator, Verilog, Verilator, yosys/nextpnr), ``slow`` on the single
+tests that take 20 s or more without ``rtl``. ``pytest -m "not rtl"`` is the inner loop,
+``-m "not rtl and not slow"`` a faster one; ``make test`` runs everything.
 """
 
 from __future__ import annotations
@@ -19,8 +19,19 @@ from asqhw.core.vectors import write_case
 RTL_MODULES = ("test_hdl_", "test_accel_", "test_board_", "test_rtl_contract", "test_verilog", "test_cosim",
                "test_engine", "test_engine_verilog", "test_engine_adapter", "test_synth", "test_caches",
                "test_dask_jobs")
-#: Modules whose tests train networks or run tool sweeps (minutes, not seconds).
-SLOW_MODULES = ()
+#: Tests (``module.py::function``) outside RTL_MODULES that take 20 s or more.
+SLOW_TESTS = (
+    "test_cross_model.py::test_every_path_of_the_numba_model_equals_the_pytorch_integer_reference",
+    "test_cross_model.py::test_packed_split_paths_equal_the_pytorch_integer_reference",
+    "test_sim_cache.py::test_a_fresh_process_loads_both_direct_entry_points_from_the_disk_cache",
+    "test_sim_layers.py::test_int_path_equals_exact_kernel_or_refuses",
+    "test_sim_threads.py::test_a_threading_layer_the_user_sets_is_kept",
+    "test_import_authors.py::test_the_command_imports_the_layout_and_runs_qat_on_an_image_folder",
+    "test_import_authors.py::test_the_torchvision_layout_computes_torchvisions_resnet18",
+    "test_cli.py::test_golden_export_reproduces_the_bundled_corpus",
+    "test_golden_corpus.py::test_exporting_seed_0_reproduces_every_committed_file",
+    "test_netexport.py::test_resnet20_export_has_projection_and_identity_adds",
+)
 
 
 def _matches(module: str, names) -> bool:
@@ -28,12 +39,12 @@ def _matches(module: str, names) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test ``rtl`` and/or ``slow`` by its module (:data:`RTL_MODULES`, :data:`SLOW_MODULES`)."""
+    """Mark each test ``rtl`` by its module (:data:`RTL_MODULES`) and ``slow`` by name (:data:`SLOW_TESTS`)."""
     for item in items:
         module = item.path.stem
         if _matches(module, RTL_MODULES):
             item.add_marker(pytest.mark.rtl)
-        if _matches(module, SLOW_MODULES):
+        if f"{module}.py::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
 
