@@ -78,7 +78,7 @@ def cmd_board_sim(args) -> int:
 def _registers():
     from asqhw.hdl.accel import regmap
 
-    regs = {r.name: r.addr for r in regmap.REGISTERS}
+    regs = regmap.addresses()
     bit = {(r.name, f.name): f.lsb for r in regmap.REGISTERS for f in r.fields}
     return regs, bit, regmap.ID_MAGIC
 
