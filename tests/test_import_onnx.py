@@ -394,3 +394,30 @@ def test_a_torch_resnet20_imports_as_the_built_in_resnet20_graph(tmp_path):
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(net(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_a_relu_after_a_max_pool_moves_before_it(tmp_path):
+    """The authors' ResNet stem pools before its ReLU; relu(maxpool(x)) = maxpool(relu(x)) exactly."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.MaxPool2d(3, 2, 1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10))
+    imp, net = _float_net(export(randomise_bn(model), tmp_path / "stem.onnx"))
+    first = imp.spec["nodes"][1]
+    assert first["op"] == "conv" and first["attrs"]["relu"] and imp.spec["nodes"][2]["op"] == "maxpool"
+    x = torch.randn(8, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_relu_after_a_pool_whose_input_is_read_elsewhere_is_refused(tmp_path):
+    nodes, ini = _conv_head([])
+    head = [nodes[0],                                                            # conv -> c
+            helper.make_node("MaxPool", ["c"], ["mp"], name="mp", kernel_shape=[1, 1]),
+            helper.make_node("Relu", ["mp"], ["r"], name="late_relu"),         # c is also read by relu2
+            helper.make_node("Relu", ["c"], ["c2"], name="relu2"),
+            helper.make_node("Add", ["r", "c2"], ["a"], name="join")]
+    tail = nodes[2:]
+    tail[0] = helper.make_node("GlobalAveragePool", ["a"], ["p"], name="gap")
+    with pytest.raises(UserError, match=r"node 'late_relu' \(Relu\).*also read elsewhere"):
+        import_onnx(_save(_graph(head + tail, ini), tmp_path / "late.onnx"))

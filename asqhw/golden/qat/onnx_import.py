@@ -17,7 +17,8 @@ ONNX                                                   QAT graph (:mod:`.graph`)
 any other ``Gemm`` / ``MatMul`` [``Relu``]             ``conv`` whose kernel covers its input
 =====================================================  =========================================
 
-Square kernels, equal strides and pads, dilation 1 and one group only. Quantisers go where the
+A ``Relu`` right after a ``MaxPool`` moves before it (the two commute), onto the conv or add
+the pool reads. Square kernels, equal strides and pads, dilation 1 and one group only. Quantisers go where the
 integer network needs them: one ``quant`` node (ASQ with an adapter, or LSQ, as the scheme says)
 in front of every conv or linear layer that does not read the network input, shared by all
 readers of one tensor, 8-bit in front of the output layer. A conv that reads the input and the
@@ -282,6 +283,16 @@ class _Converter:
     def op_relu(self, node, i):
         where = _label(node, i)
         rec = self.src(node.input[0], where)
+        if rec.op == "maxpool":
+            # relu(maxpool(x)) = maxpool(relu(x)): both are monotone and a padded window keeps a real
+            # element; the ReLU moves onto the pool's source (the authors' ResNet stem pools first)
+            src = self.by_name[rec.inputs[0]]
+            if src.op in ("conv", "add", "fc") and not src.attrs.get("relu"):
+                self.single_reader(src, node, i)
+                self.single_reader(rec, node, i)
+                src.attrs["relu"] = True
+                self.prod[node.output[0]] = rec.name
+                return
         if rec.op not in ("conv", "add", "fc") or rec.attrs.get("relu"):
             raise UserError(f"{where}: a Relu must follow a Conv, BatchNormalization, Add or Gemm/MatMul "
                             f"directly, not {rec.label}")
