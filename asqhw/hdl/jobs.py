@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
+import struct
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -47,14 +51,84 @@ class Outcome:
     error: str | None = None
 
 
+_ADDRESS = re.compile(r"(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):([0-9]{1,5})\Z")
+#: Loggers that Dask, tornado and asyncio report a lost connection on, with tracebacks.
+_LOGGERS = ("distributed", "tornado", "asyncio")
+
+
 def scheduler_address(scheduler: str | None = None) -> str | None:
-    """``scheduler``, else ``$ASQHW_SCHEDULER``, else None (the local in-process cluster)."""
+    """``scheduler``, else ``$ASQHW_SCHEDULER``, else None (the local in-process cluster).
+
+    The address must be ``tcp://HOST:PORT`` (or ``HOST:PORT``) with a port in 1..65535;
+    it is returned as ``tcp://HOST:PORT``.
+    """
     address = scheduler if scheduler is not None else os.environ.get(ENV)
     if address is None or not address.strip():
         if scheduler is not None:
             raise UserError("scheduler address is empty; expected e.g. tcp://HOST:8786")
         return None
-    return address.strip()
+    address = address.strip()
+    m = _ADDRESS.match(address)
+    if m is None or not 1 <= int(m.group(2)) <= 65535:
+        raise UserError(f"scheduler address {address[:80]!r} is not tcp://HOST:PORT (port 1..65535)")
+    return f"tcp://{m.group(1)}:{int(m.group(2))}"
+
+
+def _recv_exact(sock, n: int, deadline: float) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionResetError("the peer closed the connection")
+        out += chunk
+    return bytes(out)
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Check within ``timeout`` seconds that a Dask scheduler answers at ``address``.
+
+    A Dask server sends its handshake message as soon as it accepts a connection: a
+    length-prefixed frame list. Dask itself waits for it without a time limit, so a peer
+    that accepts and never speaks, random bytes or an HTTP server on the port would hang
+    or crash it; this reads that first message itself, with a deadline and bounds.
+
+    Raises
+    ------
+    UserError
+        Naming the address and what went wrong, in one line.
+    """
+    host, port = address[len("tcp://"):].rsplit(":", 1)
+    host = host.strip("[]")
+    where = f"the Dask scheduler at {address}"
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except (TimeoutError, socket.timeout):
+        raise UserError(f"cannot connect to {where} (no answer within {timeout:g} s)") from None
+    except OSError as e:
+        raise UserError(f"cannot connect to {where} ({e.strerror or type(e).__name__})") from None
+    try:
+        with sock:
+            head = _recv_exact(sock, 8, deadline)
+            if head[:4] in (b"HTTP", b"<!DO", b"<htm", b"SSH-"):
+                raise UserError(f"{address} is not a Dask scheduler (it answered {head[:4].decode()}...)")
+            (size,) = struct.unpack("<Q", head)
+            if not 16 <= size <= 1 << 20:
+                raise UserError(f"{address} is not a Dask scheduler (its first message is not a Dask frame)")
+            body = _recv_exact(sock, size, deadline)
+            (frames,) = struct.unpack_from("<Q", body)
+            if not 1 <= frames <= 64 or 8 + 8 * frames > size or any(
+                    n > 1 << 24 for n in struct.unpack_from(f"<{frames}Q", body, 8)):
+                raise UserError(f"{address} is not a Dask scheduler (its first message is not a Dask frame)")
+    except (TimeoutError, socket.timeout):
+        raise UserError(f"{where} accepted the connection but did not answer within {timeout:g} s "
+                        f"(not a Dask scheduler, or hung)") from None
+    except OSError as e:
+        raise UserError(f"{where} dropped the connection ({e.strerror or e})") from None
 
 
 def check_jobs(jobs) -> None:
@@ -114,13 +188,16 @@ class JobRunner:
             raise UserError("dask.distributed is not installed; pip install distributed") from None
         # Dask's own log lines (cluster start, workers joining, a lost worker) would
         # interleave with the progress lines: only errors pass while the runner lives.
-        self._log = logging.getLogger("distributed")
-        self._log_level = self._log.level
-        self._log.setLevel(logging.ERROR)
+        # A lost scheduler makes Dask, tornado and asyncio log tracebacks: nothing below
+        # CRITICAL passes while the runner lives (its own errors come back as Outcomes).
+        self._logs = [logging.getLogger(name) for name in _LOGGERS]
+        self._log_levels = [log.level for log in self._logs]
+        for log in self._logs:
+            log.setLevel(logging.CRITICAL)
         try:
             self.client = self._connect(Client, jobs)
         except BaseException:
-            self._log.setLevel(self._log_level)
+            self._restore_logs()
             raise
         if not self.remote:
             self.address = self.client.scheduler.address
@@ -134,11 +211,12 @@ class JobRunner:
             return Client(processes=False, n_workers=1, threads_per_worker=jobs,
                           dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
                           set_as_default=False)
+        probe_scheduler(self.address, self._timeout)
         try:
             return Client(self.address, timeout=self._timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as e:
+        except Exception as e:                    # noqa: BLE001 - whatever the peer made Dask raise
             raise UserError(f"cannot connect to the Dask scheduler at {self.address} "
-                            f"({_one_line(e)})") from None
+                            f"({type(e).__name__}: {_one_line(e)[:200]})") from None
 
     def __enter__(self) -> "JobRunner":
         return self
@@ -152,9 +230,15 @@ class JobRunner:
             if self._tags:
                 self.client.cancel(list(self._tags))
                 self._tags.clear()
-            self.client.close()
+            self.client.close(timeout=self._timeout)
+        except Exception:                         # noqa: BLE001 - a scheduler already gone
+            pass
         finally:
-            self._log.setLevel(self._log_level)
+            self._restore_logs()
+
+    def _restore_logs(self) -> None:
+        for log, level in zip(self._logs, self._log_levels):
+            log.setLevel(level)
 
     def on_workers(self, fn: Callable, *args) -> dict:
         """Run ``fn(*args)`` once on every worker, e.g. to check its tools before any work.
