@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from asqhw.core import atomic
@@ -59,10 +60,13 @@ def cmd_train(args) -> int:
     model = args.model or default_model(args.data if args.data == "digits" else "cifar10")
     out = atomic.check_target(args.out or default_out(model, args.scheme, args.bits), args.force, need_dir=True)
     threads = args.threads if args.threads is not None else (1 if args.data == "digits" else None)
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, not {threads}")
-    if args.subset is not None and args.subset < 1:
-        raise UserError(f"--subset must be at least 1, not {args.subset}")
+    cores = max(os.cpu_count() or 1, 1)
+    if threads is not None and not 1 <= threads <= cores:
+        raise UserError(f"--threads must be in 1..{cores} (the cores here), not {threads}")
+    if args.subset is not None and not 1 <= args.subset <= 1 << 31:
+        raise UserError(f"--subset must be in 1..{1 << 31}, not {args.subset}")
+    if not 0 <= args.seed < 1 << 32:
+        raise UserError(f"--seed must be in 0..{(1 << 32) - 1}, not {args.seed}")
     if args.int_exact_epochs is None:
         from asqhw.golden.qat.intexact import default_epochs
 
