@@ -421,3 +421,16 @@ def test_a_relu_after_a_pool_whose_input_is_read_elsewhere_is_refused(tmp_path):
     tail[0] = helper.make_node("GlobalAveragePool", ["a"], ["p"], name="gap")
     with pytest.raises(UserError, match=r"node 'late_relu' \(Relu\).*also read elsewhere"):
         import_onnx(_save(_graph(head + tail, ini), tmp_path / "late.onnx"))
+
+
+def test_mean_and_std_renormalise_the_pixels():
+    from asqhw.golden.qat.data import load_digits
+    from asqhw.golden.qat.imported import renormalised
+
+    d = load_digits()
+    r = renormalised(d, [0.5], [0.25])
+    raw = d.x_test * d.std[0] + d.mean[0]
+    torch.testing.assert_close(r.x_test, (raw - 0.5) / 0.25, atol=1e-5, rtol=1e-5)
+    assert r.mean == (0.5,) and r.std == (0.25,) and r.y_test is d.y_test
+    with pytest.raises(UserError, match="1 or 1 values"):
+        renormalised(d, [0.5, 0.5], [0.25])
