@@ -82,7 +82,7 @@ def _network(args, src: Path, scheme, name: str | None):
 
     net, _ = authors_resnet18(load_state(src), scheme, where=str(src))
     spec = spec_of(net)
-    spec["name"] = name or "resnet18"
+    spec["name"] = name
     return net, spec, None
 
 
@@ -92,7 +92,7 @@ def cmd_import(args) -> int:
     from asqhw.core import imagefolder
     from asqhw.golden.qat.checkpoint import save_checkpoint
     from asqhw.golden.qat.data import load_data
-    from asqhw.golden.qat.graphspec import NAME_RE
+    from asqhw.golden.qat.graphspec import NAME_RE, safe_name
     from asqhw.golden.qat.imported import renormalised, train_imported
     from asqhw.golden.qat.scheme import Scheme
 
@@ -102,7 +102,7 @@ def cmd_import(args) -> int:
     scheme = Scheme(args.scheme, args.bits, e_max=args.e_max, reduction=args.reduction)
     if args.name is not None and (not NAME_RE.match(args.name) or args.name in ("input", "vec")):
         raise UserError(f"--name must match [a-z][a-z0-9_]* (at most 64 characters), not {args.name!r}")
-    stem = args.name or (NAME_RE.match(src.stem.lower()) and src.stem.lower()) or "imported"
+    stem = args.name or (safe_name(src.stem) if model_kind(src) == "onnx" else "resnet18")
     out = atomic.check_target(args.out or f"{stem}_{args.scheme.replace('+', '_')}{args.bits}.pt", args.force,
                               need_dir=True)
     if args.threads is None and args.data == "digits":
@@ -127,7 +127,7 @@ def cmd_import(args) -> int:
             torch.set_num_threads(args.threads)
         torch.use_deterministic_algorithms(True)
         torch.manual_seed(args.seed)
-        net, spec, fit = _network(args, src, scheme, args.name)
+        net, spec, fit = _network(args, src, scheme, stem)
         data_spec = args.data
         if data_spec.startswith(imagefolder.PREFIX) and imagefolder.parse_spec(data_spec)[0] is None:
             data_spec = imagefolder.canonical_spec(data_spec, spec["input_shape"])

@@ -27,7 +27,7 @@ from asqhw.core.errors import UserError
 from .graph import GraphBuilder, QatNet
 from .scheme import Scheme
 
-__all__ = ["spec_of", "build_from_spec", "NAME_RE", "MAX_NODES"]
+__all__ = ["spec_of", "build_from_spec", "safe_name", "NAME_RE", "MAX_NODES"]
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_NODES = 4096
@@ -37,6 +37,12 @@ _UNIT = {"conv": ("cin", "cout", "kernel", "stride", "padding"), "linear": ("cin
 _ATTRS = {"conv": ("relu", "edge"), "linear": ("edge",), "add": ("relu",), "maxpool": ("kernel", "stride", "padding"),
           "avgpool": ("kernel", "stride"), "quant": (), "input": ()}
 _LIMIT = 1 << 16
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """``text`` as a node or network name: lower case, ``[a-z0-9_]``, starting with a letter."""
+    base = re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", text.lower())).strip("_")[:limit] or "n"
+    return base if base[0].isalpha() else "n" + base
 
 
 @torch.no_grad()

@@ -33,7 +33,6 @@ compensate, the function stays), so that batch statistics in training stay near 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +43,7 @@ import torch.nn.functional as tfn
 from asqhw.core.errors import UserError
 
 from .graph import QatNet
-from .graphspec import MAX_NODES, build_from_spec
+from .graphspec import MAX_NODES, build_from_spec, safe_name
 from .scheme import Scheme
 
 __all__ = ["Imported", "read_onnx", "convert", "import_onnx", "build_net", "fit_identity_batchnorms",
@@ -116,9 +115,7 @@ class _Namer:
         self.used = {"input", "vec"}
 
     def __call__(self, text: str) -> str:
-        base = re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", text.lower())).strip("_")[:40] or "n"
-        if not base[0].isalpha():
-            base = "n" + base
+        base = safe_name(text)
         name, k = base, 2
         while name in self.used:
             name, k = f"{base}_{k}", k + 1
@@ -521,7 +518,7 @@ def import_onnx(path, name: str | None = None) -> Imported:
     path = Path(path)
     model = read_onnx(path)
     try:
-        return convert(model, name or _Namer()(path.stem))
+        return convert(model, name or safe_name(path.stem))
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
 
