@@ -433,3 +433,24 @@ def test_mean_and_std_renormalise_the_pixels():
     assert r.mean == (0.5,) and r.std == (0.25,) and r.y_test is d.y_test
     with pytest.raises(UserError, match="1 or 1 values"):
         renormalised(d, [0.5, 0.5], [0.25])
+
+
+def test_subgraphs_nested_thousands_deep_are_refused_not_a_crash(tmp_path):
+    def varint(n):
+        out = b""
+        while True:
+            low, n = n & 0x7F, n >> 7
+            if not n:
+                return out + bytes([low])
+            out += bytes([low | 0x80])
+
+    def field(num, payload):                      # a length-delimited protobuf field
+        return varint((num << 3) | 2) + varint(len(payload)) + payload
+
+    graph = b""
+    for _ in range(5000):                         # GraphProto.node -> NodeProto.attribute -> AttributeProto.g
+        graph = field(1, field(4, b"If") + field(5, field(1, b"then_branch") + field(6, graph)))
+    path = tmp_path / "deep.onnx"
+    path.write_bytes(varint(1 << 3) + varint(8) + field(7, graph))
+    with pytest.raises(UserError, match="not an ONNX model"):
+        import_onnx(path)
