@@ -125,3 +125,53 @@ def test_a_dead_tensor_still_gets_a_positive_step():
     aq = ActQuant(4, 16, adapter=True)
     aq.enable(torch.zeros(2, 16, 3, 3))
     assert aq.step == pytest.approx(1 / 15) and float(aq.adapter.pool_q.s.detach()) > 0
+
+
+def _scaled_batch(channels=16, n=64, seed=1):
+    """Images that are one pattern times a per-image scale 0.5..2: the LSQ start of each is ``scale``-proportional."""
+    g = torch.Generator().manual_seed(seed)
+    pattern = torch.rand(1, channels, 4, 4, generator=g, dtype=F64)
+    scale = torch.linspace(0.5, 2.0, n, dtype=F64)
+    return pattern * scale.reshape(-1, 1, 1, 1), scale / scale.mean()
+
+
+@pytest.mark.parametrize("channels", [4, 16])
+def test_fit_start_gives_each_image_beta_in_proportion_to_its_activation_scale(channels):
+    x, target = _scaled_batch(channels)
+    ad = Adapter(channels).double()
+    ad.quantise()
+    ad.init_quantisers(x, "fit")
+    beta = ad(x).detach().flatten()
+    # the quantised adapter follows mean|x_n| / mean|x| to within a few beta LSBs (1/256) and 2 %
+    assert torch.allclose(beta, target, rtol=0.02, atol=4 / 256)
+    assert float(beta.max() / beta.min()) > 3.5
+
+
+def test_authors_start_keeps_beta_near_one_for_every_image():
+    x, _ = _scaled_batch()
+    torch.manual_seed(0)
+    ad = Adapter(16).double()
+    ad.quantise()
+    ad.init_quantisers(x, "lsq")
+    beta = ad(x).detach().flatten()
+    assert float(beta.max() - beta.min()) < 0.1
+
+
+def test_range_start_puts_the_largest_pooled_mean_and_hidden_value_at_code_255():
+    x, _ = _scaled_batch()
+    ad = Adapter(16).double()
+    ad.quantise()
+    ad.init_quantisers(x, "range")
+    p = Adapter.pool(x)
+    with torch.no_grad():
+        assert float(ad.pool_q.s) == pytest.approx(float(p.max()) / 255)
+        assert float(ad.hidden_q.s) == pytest.approx(float(torch.relu(ad.fc1(p)).max()) / 255)
+        top = ad.fc1.weight.abs().amax(1) / 127
+    assert torch.allclose(ad.w1_q.alpha, top)
+
+
+def test_an_unknown_adapter_start_is_refused():
+    ad = Adapter(16).double()
+    ad.quantise()
+    with pytest.raises(ValueError, match="adapter start"):
+        ad.init_quantisers(torch.rand(4, 16, 2, 2, dtype=F64), "ones")

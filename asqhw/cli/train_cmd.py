@@ -30,6 +30,41 @@ def default_out(model: str, scheme: str, bits: int) -> str:
     return f"{model}_{scheme.replace('+', '_')}{bits}.pt"
 
 
+#: recipe options of ``asqhw train``: (flag, Recipe field, type, help)
+RECIPE_OPTIONS = (
+    ("--lr", "qat_lr", float, "QAT learning rate (default: 0.04 CIFAR-10, 1e-3 digits)"),
+    ("--float-lr", "float_lr", float, "float learning rate (default: 0.04 CIFAR-10, 3e-3 digits)"),
+    ("--batch", "batch", int, "batch size (default: 128 CIFAR-10, 32 digits)"),
+    ("--step-lr", "step_lr", float, "learning-rate factor of steps and scales (default: 1 SGD, 0.01 Adam)"),
+    ("--adapter-lr", "adapter_lr", float, "learning-rate factor of the adapters (default 1)"),
+    ("--warmup", "warmup", float, "fraction of the QAT steps with a linear warm-up (default 0)"),
+    ("--bn-freeze", "bn_freeze", float, "fraction of the QAT epochs with BatchNorm batch statistics, then frozen "
+                                        "(default: 0.5 CIFAR-10; digits folds before QAT)"),
+)
+
+
+def recipe_from(args, data_spec: str):
+    """The data set's recipe with the options the user gave."""
+    import dataclasses
+
+    from asqhw.golden.qat.train import recipe_for
+
+    recipe = recipe_for(data_spec)
+    changes = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in RECIPE_OPTIONS}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if getattr(args, "adapter_start", None):
+        changes["adapter_start"] = args.adapter_start
+    for field in ("qat_lr", "float_lr", "step_lr", "adapter_lr"):
+        if field in changes and not changes[field] > 0:
+            raise UserError(f"learning rates must be positive, not {field} = {changes[field]}")
+    if "batch" in changes and changes["batch"] < 1:
+        raise UserError(f"--batch must be at least 1, not {changes['batch']}")
+    for field in ("warmup", "bn_freeze"):
+        if field in changes and not 0 <= changes[field] <= 1:
+            raise UserError(f"--{field.replace('_', '-')} must be a fraction in [0, 1], not {changes[field]}")
+    return dataclasses.replace(recipe, **changes)
+
+
 def train_command(args, model: str, epochs: tuple[int, int], threads: int | None) -> str:
     """The ``asqhw train`` command line that reproduces a run, every setting spelt out."""
     parts = ["asqhw train", f"--data {args.data}", f"--model {model}", f"--scheme {args.scheme}",
@@ -43,6 +78,12 @@ def train_command(args, model: str, epochs: tuple[int, int], threads: int | None
         parts.append(f"--init {args.init}")
     if getattr(args, "int_exact_epochs", None) is not None:
         parts.append(f"--int-exact-epochs {args.int_exact_epochs}")
+    for flag, _, _, _ in RECIPE_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    if getattr(args, "adapter_start", None):
+        parts.append(f"--adapter-start {args.adapter_start}")
     if args.out:
         parts.append(f"--out {args.out}")
     return " ".join(parts)
@@ -74,6 +115,7 @@ def cmd_train(args) -> int:
     if args.int_exact_epochs < 0:
         raise UserError(f"--int-exact-epochs must be at least 0, not {args.int_exact_epochs}")
     data = load_data(args.data)
+    recipe = recipe_from(args, data.spec)
     float_state = None
     if args.init:
         init = load_checkpoint(args.init)
@@ -89,7 +131,7 @@ def cmd_train(args) -> int:
         torch.use_deterministic_algorithms(True)
         used = torch.get_num_threads()
         ckpt = train(data, scheme, model=model, float_epochs=fe, qat_epochs=qe, seed=args.seed,
-                     subset=args.subset, float_state=float_state, progress=not args.quiet,
+                     subset=args.subset, float_state=float_state, progress=not args.quiet, recipe=recipe,
                      int_exact_epochs=args.int_exact_epochs)
     finally:
         torch.set_num_threads(old_threads)
@@ -113,6 +155,7 @@ def cmd_train(args) -> int:
 
 def register(sub) -> None:
     """Add the ``train`` subcommand to the CLI's subparsers."""
+    from asqhw.golden.qat.adapter import ADAPTER_STARTS
     from asqhw.golden.qat.scheme import E_MAX_CHOICES, SCHEMES
 
     p = sub.add_parser("train", help="train a reference network (float, then QAT) into a checkpoint")
@@ -125,7 +168,7 @@ def register(sub) -> None:
                    help="POT/POST E_max: 2^(b-1)-2 (default, b storage bits) or eq17: 2^(b-1)-1")
     p.add_argument("--reduction", type=int, default=4, help="adapter reduction r (hidden width C//r)")
     p.add_argument("--epochs", type=epochs_arg, default=None, metavar="N|FLOAT,QAT",
-                   help="epochs of float pre-training and of QAT (default: 30,30 digits; 200,90 CIFAR-10)")
+                   help="epochs of float pre-training and of QAT (default: 30,30 digits; 200,300 CIFAR-10)")
     p.add_argument("--init", metavar="CHECKPOINT", help="skip float training: take the float network of this checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for digits, where more threads only add overhead; "
@@ -134,6 +177,11 @@ def register(sub) -> None:
     p.add_argument("--int-exact-epochs", type=int, default=None, metavar="N",
                    help="final QAT epochs whose forward pass is the integer network, bit for bit (QAT accuracy = "
                         "integer accuracy; default 3 digits, 1 CIFAR-10, none without QAT epochs; 0: none)")
+    for flag, _, kind, text in RECIPE_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, help=text)
+    p.add_argument("--adapter-start", choices=list(ADAPTER_STARTS), default=None,
+                   help="adapter start: fit (CIFAR-10 default; beta follows each image's activation scale), range, "
+                        "lsq (the authors', digits default)")
     p.add_argument("--out", metavar="CHECKPOINT", help="checkpoint file (default: MODEL_SCHEMEBITS.pt)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -78,15 +78,18 @@ class ActQuant(nn.Module):
         self.g = wide_shift(bits, adapter, beta_bits, beta_frac)
         self.enabled = False
 
-    def enable(self, x: torch.Tensor | None = None) -> None:
-        """Switch quantisation on (the adapter becomes quantised); initialise from ``x`` if given."""
+    def enable(self, x: torch.Tensor | None = None, adapter_start: str = "fit") -> None:
+        """Switch quantisation on (the adapter becomes quantised); initialise from ``x`` if given.
+
+        ``adapter_start``: how the adapter starts (:meth:`.adapter.Adapter.init_quantisers`).
+        """
         if self.adapter is not None:
             self.adapter.quantise()
         if x is not None:
             with torch.no_grad():
                 init_step(self.act, x)
                 if self.adapter is not None:
-                    self.adapter.init_quantisers(self.wide_clip(x))
+                    self.adapter.init_quantisers(self.wide_clip(x), adapter_start)
         self.enabled = True
 
     @property

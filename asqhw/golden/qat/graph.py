@@ -5,7 +5,9 @@ Nodes (``op``): ``input`` (:class:`~.actquant.InputQuant`), ``conv`` and ``linea
 ``add`` (two inputs, ReLU when ``relu``), ``maxpool``, ``avgpool`` and ``quant``
 (:class:`~.actquant.ActQuant`). Each maps to one node of docs/network.md (a ``quant`` with an
 adapter to an ``adapter`` and a ``quant`` node). The float network (stage ``float``) and the
-QAT network (stage ``qat``: BatchNorm folded, quantisers on) are the same graph.
+QAT network (stage ``qat``: quantisers on, BatchNorm folded, or simulated-folded until
+:meth:`QatNet.fold_bn`) are the same graph. The building API (:class:`GraphBuilder`, its
+methods and their arguments) is what other front ends (an ONNX importer) build on: keep it.
 """
 
 from __future__ import annotations
@@ -84,11 +86,13 @@ class QatNet(nn.Module):
         return [nd for nd in self.nodes if name in nd.inputs]
 
     # --- stages ---------------------------------------------------------------------------
-    def to_qat(self) -> None:
-        """Fold every BatchNorm, attach the weight quantisers and quantise the adapters.
+    def to_qat(self, keep_bn: bool = False) -> None:
+        """Attach the weight quantisers, quantise the adapters and fold every BatchNorm.
 
-        Steps keep their defaults; call :meth:`init_quantisers` to start from data (a loaded
-        checkpoint overwrites them instead).
+        With ``keep_bn`` the BatchNorms stay, simulated-folded (:mod:`.layers`): batch
+        statistics in training until :meth:`freeze_bn`; :meth:`fold_bn` folds them for good
+        without changing the eval function. Steps keep their defaults; call
+        :meth:`init_quantisers` to start from data (a loaded checkpoint overwrites them instead).
         """
         if self.stage == "qat":
             return
@@ -96,7 +100,8 @@ class QatNet(nn.Module):
         for nd in self.nodes:
             unit = self.units[nd.name] if nd.name in self.units else None
             if nd.op in ("conv", "linear"):
-                unit.fold()
+                if not keep_bn:
+                    unit.fold()
                 if nd.attrs.get("edge"):
                     unit.quantise("uniform", 8)
                 else:
@@ -105,9 +110,30 @@ class QatNet(nn.Module):
                 unit.enable()
         self.stage = "qat"
 
+    def _bn_units(self):
+        return [self.units[nd.name] for nd in self.nodes if nd.op == "conv" and self.units[nd.name].bn is not None]
+
+    def freeze_bn(self) -> None:
+        """Freeze every simulated-folded BatchNorm at its running statistics."""
+        for unit in self._bn_units():
+            unit.freeze_bn()
+
+    def fold_bn(self) -> None:
+        """Fold every remaining BatchNorm into its weights and bias (the eval function is kept)."""
+        for unit in self._bn_units():
+            unit.fold()
+
+    @property
+    def has_bn(self) -> bool:
+        """Some conv still has its BatchNorm."""
+        return bool(self._bn_units())
+
     @torch.no_grad()
-    def init_quantisers(self, x: torch.Tensor) -> None:
-        """LSQ-initialise every activation step from the float activations of batch ``x``."""
+    def init_quantisers(self, x: torch.Tensor, adapter_start: str = "fit") -> None:
+        """LSQ-initialise every activation step from the float activations of batch ``x``.
+
+        Adapters start as ``adapter_start`` says (:meth:`.adapter.Adapter.init_quantisers`).
+        """
         for nd in self.nodes:
             if nd.op in ("quant", "input"):
                 self.units[nd.name].enabled = False
@@ -116,7 +142,7 @@ class QatNet(nn.Module):
             if nd.op == "input":
                 self.units[nd.name].enable(x)
             elif nd.op == "quant":
-                self.units[nd.name].enable(acts[nd.inputs[0]])
+                self.units[nd.name].enable(acts[nd.inputs[0]], adapter_start)
 
     # --- forward --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, keep: bool = False):

@@ -7,15 +7,18 @@ uint8 ``N x 3072`` in R, G, B planes and ``labels``), so ``--data cifar10:DIR`` 
 
 Every image is one digit glyph of scikit-learn's digits (its label is the class), drawn as:
 
-1. a background of a random colour with a random linear colour gradient;
-2. 1-3 distractors: filled rectangles and straight strokes of random colours, and with
-   probability one half a *fragment* (a random 4x4 crop) of another digit glyph;
-3. the glyph, bilinearly scaled to a random size of 12..28 pixels, at a random position that
-   keeps at least half of it inside the 32x32 frame, in a random foreground colour that differs
-   from the background by at least 0.35 (max over RGB channels);
-4. a random global contrast (0.35..1) and brightness shift (-0.2..0.2), then Gaussian pixel
-   noise with a random sigma (0..0.08), clipped to [0, 1] and rounded to uint8.
+1. a dark background: a random grey level in [0, 0.45] with a random tint (up to 0.15 per
+   channel) and a random linear colour gradient (up to 0.25 per channel across the frame);
+2. one or two distractors in random colours of at most 0.7 per channel: a filled rectangle
+   (probability 0.4), a straight stroke (0.4) or a fragment, a random 4x4 crop, of another glyph
+   (0.2);
+3. the glyph, bilinearly scaled to a random size of 18..28 pixels, centred up to 3 pixels off in
+   each direction, brighter than the background by at least 0.45 (grey level), tinted;
+4. a random global contrast (0.4..1) and brightness shift (-0.15..0.15), then Gaussian pixel
+   noise with a random sigma (0..0.05), clipped to [0, 1] and rounded to uint8.
 
+A first version with random polarity, free position (12..28 pixels) and full-colour clutter did
+not train at all in 500 ResNet-20 steps (chance accuracy); this one starts learning within 60.
 Training images use the glyphs of the digits training split, test images only the 360 glyphs of
 the test split (``asqhw.core.datasets.digits_split``), so the test set holds unseen glyphs. Per
 image contrast and scale vary by a factor of about three: activation magnitudes differ per
@@ -63,17 +66,17 @@ def _paste(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray, top: int, lef
     img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - a) + colour * a
 
 
-def _colour_far_from(rng: np.random.Generator, other: np.ndarray, gap: float = 0.35) -> np.ndarray:
-    for _ in range(100):
-        c = rng.random(3)
-        if np.abs(c - other).max() >= gap:
-            return c
-    return 1.0 - np.round(other)
+def _tinted(rng: np.random.Generator, grey: float) -> np.ndarray:
+    """A colour of grey level about ``grey`` with a random tint of up to 0.15 per channel."""
+    return np.clip(grey + rng.uniform(-0.15, 0.15, 3), 0.0, 1.0)
+
+
+
 
 
 def _distractor(rng: np.random.Generator, img: np.ndarray, glyphs: np.ndarray) -> None:
-    colour = rng.random(3)
-    kind = rng.integers(0, 3)
+    colour = rng.uniform(0.0, 0.7, 3)
+    kind = rng.choice(3, p=[0.4, 0.4, 0.2])
     if kind == 0:                                    # filled rectangle
         h, w = rng.integers(3, 11, 2)
         _paste(img, np.ones((h, w)), colour, int(rng.integers(-2, SIZE - 2)), int(rng.integers(-2, SIZE - 2)))
@@ -93,19 +96,20 @@ def _distractor(rng: np.random.Generator, img: np.ndarray, glyphs: np.ndarray) -
 
 
 def _render_one(rng: np.random.Generator, glyph: np.ndarray, glyphs: np.ndarray) -> np.ndarray:
-    bg = rng.random(3)
+    grey = float(rng.uniform(0.0, 0.45))
+    bg = _tinted(rng, grey)
     ramp = rng.uniform(-0.25, 0.25, (2, 3))          # colour change over the frame, per axis
     t = np.linspace(-0.5, 0.5, SIZE)
     img = bg + t[:, None, None] * ramp[0] + t[None, :, None] * ramp[1]
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, 3))):
         _distractor(rng, img, glyphs)
-    size = int(rng.integers(12, 29))
-    lo, hi = -size // 4, SIZE - size + size // 4
-    top, left = (int(v) for v in rng.integers(lo, hi + 1, 2))
-    _paste(img, _scaled(glyph, size), _colour_far_from(rng, bg), top, left)
+    size = int(rng.integers(18, 29))
+    centre = (SIZE - size) // 2
+    top, left = (int(v) for v in centre + rng.integers(-3, 4, 2))
+    _paste(img, _scaled(glyph, size), _tinted(rng, rng.uniform(grey + 0.45, 1.0)), top, left)
     mean = img.mean()
-    img = mean + rng.uniform(0.35, 1.0) * (img - mean) + rng.uniform(-0.2, 0.2)
-    img = img + rng.normal(0.0, rng.uniform(0.0, 0.08), img.shape)
+    img = mean + rng.uniform(0.4, 1.0) * (img - mean) + rng.uniform(-0.15, 0.15)
+    img = img + rng.normal(0.0, rng.uniform(0.0, 0.05), img.shape)
     return np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)
 
 
