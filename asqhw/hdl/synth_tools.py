@@ -26,6 +26,7 @@ from typing import Callable
 
 from asqhw.core.atomic import ensure_dir, pid_alive, write_bytes, write_text
 from asqhw.core.errors import UserError
+from asqhw.core.validate import is_int
 
 __all__ = [
     "Target",
@@ -243,7 +244,7 @@ def _sha256(path) -> str | None:
 
 
 def _is_count(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return is_int(v) and v >= 0
 
 
 def _valid_synth(v: dict) -> bool:
