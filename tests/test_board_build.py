@@ -35,7 +35,7 @@ def test_utilisation_is_read_from_the_nextpnr_log():
     log = "Info: Device utilisation:\nInfo: \t   ICESTORM_LC:  6001/ 5280   113%\nInfo: \t  ICESTORM_RAM:    12/   30    40%\n"
     assert _utilisation_from_log(log) == {"ICESTORM_LC": (6001, 5280), "ICESTORM_RAM": (12, 30)}
     assert fit_advice({"ICESTORM_LC": (6001, 5280)}).startswith("ICESTORM_LC 6001/5280 (+721, 114 %)")
-    assert "synth_ecp5 -nodsp" in fit_advice({"MULT18X18D": (31, 28)})
+    assert "--no-dsp" in fit_advice({"MULT18X18D": (31, 28)})
 
 
 def test_the_digits_network_does_not_fit_the_up5k_and_the_error_says_by_how_much(capsys, tmp_path):

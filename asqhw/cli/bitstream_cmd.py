@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--baud", type=int, default=115200, help="UART rate (default 115200)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run (default 3600)")
+    p.add_argument("--no-dsp", action="store_true", help="multipliers in logic, not in DSP blocks")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-fit-check", action="store_true",
                    help="run synthesis and placement even when the memory estimate says the network does not fit")
@@ -80,13 +81,14 @@ def cmd_bitstream(args) -> int:
         raise UserError(verdict)
     accel = network_accelerator(prog)
     compute = predicted_cycles(prog)
-    res = build_bitstream(accel, board, baud=args.baud, seed=args.seed, timeout=args.timeout, progress=say)
+    res = build_bitstream(accel, board, baud=args.baud, seed=args.seed, timeout=args.timeout, dsp=not args.no_dsp,
+                          progress=say)
     per_image = link_cycles(prog.n_in, prog.classes, divisor, compute)
     sent, received = link_bytes(prog.n_in, prog.classes)
     rate = images_per_second(board.clk_hz, per_image)
     rec = {
         "board": board.name, "title": board.title, "model": net.name, "model_path": str(args.model),
-        "lanes": args.lanes, "program_digest": prog.digest(),
+        "lanes": args.lanes, "program_digest": prog.digest(), "dsp": not args.no_dsp,
         "clock_mhz": res["clock_mhz"], "fmax_mhz": res["fmax_mhz"], "timing_met": res["timing_met"],
         "utilisation": res["utilisation"], "seed": res["seed"],
         "uart": {"baud": args.baud, "divisor": divisor, "frame": "8N1", "pins": board.uart_note},

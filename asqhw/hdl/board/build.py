@@ -43,8 +43,8 @@ _ADVICE = {
     "ICESTORM_DSP": "multipliers in logic instead of SB_MAC16 blocks",
     "TRELLIS_COMB": "fewer engine lanes, or a larger ECP5 (--board ulx3s, 85F)",
     "DP16KD": "a larger ECP5 (--board ulx3s, 85F)",
-    "MULT18X18D": "multipliers in logic (synth_ecp5 -nodsp), or a larger ECP5 (--board ulx3s, 85F)",
-    "SB_MAC16": "multipliers in logic (synth_ice40 without -dsp)",
+    "MULT18X18D": "multipliers in logic (--no-dsp), or a larger ECP5 (--board ulx3s, 85F)",
+    "SB_MAC16": "multipliers in logic (--no-dsp)",
     "SB_RAM40_4K": "weights or activations in the four SPRAMs, or the ECP5 board (--board ulx3s)",
 }
 #: Yosys cells checked against the board's capacity right after synthesis (before nextpnr).
@@ -85,8 +85,10 @@ def _key(files: dict, versions: dict, board: BoardSpec, seed: int) -> str:
 
 
 def build_bitstream(accel, board: BoardSpec, *, baud: int = 115200, seed: int = 1, timeout: float = 3600.0,
-                    cache=None, progress=None) -> dict:
+                    dsp: bool = True, cache=None, progress=None) -> dict:
     """Build the bitstream of ``accel`` on ``board``.
+
+    ``dsp``: multipliers may use the DSP blocks (SB_MAC16, MULT18X18D); False puts them in logic.
 
     Returns
     -------
@@ -103,7 +105,10 @@ def build_bitstream(accel, board: BoardSpec, *, baud: int = 115200, seed: int = 
     say = progress or (lambda text: None)
     top = BoardTop(accel, board, baud=baud)
     platform = board.make_platform()
-    synth_opts = "-dsp" if board.family == "ice40" else ""
+    if board.family == "ice40":
+        synth_opts = "-dsp" if dsp else ""
+    else:
+        synth_opts = "" if dsp else "-nodsp"
     say("elaborating the board top")
     plan = platform.prepare(top, name="top", synth_opts=synth_opts,
                             script_after_synth="tee -q -o stat.json stat -json")
