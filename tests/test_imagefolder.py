@@ -43,8 +43,8 @@ def test_train_and_test_folders_are_used_as_given(tmp_path):
 
 
 def test_a_test_class_missing_from_train_is_refused(tmp_path):
-    _folder(tmp_path / "d" / "train", classes=("cat",), per_class=1)
-    _folder(tmp_path / "d" / "test", classes=("cow",), per_class=1)
+    _folder(tmp_path / "d" / "train", classes=("cat", "dog"), per_class=1)
+    _folder(tmp_path / "d" / "test", classes=("cat", "cow"), per_class=1)
     with pytest.raises(UserError, match="'cow'"):
         imagefolder.read_split(f"imagefolder:{tmp_path / 'd'}")
 
@@ -156,3 +156,9 @@ def test_a_16_bit_png_keeps_its_high_byte(tmp_path):
     Image.fromarray(np.full((4, 6), 0x8342, np.uint16)).save(root / "cat" / "img04.png")   # the cat's test image
     _, _, xte, _, _ = imagefolder.read_split(f"imagefolder:1x4x6:{root}")
     assert int(xte[0, 0, 0, 0]) == 0x83
+
+
+def test_one_class_is_not_a_classification_data_set(tmp_path):
+    root = _folder(tmp_path / "d", classes=("only",))
+    with pytest.raises(UserError, match="at least 2"):
+        imagefolder.read_split(f"imagefolder:{root}")

@@ -3,7 +3,7 @@
 A data spec ``imagefolder:DIR`` or ``imagefolder:CxHxW:DIR`` (docs/import.md):
 
 - **classes.** The sub-folders of ``DIR`` in sorted (code-point) order are the classes, label
-  0, 1, ...; in each, the files ending ``.png``, ``.jpg`` or ``.jpeg`` (any case, not starting
+  0, 1, ... (at least 2); in each, the files ending ``.png``, ``.jpg`` or ``.jpeg`` (any case, not starting
   with ``.``) are its images; anything else is ignored.
 - **split.** If ``DIR`` holds the folders ``train`` and ``test``, each is such a class-per-subfolder
   tree (the classes are those of ``train``; ``test`` may not have others). Otherwise, in every
@@ -68,8 +68,8 @@ def _classes(root: Path) -> list[str]:
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist or is not a directory")
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not names:
-        raise UserError(f"image folder {root} has no class sub-folders")
+    if len(names) < 2:
+        raise UserError(f"image folder {root} has {len(names)} class sub-folder(s); a classifier needs at least 2")
     if len(names) > MAX_CLASSES:
         raise UserError(f"image folder {root} has {len(names)} sub-folders, more than {MAX_CLASSES} classes")
     return names
