@@ -64,11 +64,11 @@ def canonical_spec(spec: str, shape) -> str:
     return f"{PREFIX}{shape[0]}x{shape[1]}x{shape[2]}:{root}"
 
 
-def _classes(root: Path) -> list[str]:
+def _classes(root: Path, least: int = 2) -> list[str]:
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist or is not a directory")
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(names) < 2:
+    if len(names) < least:
         raise UserError(f"image folder {root} has {len(names)} class sub-folder(s); a classifier needs at least 2")
     if len(names) > MAX_CLASSES:
         raise UserError(f"image folder {root} has {len(names)} sub-folders, more than {MAX_CLASSES} classes")
@@ -143,7 +143,7 @@ def _layout(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[P
     """Class names, training items and test items of ``root`` (the split rule of the module docstring)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         names = _classes(root / "train")
-        extra = set(_classes(root / "test")) - set(names)
+        extra = set(_classes(root / "test", least=1)) - set(names)
         if extra:
             raise UserError(f"{root / 'test'} has class {sorted(extra)[0]!r}, which {root / 'train'} has not")
         train = [(p, y) for y, c in enumerate(names) for p in _files(root / "train" / c)]
