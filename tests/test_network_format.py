@@ -128,3 +128,57 @@ def test_an_array_table_that_disagrees_with_the_nodes_is_refused(tmp_path):
     _rewrite(path, "manifest.json", json.dumps(man).encode())
     with pytest.raises(UserError, match="arrays table entry 'c1/w'"):
         read_network(path)
+
+
+def test_the_writer_refuses_what_the_runner_cannot_run(tmp_path):
+    m, p = random_network(1)
+    conv = next(n for n in m["nodes"] if n["op"] == "conv2d")
+    conv.update(padding=3000)                        # a padded input of 8 x 6006 x 6006 values per sample
+    with pytest.raises(UserError, match="padded input of .* values per sample"):
+        write_network(tmp_path / "n.npz", m, p)
+    assert not (tmp_path / "n.npz").exists()
+
+
+def test_the_writer_refuses_more_bytes_than_the_limit(tmp_path, monkeypatch):
+    m, p = random_network(2)
+    monkeypatch.setenv("ASQHW_MAX_FILE_BYTES", "1K")
+    with pytest.raises(UserError, match="more than the limit of 1024"):
+        write_network(tmp_path / "n.npz", m, p)
+
+
+def test_the_reader_refuses_a_file_over_the_limit_before_reading_its_arrays(tmp_path, monkeypatch):
+    m, p = random_network(2)
+    path = _write(tmp_path, m, p)
+    monkeypatch.setenv("ASQHW_MAX_FILE_BYTES", "1K")
+    with pytest.raises(UserError, match="--max-file-bytes"):
+        read_network(path)
+
+
+def test_an_m_of_65536_is_refused_even_where_m_cap_exceeds_16_bits(tmp_path):
+    assert m_cap(15, 15) > 65535
+    m, p = random_network(4)
+    for nd in m["nodes"]:
+        if nd["op"] == "adapter":
+            nd.update(beta_bits=15, beta_frac=15)
+    layer = next(nd for nd in m["nodes"] if nd.get("beta_from"))
+    key = f"{layer['name']}/M"
+    p[key] = p[key].copy()
+    p[key].flat[0] = 65536
+    with pytest.raises(UserError, match=f"{key}.*outside the multiplier range \\[0, 65535\\]"):
+        write_network(tmp_path / "n.npz", m, p)
+
+
+def test_an_unknown_archive_entry_is_refused(tmp_path):
+    m, p = random_network(2)
+    path = _write(tmp_path, m, p)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("notes.txt", b"hello")
+    with pytest.raises(UserError, match="unexpected archive entry 'notes.txt'"):
+        read_network(path)
+
+
+@pytest.mark.parametrize("name", ["a\nb", "\x1b[31mred", "a\x9bb", "x" * 201, ""])
+def test_a_name_that_is_not_printable_text_is_refused(tmp_path, name):
+    m, p = random_network(2)
+    with pytest.raises(UserError, match="name must be 1..200 printable characters"):
+        write_network(tmp_path / "n.npz", dict(m, name=name), p)

@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 from asqhw.cli.main import main
-from asqhw.core.vectors import case_shapes, write_case, write_index
+from asqhw.core.params import Datapath
+from asqhw.core.vectors import case_shapes, fan_in, write_case, write_index
 from conftest import tiny_arrays, tiny_manifest
 
 
@@ -979,11 +980,745 @@ def _(user):
     return Run(["plot", "beta", "--model", str(good_case(user)), "--out", str(user / "b.png")], "network")
 
 
+# ---- hardening, round 2 (issue 17) -----------------------------------------------------------
+# Each class of the issue has its own kinds: total size, what the writer accepts but the runner
+# cannot run, hangs, garbage from a Dask peer, checkpoint fields, cycles and train arguments,
+# writes that are not atomic or follow links, names and paths from files.
+
+def case_with_layer(user: Path, layer: dict, batch: int = 2) -> Path:
+    """A tiny case whose layer (and batch) changed, with a consistent arrays table."""
+    def edit(m):
+        m["layer"], m["batch"] = layer, batch
+        natural = Datapath(fmt="uniform", a_bits=4, w_bits=4).natural_acc_bits(fan_in(m))
+        m["accumulator"] = {"bits": min(natural, 40), "natural_bits": natural, "count": 1}
+        m["arrays"] = {k: {"dtype": v["dtype"], "shape": list(case_shapes(m)[k])} for k, v in m["arrays"].items()}
+    return with_manifest(user, edit)
+
+
+@kind("size-case-over-the-default-limit")
+def _(user):
+    return conform(case_with_layer(user, {"kind": "linear", "in_features": 4096, "out_features": 4096}, 4096),
+                   fragment="more than the limit of 268435456")
+
+
+@kind("size-network-over-a-lowered-limit-by-environment")
+def _(user):
+    run = conform(good_net(user), fragment="--max-file-bytes")
+    run.env = {"ASQHW_MAX_FILE_BYTES": "64K"}
+    return run
+
+
+@kind("size-network-over-a-lowered-limit-by-flag")
+def _(user):
+    return Run(["--max-file-bytes", "1K", "run", "--model", str(good_net(user))], "limit of 1024")
+
+
+@kind("size-limit-flag-garbage")
+def _(user):
+    return Run(["--max-file-bytes", "lots", "conform", str(good_case(user))], "--max-file-bytes")
+
+
+@kind("size-limit-flag-above-1-tebibyte")
+def _(user):
+    return Run(["--max-file-bytes", "2048G", "conform", str(good_case(user))], "--max-file-bytes")
+
+
+@kind("size-limit-environment-garbage")
+def _(user):
+    run = conform(good_case(user), fragment="ASQHW_MAX_FILE_BYTES")
+    run.env = {"ASQHW_MAX_FILE_BYTES": "-5"}
+    return run
+
+
+@kind("size-limit-lowered-below-the-case-by-environment-raised-again-by-flag")
+def _(user):
+    def check(user, out, err):
+        assert "PASS: bit-exact" in out
+    return Run(["--max-file-bytes", "2G", "conform", "-q", str(good_case(user))], ok=True, check=check,
+               env={"ASQHW_MAX_FILE_BYTES": "1K"})
+
+
+@kind("size-cycles-network-over-the-limit")
+def _(user):
+    run = Run(["cycles", "--model", str(good_net(user))], "--max-file-bytes")
+    run.env = {"ASQHW_MAX_FILE_BYTES": "4K"}
+    return run
+
+
+@kind("size-overhead-network-over-the-limit")
+def _(user):
+    run = Run(["overhead", "--model", str(good_net(user))], "--max-file-bytes")
+    run.env = {"ASQHW_MAX_FILE_BYTES": "4K"}
+    return run
+
+
+def _first(m, op):
+    return next(n for n in m["nodes"] if n["op"] == op)
+
+
+RUNNABLE_KINDS = {
+    # name: (manifest edit of the bundled network, message fragment)
+    "net-conv-padding-huge": (lambda m: _first(m, "conv2d").update(padding=60000), "padded input"),
+    "net-conv-padding-makes-a-huge-tensor": (lambda m: _first(m, "conv2d").update(padding=3000, stride=3000),
+                                             "padded input"),
+    "net-conv-channels-huge": (lambda m: _first(m, "conv2d").update(out_channels=1 << 20), "out_channels"),
+    "net-conv-kernel-huge": (lambda m: _first(m, "conv2d").update(kernel=[1 << 20, 3]), "kernel"),
+    "net-input-shape-huge": (lambda m: m["input"].update(shape=[1, 1 << 13, 1 << 13]), "shape"),
+    "net-maxpool-padding-not-below-kernel": (lambda m: _first(m, "maxpool").update(padding=2), "padding"),
+    "net-linear-out-features-huge": (lambda m: _first(m, "linear").update(out_features=1 << 20), "out_features"),
+    "net-adapter-hidden-huge": (lambda m: _first(m, "adapter").update(hidden=1 << 20), "hidden"),
+    "net-samples-times-tensor-too-many": (lambda m: m.update(samples=1 << 20), "golden samples"),
+    "net-nodes-too-many": (lambda m: m.update(nodes=m["nodes"] * 500), "nodes"),
+    "net-classes-bool": (lambda m: m.update(classes=True), "classes"),
+    "net-name-with-newline-forging-an-error": (lambda m: m.update(name="x\nasqhw: error: forged"), "name"),
+    "net-name-with-ansi-escape": (lambda m: m.update(name="\x1b[2J\x1b[31mred"), "name"),
+    "net-name-with-c1-control": (lambda m: m.update(name="a\x9bb"), "name"),
+    "net-name-huge": (lambda m: m.update(name="n" * 5000), "name"),
+    "net-beta-bits-not-int": (lambda m: _first(m, "adapter").update(beta_bits="10"), "beta_bits"),
+}
+
+for _name, (_edit, _frag) in RUNNABLE_KINDS.items():
+    KINDS[f"conform-{_name}"] = (lambda ed, f: lambda user: conform(net_with(user, net_manifest(ed)),
+                                                                    fragment=f))(_edit, _frag)
+    KINDS[f"run-{_name}"] = (lambda ed, f: lambda user: Run(["run", "--model", str(net_with(user, net_manifest(ed)))],
+                                                            f))(_edit, _frag)
+
+
+def _m_65536(entries):
+    """beta 15/15 makes M_cap 65537; an M of 65536 still breaks the 16-bit M of section 6."""
+    m = json.loads(entries["manifest.json"])
+    ad = _first(m, "adapter")
+    ad.update(beta_bits=15, beta_frac=15)
+    entries["manifest.json"] = json.dumps(m).encode()
+    layer = next(n for n in m["nodes"] if n.get("beta_from") == ad["name"])
+    key = f"{layer['name']}/M.npy"
+    arr = np.load(io.BytesIO(entries[key]))
+    arr.flat[0] = 65536
+    entries[key] = npy(arr)
+
+
+@kind("conform-net-m-65536-under-an-m-cap-of-65537")
+def _(user):
+    return conform(net_with(user, _m_65536), fragment="multiplier range")
+
+
+@kind("conform-net-unknown-archive-entry")
+def _(user):
+    return conform(net_with(user, lambda e: e.update({"evil.sh": b"rm -rf /"})), fragment="unexpected archive entry")
+
+
+@kind("run-net-unknown-archive-entry-under-a-node")
+def _(user):
+    return Run(["run", "--model", str(net_with(user, lambda e: e.update({"conv1/extra.npy": npy(np.zeros(3))})))],
+               "unexpected archive entry")
+
+
+@kind("conform-net-json-number-overflowing-to-infinity")
+def _(user):
+    def edit(entries):
+        text = entries["manifest.json"].decode().replace('"step": ', '"step": 1e400, "x_step": ', 1)
+        entries["manifest.json"] = text.encode()
+    return conform(net_with(user, edit), fragment="infinity")
+
+
+@kind("run-net-meta-accuracy-1e400")
+def _(user):
+    def edit(entries):
+        m = json.loads(entries["manifest.json"])
+        m.setdefault("meta", {})["qat_acc"] = "@INF@"
+        entries["manifest.json"] = json.dumps(m).replace('"@INF@"', "1e400").encode()
+    return Run(["run", "--model", str(net_with(user, edit))], "infinity")
+
+
+@kind("manifest-scale-1e400")
+def _(user):
+    return conform(with_manifest(user, lambda m: json.dumps(m).replace('"s": 0.1', '"s": 1e400').encode()),
+                   fragment="infinity")
+
+
+@kind("manifest-name-with-escape-sequence")
+def _(user):
+    return conform(with_manifest(user, mutate(("name",), "t\x1b]0;pwned\x07")), fragment="name")
+
+
+@kind("manifest-name-with-delete-character")
+def _(user):
+    return conform(with_manifest(user, mutate(("name",), "t\x7f")), fragment="name")
+
+
+@kind("case-conv-padding-makes-a-huge-input")
+def _(user):
+    layer = {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel": [1, 1], "in_size": [1, 1],
+             "stride": 30000, "padding": 30000, "groups": 1}
+    return conform(case_with_layer(user, layer), fragment="padded input")
+
+
+@kind("case-conv-padding-above-the-dimension-limit")
+def _(user):
+    layer = {"kind": "conv2d", "in_channels": 3, "out_channels": 2, "kernel": [1, 1], "in_size": [1, 1],
+             "stride": 1 << 20, "padding": 1 << 20, "groups": 1}
+    return conform(case_with_layer(user, layer), fragment="at most")
+
+
+@kind("case-conv-work-too-large")
+def _(user):
+    layer = {"kind": "conv2d", "in_channels": 32, "out_channels": 1, "kernel": [64, 64], "in_size": [1087, 1087],
+             "stride": 1, "padding": 0, "groups": 1}               # 90 MiB of arrays, 2^37 multiply-adds
+    return conform(case_with_layer(user, layer, 1), fragment="multiply-adds")
+
+
+@kind("error-line-escapes-control-characters-of-a-path")
+def _(user):
+    return Run(["run", "--model", str(user / "a\x1b[31mb.npz")], "\\x1b")
+
+
+# ---- CIFAR-10 batches (hangs and empty data) ------------------------------------------------
+
+def cifar_dir(user: Path, obj, names=("test_batch",)) -> Path:
+    import pickle
+    d = user / "cifar"
+    d.mkdir(exist_ok=True)
+    for name in names:
+        (d / name).write_bytes(obj if isinstance(obj, bytes) else pickle.dumps(obj))
+    return d
+
+
+def deeply_shared(depth=80):
+    a = [0]
+    for _ in range(depth):
+        a = [a, a]                     # 2^depth leaves from a few hundred pickle bytes
+    return a
+
+
+CIFAR_KINDS = {
+    # name: (batch object, message fragment)
+    "labels-deeply-shared-list": ({b"data": np.zeros((2, 3072), np.uint8), b"labels": deeply_shared()}, "labels"),
+    "data-deeply-shared-list": ({b"data": deeply_shared(), b"labels": [0]}, "uint8 data"),
+    "batch-is-a-deeply-shared-list": (deeply_shared(), "not a dict"),
+    "empty-batch": ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, "no images"),
+    "labels-are-bools": ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [True, False]}, "labels"),
+    "labels-out-of-range": ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "labels"),
+    "labels-object-array": ({b"data": np.zeros((1, 3072), np.uint8), b"labels": np.array([[0]], dtype=object)},
+                            "labels"),
+    "data-wrong-dtype": ({b"data": np.zeros((2, 3072), np.int64), b"labels": [0, 1]}, "uint8 data"),
+    "truncated-pickle": (b"\x80\x04\x95\xff\xff\xff\x00", "not a CIFAR-10 python batch"),
+    "global-os-system": (b"cos\nsystem\n(S'true'\ntR.", "not a CIFAR-10 python batch"),
+}
+
+for _name, (_obj, _frag) in CIFAR_KINDS.items():
+    KINDS[f"run-cifar-{_name}"] = (lambda o, f: lambda user: Run(
+        ["run", "--model", str(good_net(user)), "--data", f"cifar10:{cifar_dir(user, o)}"], f))(_obj, _frag)
+
+
+@kind("train-cifar-empty-batch")
+def _(user):
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    d = cifar_dir(user, {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, names)
+    return Run(["train", "--data", f"cifar10:{d}", "--out", str(user / "m.pt"), "-q"], "no images")
+
+
+@kind("train-cifar-deeply-shared-labels")
+def _(user):
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    d = cifar_dir(user, {b"data": np.zeros((2, 3072), np.uint8), b"labels": deeply_shared()}, names)
+    return Run(["train", "--data", f"cifar10:{d}", "--out", str(user / "m.pt"), "-q"], "labels")
+
+
+@kind("plot-beta-cifar-empty-batch")
+def _(user):
+    d = cifar_dir(user, {b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
+    return Run(["plot", "beta", "--model", str(good_net(user)), "--data", f"cifar10:{d}"], "no images")
+
+
+# ---- Dask peers (loopback only, bounded in time) ---------------------------------------------
+
+def loopback_peer(reply: bytes | None, close: bool = False) -> str:
+    """A TCP peer on 127.0.0.1 that accepts and then sends ``reply`` (None: never speaks)."""
+    import socket
+    import threading
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(30)
+
+    def serve():
+        held = []
+        try:
+            while True:
+                conn, _ = srv.accept()
+                if close:
+                    conn.close()
+                    continue
+                held.append(conn)
+                if reply:
+                    conn.sendall(reply)
+        except OSError:
+            pass
+        time.sleep(0.1)
+    threading.Thread(target=serve, daemon=True).start()
+    return f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+
+
+def synth_via(user, address, fragment):
+    run = synth(user, "--scheduler", address, fragment=fragment)
+    run.env = {"ASQHW_DASK_TIMEOUT": "1.5"}
+    return run
+
+
+DASK_PEERS = {
+    # name: (what the peer sends, or None for silence; close at once; message fragment)
+    "silent-peer": (None, False, "did not answer"),
+    "random-bytes": (bytes(range(256)) * 64, False, "not a Dask scheduler"),
+    "huge-length-prefix": (b"\xff" * 8 + b"x" * 100, False, "not a Dask scheduler"),
+    "http-server": (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False, "not a Dask scheduler"),
+    "ssh-banner": (b"SSH-2.0-OpenSSH_9.6\r\n", False, "not a Dask scheduler"),
+    "closes-at-once": (None, True, "dropped the connection"),
+}
+
+for _name, (_reply, _close, _frag) in DASK_PEERS.items():
+    KINDS[f"synth-scheduler-{_name}"] = (lambda r, c, f: lambda user: synth_via(user, loopback_peer(r, c), f))(
+        _reply, _close, _frag)
+    KINDS[f"rtl-scheduler-{_name}"] = (lambda r, c, f: lambda user: Run(
+        ["conform", "-q", "--rtl", "--simulator", "amaranth", str(good_case(user)), "--scheduler",
+         loopback_peer(r, c)], f, env={"ASQHW_DASK_TIMEOUT": "1.5"}))(_reply, _close, _frag)
+
+
+for _name, _addr in (("port-out-of-range", "tcp://127.0.0.1:99999"), ("not-an-address", "tcp://a b:c"),
+                     ("unknown-protocol", "ucx://127.0.0.1:8786"), ("newline-in-address", "127.0.0.1:1\nx")):
+    KINDS[f"synth-scheduler-{_name}"] = (lambda a: lambda user: synth(user, "--scheduler", a,
+                                                                       fragment="tcp://HOST:PORT"))(_addr)
+
+
+@kind("synth-scheduler-environment-garbage")
+def _(user):
+    run = synth(user, fragment="tcp://HOST:PORT")
+    run.env = {"ASQHW_SCHEDULER": "::::"}
+    return run
+
+
+@kind("synth-dask-timeout-environment-garbage")
+def _(user):
+    run = synth(user, "--scheduler", "tcp://127.0.0.1:9", fragment="ASQHW_DASK_TIMEOUT")
+    run.env = {"ASQHW_DASK_TIMEOUT": "nan"}
+    return run
+
+
+# ---- checkpoints: fields of the wrong type or value ----------------------------------------
+
+_CKPT = {}
+
+
+def ckpt_base() -> dict:
+    """A well-formed (untrained) digits_cnn asq+post checkpoint, built without training."""
+    import copy
+
+    import torch
+
+    if not _CKPT:
+        from asqhw.golden.qat.checkpoint import FORMAT, VERSION
+        from asqhw.golden.qat.models import build_model
+        from asqhw.golden.qat.scheme import Scheme
+
+        torch.manual_seed(0)
+        scheme = {"name": "asq+post", "bits": 4, "e_max": "default", "reduction": 4, "beta_bits": 10,
+                  "beta_frac": 8}
+        net = build_model("digits_cnn", Scheme(**scheme))
+        float_state = {k: v.clone() for k, v in net.state_dict().items()}
+        net.to_qat()
+        _CKPT["base"] = {"format": FORMAT, "version": VERSION, "model": "digits_cnn", "scheme": scheme,
+                         "data": "digits", "mean": [0.3], "std": [0.37], "classes": 10, "seed": 0,
+                         "epochs": [1, 1], "float_state": float_state,
+                         "qat_state": {k: v.clone() for k, v in net.state_dict().items()},
+                         "float_acc": 50.0, "qat_acc": 50.0, "samples_x": torch.zeros(4, 1, 8, 8),
+                         "samples_y": torch.zeros(4, dtype=torch.int64)}
+    return copy.deepcopy(_CKPT["base"])
+
+
+def _zero_weights(c):
+    for k, v in c["qat_state"].items():
+        if k.endswith("weight"):
+            v.zero_()
+
+
+def _first_weight(c, value):
+    k = next(k for k, v in c["qat_state"].items() if k.endswith("weight") and v.dim() >= 2)
+    c["qat_state"][k].fill_(value)
+
+
+def _torch(fn):
+    def edit(c):
+        import torch
+        fn(c, torch)
+    return edit
+
+
+CKPT_KINDS = {
+    # name: (checkpoint edit, message fragment)
+    "qat-acc-nan": (lambda c: c.update(qat_acc=float("nan")), "qat_acc"),
+    "qat-acc-inf": (lambda c: c.update(qat_acc=float("inf")), "qat_acc"),
+    "qat-acc-string": (lambda c: c.update(qat_acc="99"), "qat_acc"),
+    "qat-acc-tensor": (_torch(lambda c, t: c.update(qat_acc=t.tensor(99.0))), "qat_acc"),
+    "qat-acc-above-100": (lambda c: c.update(qat_acc=150.0), "qat_acc"),
+    "float-acc-list": (lambda c: c.update(float_acc=[1.0]), "float_acc"),
+    "mean-string": (lambda c: c.update(mean="x"), "mean"),
+    "mean-nan": (lambda c: c.update(mean=[float("nan")]), "mean"),
+    "std-zero": (lambda c: c.update(std=[0.0]), "std"),
+    "std-tensor": (_torch(lambda c, t: c.update(std=t.tensor([1.0]))), "std"),
+    "std-longer-than-mean": (lambda c: c.update(std=[1.0, 2.0]), "std"),
+    "model-list": (lambda c: c.update(model=["x"]), "model"),
+    "model-unknown": (lambda c: c.update(model="resnet99"), "model"),
+    "scheme-string": (lambda c: c.update(scheme="asq+post"), "scheme"),
+    "scheme-name-list": (lambda c: c["scheme"].update(name=["a"]), "scheme"),
+    "scheme-bits-bool": (lambda c: c["scheme"].update(bits=True), "scheme"),
+    "scheme-bits-99": (lambda c: c["scheme"].update(bits=99), "bits"),
+    "scheme-unknown-field": (lambda c: c["scheme"].update(zero_point=0), "scheme"),
+    "classes-string": (lambda c: c.update(classes="10"), "classes"),
+    "classes-zero": (lambda c: c.update(classes=0), "classes"),
+    "data-integer": (lambda c: c.update(data=5), "data"),
+    "data-with-escape": (lambda c: c.update(data="digits\x1b[2J"), "data"),
+    "seed-string": (lambda c: c.update(seed="0"), "seed"),
+    "seed-negative": (lambda c: c.update(seed=-1), "seed"),
+    "epochs-string": (lambda c: c.update(epochs="1,1"), "epochs"),
+    "all-zero-weights": (_zero_weights, "every weight is zero"),
+    "nan-weights": (lambda c: _first_weight(c, float("nan")), "NaN"),
+    "inf-weights": (lambda c: _first_weight(c, float("inf")), "NaN or infinity"),
+    "qat-state-list": (lambda c: c.update(qat_state=[1]), "qat_state"),
+    "float-state-string": (lambda c: c.update(float_state="x"), "float_state"),
+    "state-entry-not-a-tensor": (lambda c: c["qat_state"].update(extra=3.0), "must be a tensor"),
+    "state-key-not-a-string": (_torch(lambda c, t: c["qat_state"].update({5: t.zeros(1)})), "qat_state"),
+    "samples-x-nan": (lambda c: c["samples_x"].fill_(float("nan")), "samples_x"),
+    "samples-x-list": (lambda c: c.update(samples_x=[1, 2]), "samples_x"),
+    "samples-x-three-dimensional": (lambda c: c.update(samples_x=c["samples_x"][0]), "samples_x"),
+    "samples-y-out-of-range": (lambda c: c["samples_y"].fill_(99), "samples_y"),
+    "samples-y-float": (lambda c: c.update(samples_y=c["samples_y"].float()), "samples_y"),
+    "samples-y-shorter": (lambda c: c.update(samples_y=c["samples_y"][:2]), "samples_y"),
+    "command-not-a-string": (lambda c: c.update(command=["rm"]), "command"),
+}
+
+
+def bad_ckpt(user: Path, edit) -> Path:
+    import torch
+
+    c = ckpt_base()
+    edit(c)
+    path = user / "bad.pt"
+    torch.save(c, path)
+    return path
+
+
+for _name, (_edit, _frag) in CKPT_KINDS.items():
+    KINDS[f"export-checkpoint-{_name}"] = (lambda ed, f: lambda user: Run(
+        ["golden", "export", "-q", "--model", str(bad_ckpt(user, ed)), "--out", str(user / "out")], f))(_edit, _frag)
+
+for _name in ("qat-acc-string", "all-zero-weights", "samples-y-float"):
+    KINDS[f"train-init-checkpoint-{_name}"] = (lambda ed, f: lambda user: Run(
+        ["train", "--init", str(bad_ckpt(user, ed)), "--out", str(user / "m.pt"), "-q"], f))(*CKPT_KINDS[_name])
+    KINDS[f"plot-checkpoint-{_name}"] = (lambda ed, f: lambda user: Run(
+        ["plot", "activations", "--lsq", str(bad_ckpt(user, ed)), "--asq", str(bad_ckpt(user, ed)),
+         "--out", str(user / "a.png")], f))(*CKPT_KINDS[_name])
+
+
+@kind("export-name-escapes-out")
+def _(user):
+    return Run(["golden", "export", "-q", "--model", str(bad_ckpt(user, lambda c: None)), "--out",
+                str(user / "out"), "--name", "../x"], "--name")
+
+
+@kind("export-name-absolute-path")
+def _(user):
+    return Run(["golden", "export", "-q", "--model", str(bad_ckpt(user, lambda c: None)), "--out",
+                str(user / "out"), "--name", str(user / "x")], "--name")
+
+
+@kind("export-name-hidden-file")
+def _(user):
+    return Run(["golden", "export", "-q", "--model", str(bad_ckpt(user, lambda c: None)), "--out",
+                str(user / "out"), "--name", ".x"], "--name")
+
+
+@kind("export-name-with-newline")
+def _(user):
+    return Run(["golden", "export", "-q", "--model", str(bad_ckpt(user, lambda c: None)), "--out",
+                str(user / "out"), "--name", "x\nasqhw: error: forged"], "--name")
+
+
+# ---- asqhw cycles: arguments, plot output, synthesis JSON --------------------------------------
+
+def cycles(*extra, fragment=""):
+    return Run(["cycles", "--model", "resnet20", *extra], fragment)
+
+
+for _name, _args, _frag in [
+    ("lanes-zero", ("--lanes", "0"), "--lanes"),
+    ("lanes-negative", ("--lanes", "-8"), "--lanes"),
+    ("lanes-huge", ("--lanes", "1000000"), "--lanes"),
+    ("sweep-lanes-zero", ("--sweep", "lanes=0"), "--sweep"),
+    ("sweep-lanes-zero-among-others", ("--sweep", "lanes=8,0,16"), "--sweep"),
+    ("sweep-lanes-twice", ("--sweep", "lanes=8,8"), "twice"),
+    ("sweep-garbage", ("--sweep", "lanes=eight"), "--sweep"),
+    ("sweep-unknown-key", ("--sweep", "batch=1,2"), "--sweep"),
+    ("sweep-empty", ("--sweep", "lanes=,"), "--sweep"),
+    ("clip-inf", ("--clip", "inf"), "--clip"),
+    ("clip-nan", ("--clip", "nan"), "--clip"),
+    ("clip-zero", ("--clip", "0"), "--clip"),
+    ("clip-negative", ("--clip", "-2"), "--clip"),
+    ("batch-zero", ("--batch", "0"), "--batch"),
+    ("batch-negative", ("--batch", "-1"), "--batch"),
+    ("batch-huge", ("--batch", "100000000"), "--batch"),
+    ("clock-nan", ("--clock", "nan"), "--clock"),
+    ("clock-negative", ("--clock", "-100"), "--clock"),
+    ("clock-zero", ("--clock", "0"), "--clock"),
+    ("clock-inf", ("--clock", "inf"), "--clock"),
+    ("out-bits-zero", ("--out-bits", "0"), "--out-bits"),
+    ("out-bits-17", ("--out-bits", "17"), "--out-bits"),
+    ("clock-from-synth-without-synth", ("--clock-from-synth",), "--synth"),
+]:
+    KINDS[f"cycles-{_name}"] = (lambda a, f: lambda user: cycles(*a, fragment=f))(_args, _frag)
+
+
+@kind("cycles-plot-unknown-extension")
+def _(user):
+    return cycles("--plot", str(user / "fig.bmp"), fragment="--plot")
+
+
+@kind("cycles-plot-folder-missing")
+def _(user):
+    return cycles("--plot", str(user / "figs" / "fig.png"), fragment="does not exist")
+
+
+@kind("cycles-plot-is-a-directory")
+def _(user):
+    (user / "figs.png").mkdir()
+    return cycles("--plot", str(user / "figs.png"), "--force", fragment="is a directory")
+
+
+@kind("cycles-plot-exists-without-force")
+def _(user):
+    (user / "fig.png").write_bytes(b"my figure")
+    return cycles("--plot", str(user / "fig.png"), fragment="--force")
+
+
+@kind("cycles-plot-name-without-suffix-exists")
+def _(user):
+    (user / "fig").write_bytes(b"my figure")
+    return cycles("--plot", str(user / "fig"), fragment="--force")
+
+
+@kind("cycles-plot-symlink-to-a-user-file-without-force")
+def _(user):
+    (user / "precious.txt").write_text("mine")
+    (user / "fig.png").symlink_to(user / "precious.txt")
+    return cycles("--plot", str(user / "fig.png"), fragment="--force")
+
+
+@kind("cycles-plot-dangling-symlink-without-force")
+def _(user):
+    (user / "fig.png").symlink_to(user / "elsewhere.png")
+    return cycles("--plot", str(user / "fig.png"), fragment="--force")
+
+
+@kind("cycles-plot-writes-exactly-the-name-given")
+def _(user):
+    (user / "fig.png").write_bytes(b"my figure")
+
+    def check(user, out, err):
+        assert (user / "fig").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (user / "fig.png").read_bytes() == b"my figure"
+    return Run(cycles("--plot", str(user / "fig")).argv, ok=True, check=check)
+
+
+@kind("cycles-plot-force-replaces-the-link-not-its-target")
+def _(user):
+    (user / "precious.txt").write_text("mine")
+    (user / "fig.svg").symlink_to(user / "precious.txt")
+
+    def check(user, out, err):
+        assert (user / "precious.txt").read_text() == "mine"
+        assert not (user / "fig.svg").is_symlink() and b"<svg" in (user / "fig.svg").read_bytes()
+    return Run(cycles("--plot", str(user / "fig.svg"), "--force").argv, ok=True, check=check,
+               updates=("fig.svg",))
+
+
+SYNTH_JSON = {
+    # name: (file content, message fragment)
+    "a-list": (b"[1, 2]", "rows"),
+    "rows-not-a-list": (b'{"rows": {"a": 1}}', "rows"),
+    "row-a-string": (b'{"rows": ["x"]}', "rows[0]"),
+    "row-lanes-string": (b'{"rows": [{"design": "x", "target": "t", "lanes": "8", "b_w": 4, "b_a": 4, '
+                         b'"lut": 1, "bram": 1, "fmax_mhz": 10}]}', "lanes"),
+    "row-lacks-lut": (b'{"rows": [{"design": "x", "target": "t", "lanes": 8, "b_w": 4, "b_a": 4, '
+                      b'"bram": 1, "fmax_mhz": 10}]}', "lut"),
+    "row-fmax-negative": (b'{"rows": [{"design": "x", "target": "t", "lanes": 8, "b_w": 4, "b_a": 4, '
+                          b'"lut": 1, "bram": 1, "fmax_mhz": -10}]}', "fmax_mhz"),
+    "number-1e400": (b'{"rows": [{"design": "x", "target": "t", "lanes": 8, "b_w": 4, "b_a": 4, '
+                     b'"lut": 1e400, "bram": 1, "fmax_mhz": 10}]}', "infinity"),
+    "nan": (b'{"rows": [], "x": NaN}', "NaN"),
+    "not-utf8": (b"\xff\xfe{}", "UTF-8"),
+    "truncated": (b'{"rows": [', "not valid JSON"),
+    "deeply-nested": (b"[" * 100000 + b"]" * 100000, "nested deeper"),
+}
+
+for _name, (_data, _frag) in SYNTH_JSON.items():
+    def _synth_json(user, data=_data, frag=_frag):
+        (user / "engine_synth.json").write_bytes(data)
+        return cycles("--synth", str(user / "engine_synth.json"), fragment=frag)
+    KINDS[f"cycles-synth-json-{_name}"] = _synth_json
+
+
+@kind("cycles-synth-json-missing")
+def _(user):
+    return cycles("--synth", str(user / "nope.json"), fragment="nope.json")
+
+
+@kind("cycles-synth-json-is-a-directory")
+def _(user):
+    (user / "s.json").mkdir()
+    return cycles("--synth", str(user / "s.json"), fragment="s.json")
+
+
+@kind("cycles-batch-with-case-files")
+def _(user):
+    return Run(["cycles", str(good_case(user)), "--batch", "4"], "--batch")
+
+
+@kind("cycles-case-files-of-different-batches")
+def _(user):
+    from asqhw.golden.corpus import large_case_spec
+    from asqhw.golden.export import export_case, linear
+
+    for name, batch in (("a", 2), ("b", 3)):
+        export_case(large_case_spec(name, layer=linear(3, 2), fmt="uniform", a_bits=4, w_bits=4, batch=batch),
+                    user / f"{name}.npz")
+    return Run(["cycles", str(user / "a.npz"), str(user / "b.npz")], "batches")
+
+
+@kind("cycles-post-split-case-with-e-max-above-32")
+def _(user):
+    from asqhw.golden.corpus import large_case_spec
+    from asqhw.golden.export import export_case, linear
+
+    path = user / "post7.npz"
+    export_case(large_case_spec("post7_split", layer=linear(16, 4), fmt="post", a_bits=4, w_bits=7, e_max=40,
+                                arch="split", batch=3), path)
+
+    def check(user, out, err):
+        head = out.splitlines()[0]
+        assert "post split a4/w7" in head and "batch 3" in head, head
+        assert "exact entry counts" in out
+    return Run(["cycles", str(path)], ok=True, check=check)
+
+
+# ---- asqhw train, asqhw run, asqhw overhead: arguments and outputs ------------------------------
+
+for _name, _args, _frag in [
+    ("seed-huge", ("--seed", str(10 ** 30)), "--seed"),
+    ("seed-negative", ("--seed", "-1"), "--seed"),
+    ("threads-zero", ("--threads", "0"), "--threads"),
+    ("threads-unbounded", ("--threads", "100000"), "--threads"),
+    ("subset-zero", ("--subset", "0"), "--subset"),
+    ("subset-huge", ("--subset", str(10 ** 12)), "--subset"),
+]:
+    KINDS[f"train-{_name}"] = (lambda a, f: lambda user: Run(
+        ["train", *a, "--out", str(user / "m.pt"), "-q"], f))(_args, _frag)
+
+
+for _name, _args, _frag in [
+    ("batch-zero", ("--batch", "0"), "--batch"),
+    ("batch-huge", ("--batch", str(10 ** 9)), "--batch"),
+    ("threads-zero", ("--threads", "0"), "threads"),
+    ("threads-unbounded", ("--threads", "100000"), "threads"),
+    ("limit-zero", ("--limit", "0"), "--limit"),
+]:
+    KINDS[f"run-{_name}"] = (lambda a, f: lambda user: Run(["run", "--model", str(good_net(user)), *a], f))(
+        _args, _frag)
+
+
+@kind("overhead-csv-exists-without-force")
+def _(user):
+    (user / "t.csv").write_text("mine")
+    return Run(["overhead", "--model", "resnet18", "--csv", str(user / "t.csv")], "--force")
+
+
+@kind("overhead-csv-folder-missing")
+def _(user):
+    return Run(["overhead", "--model", "resnet18", "--csv", str(user / "no" / "t.csv")], "does not exist")
+
+
+@kind("overhead-csv-under-a-file")
+def _(user):
+    (user / "f").write_text("mine")
+    return Run(["overhead", "--model", "resnet18", "--csv", str(user / "f" / "t.csv")], "under the file")
+
+
+@kind("overhead-csv-symlink-without-force")
+def _(user):
+    (user / "precious.txt").write_text("mine")
+    (user / "t.csv").symlink_to(user / "precious.txt")
+    return Run(["overhead", "--model", "resnet18", "--csv", str(user / "t.csv")], "--force")
+
+
+@kind("overhead-csv-unwritable")
+def _(user):
+    return Run(["overhead", "--model", "resnet18", "--csv", "/proc/asqhw-t.csv"], "/proc/asqhw-t.csv")
+
+
+@kind("overhead-csv-force-replaces-the-link-not-its-target")
+def _(user):
+    (user / "precious.txt").write_text("mine")
+    (user / "t.csv").symlink_to(user / "precious.txt")
+
+    def check(user, out, err):
+        assert (user / "precious.txt").read_text() == "mine"
+        assert not (user / "t.csv").is_symlink() and (user / "t.csv").read_text().startswith("bits,")
+    return Run(["overhead", "--model", "resnet18", "--csv", str(user / "t.csv"), "--force"], ok=True,
+               check=check, updates=("t.csv",))
+
+
+@kind("overhead-csv-on-a-full-disk-leaves-the-old-file")
+def _(user):
+    (user / "t.csv").write_text("my old table")
+    import asqhw.core.atomic as atomic_mod
+
+    real_open = open
+
+    def patch(mp):
+        def full_open(path, mode="r", *a, **k):
+            f = real_open(path, mode, *a, **k)
+            if "x" in mode and ".tmp-" in str(path):
+                class Full:
+                    def __enter__(s):
+                        return s
+
+                    def __exit__(s, *e):
+                        f.close()
+
+                    def write(s, data):
+                        raise OSError(28, "No space left on device")
+
+                    def flush(s):
+                        pass
+
+                    def fileno(s):
+                        return f.fileno()
+                return Full()
+            return f
+        mp.setattr(atomic_mod, "open", full_open, raising=False)
+    run = Run(["overhead", "--model", "resnet18", "--csv", str(user / "t.csv"), "--force"], "no space left")
+    run.patch = patch
+    return run
+
+
 def snapshot(root: Path) -> dict:
-    """Every file and directory under ``root`` with its bytes (directories: None)."""
+    """Every file and directory under ``root`` with its bytes (directories: None; links: their target)."""
     out = {}
     for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = None if p.is_dir() else p.read_bytes()
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            out[key] = ("link", os.readlink(p))
+        else:
+            out[key] = None if p.is_dir() else p.read_bytes()
     return out
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from asqhw.core.atomic import check_target, ensure_dir, replace_dir, write_bytes
 from asqhw.core.errors import UserError
-from asqhw.core.safezip import SafeZip, loads_json, parse_npy
+from asqhw.core.safezip import (DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES_ENV, SafeZip, check_total, loads_json,
+                                 max_file_bytes, parse_npy, set_max_file_bytes)
 
 
 def test_write_without_force_never_replaces_and_leaves_no_temporary(tmp_path):
@@ -95,3 +96,32 @@ def test_strict_json_refuses_nan_and_deep_nesting():
         loads_json(b'{"a": NaN}', "m")
     with pytest.raises(UserError, match="nested deeper"):
         loads_json(b"[" * 65 + b"]" * 65, "m")
+
+
+def test_strict_json_refuses_a_number_that_overflows_to_infinity():
+    with pytest.raises(UserError, match="overflows to infinity"):
+        loads_json(b'{"a": 1e400}', "m")
+    with pytest.raises(UserError, match="overflows to infinity"):
+        loads_json(b'[-1e999]', "m")
+    assert loads_json(b"[1e300]", "m") == [1e300]
+
+
+def test_the_total_size_limit_has_a_default_an_environment_variable_and_a_flag(monkeypatch):
+    monkeypatch.delenv(MAX_FILE_BYTES_ENV, raising=False)
+    set_max_file_bytes(None)
+    assert max_file_bytes() == DEFAULT_MAX_FILE_BYTES == 1 << 28
+    monkeypatch.setenv(MAX_FILE_BYTES_ENV, "512M")
+    assert max_file_bytes() == 1 << 29
+    try:
+        assert set_max_file_bytes("2G") == 1 << 31          # the flag wins over the environment
+        check_total(1 << 31, "f")
+        with pytest.raises(UserError, match="f declares 2147483649 bytes of arrays, more than the limit"):
+            check_total((1 << 31) + 1, "f")
+    finally:
+        set_max_file_bytes(None)
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-5", "1.5G", "0", "512", "2T", "1e9", "١٢٣٤K"])
+def test_a_size_limit_outside_1k_to_1t_or_not_a_count_is_refused(text):
+    with pytest.raises(UserError, match="--max-file-bytes"):
+        set_max_file_bytes(text)

@@ -26,10 +26,27 @@ from typing import Any, Callable, Iterator
 from asqhw.core.errors import UserError
 from asqhw.core.validate import check_int
 
-__all__ = ["ENV", "Outcome", "JobRunner", "scheduler_address", "describe_failure", "check_jobs"]
+__all__ = ["ENV", "TIMEOUT_ENV", "default_timeout", "probe_scheduler", "Outcome", "JobRunner", "scheduler_address",
+           "describe_failure", "check_jobs"]
 
 #: Environment variable naming the scheduler when ``--scheduler`` is not given.
 ENV = "ASQHW_SCHEDULER"
+#: Environment variable: seconds to wait for a scheduler to answer (default 10).
+TIMEOUT_ENV = "ASQHW_DASK_TIMEOUT"
+
+
+def default_timeout() -> float:
+    """``$ASQHW_DASK_TIMEOUT`` seconds (0.1..3600), else 10."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return 10.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.1 <= value <= 3600:
+        raise UserError(f"${TIMEOUT_ENV} must be seconds in 0.1..3600, not {text[:40]!r}")
+    return value
 
 
 @dataclass
@@ -166,8 +183,9 @@ class JobRunner:
     scheduler : str or None
         Address of a running Dask scheduler (``tcp://HOST:PORT``); None takes
         ``$ASQHW_SCHEDULER``, and without it the local in-process cluster.
-    connect_timeout : float
-        Seconds to wait for the scheduler, and for its first worker.
+    connect_timeout : float or None
+        Seconds to wait for the scheduler, and for its first worker (None:
+        ``$ASQHW_DASK_TIMEOUT``, else 10).
 
     Raises
     ------
@@ -177,11 +195,11 @@ class JobRunner:
     """
 
     def __init__(self, jobs: int = 1, scheduler: str | None = None, *,
-                 connect_timeout: float = 10.0):
+                 connect_timeout: float | None = None):
         check_jobs(jobs)
         self.address = scheduler_address(scheduler)
         self.remote = self.address is not None
-        self._timeout = connect_timeout
+        self._timeout = default_timeout() if connect_timeout is None else connect_timeout
         try:
             from distributed import Client, as_completed
         except ImportError:
