@@ -48,6 +48,7 @@ def _set(path, value):
     (_set([2, "unit", "bits"], 9), "q1.bits must be an integer in 2..8"),
     (_set([4, "attrs", "padding"], 2), "pool.padding must be an integer in 0..1"),
     (_set(["input_shape"], [1, 8]), "input_shape must be [C, H, W]"),
+    (_set(["input_shape"], [3, 1 << 16, 1 << 16]), "more than 16777216 values"),
     (_set(["name"], "My Net"), "bad network name"),
     (_set(["nodes"], []), "1..4096 nodes"),
     (lambda s: s["nodes"].pop(), "the last a linear layer"),

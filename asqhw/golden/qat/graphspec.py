@@ -32,6 +32,7 @@ __all__ = ["spec_of", "build_from_spec", "safe_name", "NAME_RE", "MAX_NODES"]
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_NODES = 4096
 MAX_UNIT_PARAMS = 1 << 27
+MAX_INPUT = 1 << 24
 _UNIT = {"conv": ("cin", "cout", "kernel", "stride", "padding"), "linear": ("cin", "cout"),
          "quant": ("bits", "channels"), "input": (), "add": (), "maxpool": (), "avgpool": ()}
 _ATTRS = {"conv": ("relu", "edge"), "linear": ("edge",), "add": ("relu",), "maxpool": ("kernel", "stride", "padding"),
@@ -122,6 +123,8 @@ def build_from_spec(spec, scheme: Scheme) -> QatNet:
     if not isinstance(shape, list) or len(shape) != 3:
         raise UserError(f"checkpoint graph: input_shape must be [C, H, W], not {shape!r}")
     shape = [_int(v, "input_shape", 1) for v in shape]
+    if shape[0] * shape[1] * shape[2] > MAX_INPUT:
+        raise UserError(f"checkpoint graph: an input of {'x'.join(map(str, shape))} is more than {MAX_INPUT} values")
     classes = _int(spec.get("classes"), "classes", 1)
     name = spec.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
