@@ -75,7 +75,7 @@ def test_digits_network_is_bit_exact_with_stalls(digits_run):
 
 def test_digits_cycles_equal_the_model_in_every_sample_and_step(digits, digits_run):
     model = image_cycles(program.build(digits, 8))
-    assert digits_run.cycles == [model.total] * 3 == [86400] * 3
+    assert digits_run.cycles == [model.total] * 3 == [76716] * 3
     assert digits_run.steps == [s.total for s in model.steps]
     assert digits_run.step_errors == 0
     assert digits_run.step_phases == [s.phases for s in model.steps]

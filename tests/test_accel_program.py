@@ -57,6 +57,7 @@ def test_digits_steps_follow_the_nodes_with_adapters_after_their_producers(prog)
 def test_one_engine_per_distinct_datapath(prog):
     assert [e.layers for e in prog.engines] == [["conv1"], ["conv2", "conv3"], ["fc"]]
     assert [e.ecfg.out_signed for e in prog.engines] == [False, False, True]
+    assert [e.ecfg.term_rom for e in prog.engines] == [tuple(e.terms) for e in prog.engines]      # terms in ROM
 
 
 def test_quant_read_by_layers_is_applied_on_the_load(prog):
@@ -147,14 +148,14 @@ def test_cycle_model_is_the_sum_of_its_documented_parts(prog):
         f = s.fields
         if s.op == "LAYER":
             e = prog.engines[f["engine"]].ecfg
-            total += 2 + max(s.act_words + 3, f["t_count"] + 2, f["p_count"] + 2) \
+            total += 2 + max(s.act_words + 3, f["p_count"] + 2) \
                 + run_cycles(e.lanes, s.shape.engine_geometry, s.counts).cycles + f["out_words"]
         elif s.op == "VEC":
             total += s.act_words + 4
         else:
             loads = [n + 2 for n in (f["aw_count"], f["aq_count"], f["am_count"]) if n]
             total += 2 + max(loads + [1]) + adapter_cycles(f["channels"], f["hidden"], multipliers=f["am_count"])
-    assert ic.total == total == 86400
+    assert ic.total == total == 76716
     assert ic.period == max(64 + 1 + total, total + 10 + OUT_LATENCY)
 
 
@@ -192,7 +193,7 @@ def test_rom_images_round_trip_through_the_hex_files(prog):
         assert [int(v, 2) for v in files[f"{m['name']}.mem"].split()] == words
         assert all(len(v) == m["width"] for v in files[f"{m['name']}.mem"].split())
     man = json.loads(files["manifest.json"])
-    assert man["cycles_per_image"] == 86400
+    assert man["cycles_per_image"] == 76716
     assert {r["name"] for r in man["roms"]} >= {"engine1_terms", "descriptors", "adapter_q"}
 
 
@@ -217,15 +218,15 @@ def test_cycles_command_gives_the_accelerator_count_of_an_export(capsys):
     code, out, err = run(capsys, "cycles", "--model", str(BUNDLED), "--lanes", "8", "--json")
     assert code == 0, err
     acc = json.loads(out)["accelerator"][0]
-    assert acc["lanes"] == 8 and acc["cycles_per_image"] == 86400
-    assert [s["cycles"] for s in acc["steps"]] == [2350, 223, 38184, 2052, 631, 41200, 516, 583, 661]
+    assert acc["lanes"] == 8 and acc["cycles_per_image"] == 76716
+    assert [s["cycles"] for s in acc["steps"]] == [2317, 223, 35779, 2052, 631, 34231, 516, 583, 384]
     code, out, _ = run(capsys, "cycles", "--model", str(BUNDLED), "--lanes", "8")
-    assert "per image: 86400 cycles" in out
+    assert "per image: 76716 cycles" in out
 
 
 def test_program_for_a_device_it_does_not_fit_is_one_line_with_the_numbers(tmp_path, capsys):
     code, _, err = run(capsys, "program", str(BUNDLED), "-o", str(tmp_path / "x"), "--device", "ice40up5k")
-    assert_one_line_error(code, err, "does not fit ice40up5k: needs 66 block RAMs, the device has 30")
+    assert_one_line_error(code, err, "does not fit ice40up5k: needs 63 block RAMs, the device has 30")
     assert not (tmp_path / "x").exists()
     code, _, err = run(capsys, "program", str(BUNDLED), "-o", str(tmp_path / "y"), "--device", "ecp5-25f")
     assert code == 0, err

@@ -4,8 +4,8 @@ Every step starts with ``FETCH`` (the descriptor ROM read) and ``GO`` (its units
 feeders and the vector unit issue one read per cycle from ``GO + 1`` and their words arrive one
 cycle (feeders) or two cycles (vector unit) later:
 
-- ``LAYER``: the loads are idle ``load = max(N + 3, n_terms + 2, n_chan + 2)`` cycles after
-  ``GO`` (``N`` activation words); the engine starts in that cycle and is done
+- ``LAYER``: the loads are idle ``load = max(N + 3, n_chan + 2)`` cycles after ``GO`` (``N``
+  activation words; the terms are in the engine's ROM); the engine starts in that cycle and is done
   ``hdl.engine.cycles.run_cycles`` cycles later; the drain then writes one output per cycle:
   ``2 + load + run + out_words``;
 - ``VEC`` (pool, add, stored quant): ``N`` reads, outputs two cycles after their window's last
@@ -85,7 +85,7 @@ def image_cycles(prog: AccelProgram) -> ImageCycles:
         f = s.fields
         if s.op == "LAYER":
             ecfg = prog.engines[f["engine"]].ecfg
-            load = max(s.act_words + 3, f["t_count"] + 2, f["p_count"] + 2)
+            load = max(s.act_words + 3, f["p_count"] + 2)
             run = run_cycles(ecfg.lanes, s.shape.engine_geometry, s.counts, ecfg.rq_pipeline).cycles
             ph = {"fetch": STEP_OVERHEAD, "load": load, "run": run, "drain": f["out_words"]}
         elif s.op == "VEC":

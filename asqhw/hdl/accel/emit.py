@@ -39,7 +39,8 @@ def images(prog: AccelProgram) -> list[dict]:
         else:
             payload = [("code", c.dp.storage_bits, "weight code as stored")]
         out.append({"name": f"engine{i}_terms", "width": c.term_bits, "words": e.terms, "kind": "weights",
-                    "holds": f"term entries of {', '.join(e.layers)} (docs/engine.md), layer after layer",
+                    "holds": f"the engine's term memory (initialised): term entries of {', '.join(e.layers)} "
+                             "(docs/engine.md), layer after layer; a run starts at its t_base",
                     "fields": _fields(payload + [("offset", c.act_addr_bits, "activation offset")])})
         out.append({"name": f"engine{i}_params", "width": c.param_bits, "words": e.params, "kind": "weights",
                     "holds": "channel words, one per output channel, layer after layer",

@@ -1,8 +1,8 @@
 """Every on-chip memory of an accelerator build, by kind, and whether it fits a device's block RAM.
 
-Kinds: ``weights`` (ROMs of the engines' terms and channel words, the adapter's weights,
-requantiser words and static multipliers), ``engine`` (each engine's working memories: term
-and channel memories loaded per layer, its banked activation buffer and its output buffer),
+Kinds: ``weights`` (ROMs: each engine's term memory, the channel words, the adapter's weights,
+requantiser words and static multipliers), ``engine`` (each engine's working memories: the
+channel memory loaded per layer, its banked activation buffer and its output buffer),
 ``tensors`` (``tmem``: the input, every wide tensor and stored codes, 16 bits a word; the wide
 tensor waits here while the adapter computes ``beta``), ``tables`` (descriptors, the ``M_n``
 RAM, the adapter unit's own memories).
@@ -56,10 +56,9 @@ def memories(prog: AccelProgram) -> list[MemoryUse]:
     for i, e in enumerate(prog.engines):
         c = e.ecfg
         out += [MemoryUse(f"engine{i}_terms", "weights", max(len(e.terms), 1), c.term_bits, True,
-                          f"term entries of {', '.join(e.layers)}"),
+                          f"the engine's term memory, a ROM: term entries of {', '.join(e.layers)}"),
                 MemoryUse(f"engine{i}_params", "weights", max(len(e.params), 1), c.param_bits, True,
                           "channel words (count, M, B, sh)"),
-                MemoryUse(f"engine{i}.wmem", "engine", c.term_depth, c.term_bits, False, "the running layer's terms"),
                 MemoryUse(f"engine{i}.pmem", "engine", c.max_channels, c.param_bits, False,
                           "the running layer's channel words (M_n in place of M)"),
                 MemoryUse(f"engine{i}.abank", "engine", c.bank_depth, c.dp.a_bits, False,

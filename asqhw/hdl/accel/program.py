@@ -6,9 +6,10 @@ a layer) has a region of the tensor memory ``tmem`` (16-bit words, ``[c][h][w]``
 allocated by liveness. A ``quant`` read by layers only is never stored: it is applied while the
 layer's activation buffer is loaded. The steps are:
 
-- ``LAYER``: load an engine (terms and channel words from its ROMs, per-sample ``M_n`` from the
-  ``mn`` RAM when ``beta_from``; activations from ``tmem`` through the vector unit, zero-padded
-  in the engine's layout), start it, drain its outputs into ``tmem``;
+- ``LAYER``: load an engine (channel words from its ROM, per-sample ``M_n`` from the ``mn`` RAM
+  when ``beta_from``; activations from ``tmem`` through the vector unit, zero-padded in the
+  engine's layout; the terms stay in the engine's term ROM, addressed from ``t_base``), start
+  it, drain its outputs into ``tmem``;
 - ``VEC``: the vector unit over ``tmem``: max/avg pool, residual add, or a stored ``quant``;
 - ``ADAPTER``: load the adapter unit's parameters, run its pass (the pool was taken while the
   producing step wrote the tensor: the *tap*), keep ``beta_q``, ``R``, ``sh`` in the adapter's
@@ -20,7 +21,7 @@ Every descriptor is one word of :data:`DESC_FIELDS`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -320,6 +321,14 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
         ecfg = EngineConfig(dp, lanes, acc, 16 if signed_out else 15, signed_out, _schedule(dp),
                             act_depth=-(-(act + 1) // lanes) * lanes, term_depth=max(s[1] for s in sizes),
                             out_depth=max(s[2] for s in sizes), max_channels=max(s[3] for s in sizes))
+        # the engine's term memory is a ROM holding every layer's terms (EngineConfig.term_rom):
+        # runs address it from their term_base, nothing is loaded per image
+        terms = []
+        for nd, shape in members:
+            x = np.zeros((1, shape.c_in) if shape.kind == "linear" else (1, shape.c_in, shape.h, shape.w))
+            terms += build_program(ecfg, shape, x, net.param(nd["name"], "w"), net.param(nd["name"], "M"),
+                                   net.param(nd["name"], "B"), net.param(nd["name"], "sh")).terms
+        ecfg = replace(ecfg, term_depth=max(len(terms), 1), term_rom=tuple(terms))
         slot = EngineSlot(ecfg)
         for nd, shape in members:
             x = np.zeros((1, shape.c_in) if shape.kind == "linear" else (1, shape.c_in, shape.h, shape.w))
@@ -329,6 +338,8 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
             slot.layers.append(nd["name"])
             slot.terms += pr.terms
             slot.params += pr.params
+        if slot.terms != terms:
+            raise AssertionError("term images differ between the two engine builds")
         engine_of.update({nd["name"]: len(engines) for nd, _ in members})
         engines.append(slot)
 

@@ -4,7 +4,7 @@ States (docs/accelerator.md): ``RX`` receives an image into the input region of 
 ``WAIT`` holds it until ``start`` (or ``auto``) and an empty output FIFO; then per step
 ``FETCH`` (the descriptor ROM's read) and ``GO`` (starts the step's units), then
 
-- ``LAYER``: ``L_LOAD`` (terms, channel words and activations stream into the engine) ->
+- ``LAYER``: ``L_LOAD`` (channel words and activations stream into the engine) ->
   ``L_RUN`` (engine started in the cycle the loads are idle; waits for ``done``) -> ``L_DRAIN``
   (one output per cycle into ``tmem``, the adapter tap and, for the output layer, the FIFO);
 - ``VEC``: ``V_RUN`` until the vector unit's ``done``;
@@ -149,19 +149,16 @@ class Core(wiring.Component):
             adapter.n_mults.eq(desc.am_count), adapter.g.eq(desc.g), adapter.hw.eq(desc.tap_hw),
         ]
 
-        engines, tfeed, pfeed = [], [], []
+        engines, pfeed = [], []
         for i, slot in enumerate(p.engines):
             e = slot.ecfg
-            eng = Engine(e)
-            tf = RomFeeder(slot.terms, e.term_bits)
+            eng = Engine(e)             # its term memory is the ROM of its layers' terms
             pf = RomFeeder(slot.params, e.param_bits, 12)
             m.submodules[f"engine{i}"] = eng
-            m.submodules[f"tfeed{i}"], m.submodules[f"pfeed{i}"] = tf, pf
+            m.submodules[f"pfeed{i}"] = pf
             lw = sum(f.width for _, f in e.layer_layout())
-            m.d.comb += [eng.layer.as_value().eq(desc.layer[:lw]),
-                         tf.base.eq(desc.t_base), tf.count.eq(desc.t_count),
+            m.d.comb += [eng.layer.as_value().eq(desc.layer[:lw]), eng.term_base.eq(desc.t_base),
                          pf.base.eq(desc.p_base), pf.count.eq(desc.p_count),
-                         eng.w_in.valid.eq(tf.valid), eng.w_in.payload.eq(tf.data),
                          eng.y_out.ready.eq(1)]
             # channel words: the static M replaced by M_n from the mn RAM when the layer has beta_from
             cb, nacc = e.count_bits, e.n_acc
@@ -175,7 +172,6 @@ class Core(wiring.Component):
                 m.d.comb += word.eq(Cat(pf.data[:cb], mn_word, pf.data[cb + mbits:]))
             m.d.comb += [eng.p_in.valid.eq(pf.valid), eng.p_in.payload.eq(word)]
             engines.append(eng)
-            tfeed.append(tf)
             pfeed.append(pf)
         # mn RAM read pointer of the parameter feeders: mn_base + index * n_acc
         sel_idx = Signal(16)
@@ -225,7 +221,7 @@ class Core(wiring.Component):
         for i, eng in enumerate(engines):
             with m.If(sel == i):
                 m.d.comb += [eng_done.eq(eng.done), eng_y_valid.eq(eng.y_out.valid),
-                             loads_busy.eq(tfeed[i].busy | pfeed[i].busy | vec.busy),
+                             loads_busy.eq(pfeed[i].busy | vec.busy),
                              eng.a_in.valid.eq(vec.y_valid & desc.sink),
                              eng.a_in.payload.eq(vec.y[:eng.config.dp.a_bits])]
                 if eng.config.out_signed:
@@ -298,7 +294,7 @@ class Core(wiring.Component):
                 m.d.comb += vec.start.eq(1)
                 for i in range(len(engines)):
                     with m.If(sel == i):
-                        m.d.comb += [tfeed[i].start.eq(1), pfeed[i].start.eq(1)]
+                        m.d.comb += pfeed[i].start.eq(1)
                 m.d.sync += state.eq(L_LOAD)
             with m.Elif(desc.op == OPS["VEC"]):
                 m.d.comb += vec.start.eq(1)

@@ -47,6 +47,10 @@ class EngineConfig:
     rq_pipeline : int
         Register stages of the drain's requantiser, 1..3 (``hdl.requant``); each one adds
         a cycle to the end of a run and shortens the requantiser's critical path.
+    term_rom : tuple of int
+        Initial contents of the term memory (empty: none). With it the engine has a
+        ``term_base`` port added to every term address, so one build holds the terms of
+        several layers and a run needs no ``w_in`` load (``hdl.accel``).
     """
 
     dp: Datapath
@@ -60,6 +64,7 @@ class EngineConfig:
     out_depth: int = 4096
     max_channels: int = 64
     rq_pipeline: int = 1
+    term_rom: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.dp, Datapath):
@@ -81,6 +86,8 @@ class EngineConfig:
         check_int("rq_pipeline", self.rq_pipeline, 1, 3)
         if self.act_depth % self.lanes:
             raise UserError(f"act_depth must be a multiple of lanes ({self.lanes}), not {self.act_depth}")
+        if not isinstance(self.term_rom, tuple) or len(self.term_rom) > self.term_depth:
+            raise UserError(f"term_rom must be a tuple of at most term_depth ({self.term_depth}) words")
 
     # --- derived widths ----------------------------------------------------
     @property
@@ -169,6 +176,10 @@ class EngineConfig:
               f"{self.out_depth}x{self.max_channels}")
         if self.rq_pipeline != 1:
             t += f"_rq{self.rq_pipeline}"
+        if self.term_rom:
+            import hashlib
+
+            t += "_trom" + hashlib.sha256(repr(self.term_rom).encode()).hexdigest()[:8]
         return t
 
     def memory_bits(self) -> dict:

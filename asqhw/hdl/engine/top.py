@@ -47,6 +47,8 @@ class Engine(wiring.Component):
     w_in, a_in, p_in : In(stream.Signature)
         Load the term memory, the activation buffer and the channel memory from
         address 0 (refused while busy; the load pointers return to 0 at ``done``).
+    term_base : In(range(term_depth + 1))
+        Only with ``EngineConfig.term_rom``: added to every term address (held while busy).
     y_out : Out(stream.Signature(out code))
         After ``done``: the output buffer from address 0, ``[c][n][oy][ox]``.
     """
@@ -55,7 +57,7 @@ class Engine(wiring.Component):
         if not isinstance(ecfg, EngineConfig):
             raise TypeError(f"ecfg must be an EngineConfig, not {ecfg!r}")
         self._e = ecfg
-        super().__init__({
+        members = {
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
@@ -64,7 +66,10 @@ class Engine(wiring.Component):
             "a_in": In(stream.Signature(unsigned(ecfg.dp.a_bits))),
             "p_in": In(stream.Signature(unsigned(ecfg.param_bits))),
             "y_out": Out(stream.Signature(ecfg.out_shape)),
-        })
+        }
+        if ecfg.term_rom:       # an initialised term memory: runs address it from term_base
+            members["term_base"] = In(range(ecfg.term_depth + 1))
+        super().__init__(members)
 
     @property
     def config(self) -> EngineConfig:
@@ -76,7 +81,7 @@ class Engine(wiring.Component):
         L, ab = e.lanes, e.dp.a_bits
 
         # --- memories and loaders ------------------------------------------------
-        m.submodules.wmem = wmem = Memory(shape=unsigned(e.term_bits), depth=e.term_depth, init=[])
+        m.submodules.wmem = wmem = Memory(shape=unsigned(e.term_bits), depth=e.term_depth, init=list(e.term_rom))
         banks = []
         for b in range(L):
             banks.append(Memory(shape=unsigned(ab), depth=e.bank_depth, init=[]))
@@ -133,7 +138,7 @@ class Engine(wiring.Component):
               "last": Signal(name="s2_last"), "payload": Signal(e.payload_bits, name="s2_payload"),
               "nv": Signal(range(L + 1), name="s2_nv"), "chan": Signal(e.chan_bits, name="s2_chan")}
         m.d.comb += [
-            w_rd.addr.eq(chan_start + k),
+            w_rd.addr.eq(chan_start + k + self.term_base if e.term_rom else chan_start + k),
             t_first.eq(k == 0),
             t_last.eq(k == n_c - 1),
         ]
