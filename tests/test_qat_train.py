@@ -31,6 +31,7 @@ def test_summary_reports_float_and_qat_accuracy(tmp_path, capsys):
     assert main(ARGS + ["--epochs", "0,0", "--out", str(tmp_path / "s.pt")]) == 0
     out = capsys.readouterr().out
     assert "float accuracy" in out and "QAT accuracy" in out
+    assert "beta p5-p95 over 360 test images: q1 " in out and "q3 " in out
 
 
 def test_same_seed_gives_the_same_qat_network(trained, tmp_path):

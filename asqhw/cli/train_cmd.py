@@ -146,6 +146,13 @@ def cmd_train(args) -> int:
     ie = ckpt.get("int_exact_epochs", 0)
     print(f"QAT accuracy   {ckpt['qat_acc']:.2f}% ({qe} epochs" + (f", then {ie} integer-exact: the integer network's; "
           f"{ckpt['fake_quant_acc']:.2f}% fake-quantised before them)" if ie else ")"))
+    if scheme.adapter:
+        from asqhw.golden.qat.betastats import beta_spread
+        from asqhw.golden.qat.checkpoint import net_from_checkpoint
+
+        rows = beta_spread(net_from_checkpoint(ckpt), data.x_test[:1000])
+        print(f"beta p5-p95 over {min(len(data.y_test), 1000)} test images: "
+              + ", ".join(f"{r['node']} {r['p5']:.3f}-{r['p95']:.3f}" for r in rows))
     n_train = min(args.subset or len(data.y_train), len(data.y_train))
     print(f"train samples {n_train}, test samples {len(data.y_test)}, "
           f"{secs:.1f} s, {used} thread{'s' if used > 1 else ''}")
