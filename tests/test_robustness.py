@@ -1710,6 +1710,51 @@ def _(user):
     return run
 
 
+# ---- a real scheduler on loopback: without workers, and killed mid-run ----------------------
+
+def loopback_scheduler(user: Path):
+    """A Dask scheduler process on 127.0.0.1 (no workers); returns (address, process)."""
+    import time
+
+    info = user.parent / "scheduler.json"
+    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                             "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (info.exists() and info.stat().st_size):
+        assert proc.poll() is None and time.monotonic() < deadline, "scheduler did not start"
+        time.sleep(0.1)
+    return json.loads(info.read_text())["address"], proc
+
+
+def _stop_later(proc, seconds):
+    import threading
+
+    def stop():
+        proc.kill()
+        proc.wait(10)
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    return timer
+
+
+@kind("synth-scheduler-without-workers")
+def _(user):
+    address, proc = loopback_scheduler(user)
+    run = synth_via(user, address, "has no workers")
+    run.patch = lambda mp: _stop_later(proc, 30).start()         # stopped whatever happens
+    return run
+
+
+@kind("synth-scheduler-killed-while-waiting-for-workers")
+def _(user):
+    address, proc = loopback_scheduler(user)
+    run = synth(user, "--scheduler", address, fragment="scheduler")
+    run.env = {"ASQHW_DASK_TIMEOUT": "8"}
+    run.patch = lambda mp: _stop_later(proc, 2).start()
+    return run
+
+
 def snapshot(root: Path) -> dict:
     """Every file and directory under ``root`` with its bytes (directories: None; links: their target)."""
     out = {}

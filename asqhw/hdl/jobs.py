@@ -91,6 +91,14 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
     return f"tcp://{m.group(1)}:{int(m.group(2))}"
 
 
+def _quiet_loggers() -> list:
+    """The loggers of :data:`_LOGGERS` and every child logger that has its own level
+    (Dask's logging config gives ``distributed.client`` and others theirs)."""
+    names = set(_LOGGERS) | {name for name in logging.root.manager.loggerDict
+                             if name.split(".")[0] in _LOGGERS}
+    return [logging.getLogger(name) for name in sorted(names)]
+
+
 def _recv_exact(sock, n: int, deadline: float) -> bytes:
     out = bytearray()
     while len(out) < n:
@@ -208,7 +216,7 @@ class JobRunner:
         # interleave with the progress lines: only errors pass while the runner lives.
         # A lost scheduler makes Dask, tornado and asyncio log tracebacks: nothing below
         # CRITICAL passes while the runner lives (its own errors come back as Outcomes).
-        self._logs = [logging.getLogger(name) for name in _LOGGERS]
+        self._logs = _quiet_loggers()
         self._log_levels = [log.level for log in self._logs]
         for log in self._logs:
             log.setLevel(logging.CRITICAL)
@@ -244,15 +252,19 @@ class JobRunner:
 
     def close(self) -> None:
         """Cancel what is still queued and disconnect (the local cluster stops)."""
+        lost = getattr(self.client, "status", "running") != "running"
         try:
             if self._tags:
                 self.client.cancel(list(self._tags))
                 self._tags.clear()
             self.client.close(timeout=self._timeout)
         except Exception:                         # noqa: BLE001 - a scheduler already gone
-            pass
+            lost = True
         finally:
-            self._restore_logs()
+            # after a lost scheduler, Dask's reconnect timer may still log (with tracebacks)
+            # from its own thread: its loggers then stay quiet for the rest of the process
+            if not lost:
+                self._restore_logs()
 
     def _restore_logs(self) -> None:
         for log, level in zip(self._logs, self._log_levels):
@@ -274,9 +286,14 @@ class JobRunner:
             return {self.address: fn(*args)}
         try:
             self.client.wait_for_workers(1, timeout=self._timeout)
-        except TimeoutError:
-            raise UserError(f"the Dask scheduler at {self.address} has no workers") from None
-        results = self.client.run(fn, *args, on_error="return")
+            results = self.client.run(fn, *args, on_error="return")
+        except TimeoutError as e:
+            if type(e).__name__ == "WorkerStartTimeoutError" or "worker" in str(e).lower():
+                raise UserError(f"the Dask scheduler at {self.address} has no workers") from None
+            raise UserError(f"lost the Dask scheduler at {self.address} ({_one_line(e)[:200]})") from None
+        except Exception as e:                    # noqa: BLE001 - the scheduler went away meanwhile
+            raise UserError(f"lost the Dask scheduler at {self.address} "
+                            f"({type(e).__name__}: {_one_line(e)[:200]})") from None
         for worker, value in sorted(results.items()):
             if isinstance(value, BaseException):
                 hint = ("; install asq-hw on every worker"
