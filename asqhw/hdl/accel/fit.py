@@ -124,7 +124,8 @@ def fit_line(prog: AccelProgram, device: str) -> str:
     f = fit(prog, device)
     kinds = ", ".join(f"{k} {v / 1024:.1f} kbit" for k, v in f["bits"].items())
     if f["fits"]:
-        return (f"{prog.net.name} fits {device}: {f['brams']} of {f['brams_available']} block RAMs"
+        return (f"{prog.net.name}'s memories fit {device} (logic and DSPs: see a synthesis run): "
+                f"{f['brams']} of {f['brams_available']} block RAMs"
                 + (f", {f['sprams']} of {f['sprams_available']} SPRAMs" if f["sprams_available"] else "")
                 + f" ({kinds})")
     return (f"{prog.net.name} does not fit {device}: needs {f['brams']} block RAMs, the device has "
