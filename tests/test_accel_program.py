@@ -244,3 +244,20 @@ def test_conform_network_trace_name_is_checked_before_any_work(tmp_path, capsys,
     code, _, err = run(capsys, "conform", "--rtl", "--unit", "network", "--trace", str(tmp_path / name), str(BUNDLED))
     assert_one_line_error(code, err, fragment)
     assert (tmp_path / "exists.vcd").read_text() == "keep"
+
+
+def test_adapters_of_different_beta_formats_are_refused_in_one_line():
+    net = _random(0)
+    net.node("a2")["beta_bits"] = 9
+    with pytest.raises(UserError, match="different \\(beta_bits, beta_frac\\) \\[\\(9, 8\\), \\(10, 8\\)\\]"):
+        program.build(net, 4)
+
+
+def test_the_output_layer_must_be_the_last_step():
+    m, p = random_network(0, samples=0)
+    m["nodes"].append({"name": "extra", "op": "maxpool", "inputs": ["c3"], "kernel": [1, 1], "stride": 1,
+                       "padding": 0})
+    m = dict(m, format=FORMAT, format_version=FORMAT_VERSION, spec_version=SPEC_VERSION)
+    net = Network(m, p, {}, validate(m))
+    with pytest.raises(UserError, match="the output node 'fc' must be the last step"):
+        program.build(net, 4)

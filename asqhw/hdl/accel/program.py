@@ -241,7 +241,7 @@ def _allocate(order: list[tuple[str, int, list]], fixed: dict) -> tuple[dict, in
         if dst is not None and dst not in regions:
             regions[dst] = (alloc(n), n)
         for s in dict.fromkeys(srcs):
-            if last_use.get(s) == i and s in regions and s != "output_keep":
+            if last_use.get(s) == i and s in regions:
                 release(s)
     return regions, max(top, 1)
 
@@ -437,14 +437,9 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
             steps.append(Step("ADAPTER", name, f))
             order.append((None, 0, []))
         # a quant read only by layers makes no step
-    for i, s in enumerate(steps):
-        if s.op in ("LAYER", "VEC"):
-            s.fields["dst"] = 0       # filled below
     steps[-1].fields["last"] = 1
     if steps[-1].node != net.output:
         raise UserError(f"{net.name}: the output node {net.output!r} must be the last step")
-    # liveness: sources by reading step; the network output stays to the end
-    order[-1] = (order[-1][0], order[-1][1], order[-1][2])
     n_in = int(np.prod(T["input"].shape))
     regions, depth = _allocate(order, {"input": (0, n_in)})
     for s in steps:
