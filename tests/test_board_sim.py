@@ -85,3 +85,39 @@ def test_check_names_sample_index_expected_and_actual():
                                               "actual": int(logits[1, 3]) + 1}]
     rec = {"logits": np.asarray(logits).tolist(), "cycles": [5, 6], "predicted_cycles": 5}
     assert not _check(net, codes, rec) and rec["check"]["cycle_errors"] == 1
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_board_sim_serves_the_network_until_terminated(capsys):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "asqhw.cli", "board", "sim", "--model", BUNDLED],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = None
+        for _ in range(5):
+            line = proc.stdout.readline()
+            found = re.search(r"tcp://127\.0\.0\.1:\d+", line)
+            if found:
+                port = found.group(0)
+                break
+        assert port, "no port printed"
+        code, out, err = run(capsys, "board", "run", "--port", port, "--model", BUNDLED, "--limit", "1", "--json")
+        assert code == 0, err
+        assert json.loads(out)["images"] == 1
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    time.sleep(0.5)
+    for pid in children:                         # the simulator went with it
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
