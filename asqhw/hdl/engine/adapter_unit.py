@@ -16,6 +16,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from asqhw.core.validate import check_int
+
 from ..requant import B_BITS, M_BITS, SH_BITS, Requantiser
 
 __all__ = ["AdapterUnit", "check_sizes", "Q_BITS", "R_BITS", "pack_q", "s_bits", "fc_acc_bits"]
@@ -46,13 +48,12 @@ def pack_q(M: int, B: int, sh: int) -> int:
 
 def check_sizes(*, max_channels: int, max_hidden: int, max_hw: int, max_mults: int,
                 beta_bits: int, beta_frac: int) -> None:
-    """Raise ValueError naming the first build parameter of :class:`AdapterUnit` out of range."""
+    """Raise UserError (a ValueError) naming the first build parameter of :class:`AdapterUnit` out of range."""
     for name, v, lo, hi in (("max_channels", max_channels, 1, 256),
                             ("max_hidden", max_hidden, 0, max_channels),
                             ("max_hw", max_hw, 1, 1 << 20), ("max_mults", max_mults, 1, 1 << 16),
                             ("beta_bits", beta_bits, 2, 15), ("beta_frac", beta_frac, 0, beta_bits)):
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
+        check_int(name, v, lo, hi)
 
 
 class AdapterUnit(wiring.Component):
