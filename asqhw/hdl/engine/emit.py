@@ -9,9 +9,10 @@ from asqhw import __version__
 from asqhw.core.spec import SPEC_VERSION
 from asqhw.core.atomic import check_target, ensure_dir, write_text
 
-from ..verilog import file_header, convert, datapath_args, ports_of
+from ..lint_waivers import scope_waivers, scoped_header
+from ..verilog import convert, datapath_args, ports_of
 from .cycles import formula_text
-from .params import EngineConfig
+from .params import M_BITS, EngineConfig
 from .top import Engine
 
 __all__ = ["module_name", "command_line", "render", "generate", "generate_from_args", "core_text"]
@@ -50,12 +51,101 @@ def _params(ecfg: EngineConfig) -> dict:
             "rq_pipeline": ecfg.rq_pipeline}
 
 
+# --- integration facts for the sidecar (docs/engine.md, "Integrating the engine") ----------
+_LAYER_ENCODING = ("every layer field is the value itself (a count is a count, never count - 1); "
+                   "pack each at its offset into the layer port and hold it from start to done")
+_LAYER_MEANING = {
+    "n_chan": "output channels C_out (1 .. max_channels)",
+    "n_img": "images N (conv2d); 1 for linear",
+    "h_out": "output rows H_o (conv2d); 1 for linear",
+    "tiles_x": "tiles per output row: ceil(w_out / lanes), w_out = W_o (conv2d) or N (linear)",
+    "last_lanes": "valid lanes of a row's last tile: w_out - (tiles_x - 1) * lanes (1 .. lanes)",
+    "row_step": "stride * Wr: activation addresses between two output rows",
+    "img_step": "C_in * Hp * Wr: activation addresses between two images",
+}
+_CHANNEL_MEANING = {
+    "count": {"meaning": "entries of this channel's term list (>= 1; a count, not count - 1)"},
+    "m": {"meaning": "M[k] of accumulator k at bits 16k .. 16k+15 of this field (M[0] lowest)"},
+    "b": {"meaning": "bias B, two's complement", "signed": True},
+    "sh": {"meaning": "right shift sh (0 .. 62)"},
+}
+_ACTIVATION = {
+    "address": "((n*C_in + ci)*Hp + y)*Wr + (x mod st)*Wq + x div st; Hp = H + 2 pad, Wp = W + 2 pad, "
+               "Wq = ceil(Wp / st), Wr = st*Wq; linear: the 1 x N image of K channels, address k*N + n",
+    "padding": "padding rows and columns (pad) hold code 0; the Wr - Wp columns after Wp hold 0 "
+               "(no valid output lane reads them, so any value gives the same outputs)",
+    "code": "the raw a_bits pattern of the code (two's complement when a_signed)",
+    "banks": "bank = address mod lanes, row = address div lanes; the a_in stream fills addresses 0, 1, 2, ...",
+}
+_STREAMS = {
+    "convention": "AXI-Stream: a word moves in a cycle with valid and ready both high at the rising edge of clk; "
+                  "valid never waits for ready, and ready never depends on valid",
+    "w_in": "fills the term memory from address 0, one entry per transfer",
+    "a_in": "fills the activation buffer from address 0, one code per transfer",
+    "p_in": "fills the channel memory from address 0, one channel word per transfer",
+    "inputs": "ready = not busy: high in idle (and in the cycle that samples start), low from the cycle after "
+              "start until done; the three load addresses are independent, return to 0 at reset and in the "
+              "cycle done is high (not at start: load every memory once per run, or only those that change "
+              "after a run)",
+    "y_out": "after done: valid from the cycle after done while unread codes remain; honours ready (payload "
+             "and valid hold while ready is low); one code per cycle when ready stays high; a new start "
+             "discards unread codes",
+    "start": "sampled in idle only; done is high for one cycle when the output buffer is complete",
+}
+
+
+def _payload_fields(ecfg: EngineConfig) -> list[dict]:
+    """The payload bits of a term entry, named (the offset is above them)."""
+    if not ecfg.grouped:
+        return [{"name": "code", "offset": 0, "width": ecfg.payload_bits,
+                 "meaning": "the weight code as stored in a case file (w & (2^storage_bits - 1))"}]
+    fields = [{"name": "neg", "offset": 0, "width": 1, "meaning": "add -A instead of +A"},
+              {"name": "zero", "offset": 1, "width": 1, "meaning": "add 0 (a shift-only entry or an all-zero channel)"},
+              {"name": "dbl", "offset": 2, "width": 1,
+               "meaning": "double every accumulator before adding (ignored on a tile's first entry, which loads)"}]
+    if ecfg.dp.arch == "split":
+        fields.append({"name": "k", "offset": 3, "width": 1,
+                       "meaning": "accumulator 0 (even exponent W) or 1 (odd W)"})
+    return fields
+
+
+def _term_list_rules(ecfg: EngineConfig) -> dict:
+    """How the host builds a channel's term list (hdl.engine.program.channel_entries)."""
+    dp = ecfg.dp
+    rules = {"memory": "the channels' lists back to back from address 0, channel 0 first; channel c starts "
+                       "at the sum of the counts of channels 0 .. c-1",
+             "offset": "((g*C_in/G + j)*Hp + ky)*Wr + (kx mod st)*Wq + kx div st for weight w[c][j][ky][kx] of "
+                       "group g = c div (C_out/G); linear: j*N for weight w[c][j]",
+             "first_entry": "the first entry of a tile loads: acc_k = its product (0 for the other accumulator); "
+                            "the others add"}
+    if not ecfg.grouped:
+        rules["entries"] = "one entry per nonzero weight, in w[c].ravel() order (j, ky, kx)"
+        rules["all_zero_channel"] = "one entry, the word 0 (code 0, offset 0)"
+        return rules
+    if dp.fmt == "uniform":
+        lvl = "one term per set bit b of |q| (bit planes), level s = b, neg = (q < 0)"
+    elif dp.arch == "shift":
+        lvl = "m = code & (2^(storage_bits-1) - 1), neg = code >> (storage_bits-1); m = 0 is no term; W = m - 1, level s = e_max - W"
+    else:
+        lvl = ("m = code & (2^(storage_bits-1) - 1), neg = code >> (storage_bits-1); m = 0 is no term; W = m - 1, "
+               "level s = frac_bits - floor(W/2), k = W mod 2")
+    rules["terms"] = lvl
+    rules["entries"] = ("terms sorted by decreasing level s (ties: by the weight's index in w[c].ravel(), "
+                        "any order gives the same result); the first term of each level after the first has "
+                        "dbl = 1 and is preceded by d - 1 shift-only entries when the level drops by d; after "
+                        "the last term, s_last shift-only entries (s_last = the last level); so each term ends "
+                        "multiplied by 2^s")
+    rules["shift_only_entry"] = "zero = 1, dbl = 1, neg = 0, k = 0, offset 0 (payload 0b0110)"
+    rules["all_zero_channel"] = "one entry with zero = 1 only (payload 0b0010, offset 0)"
+    return rules
+
+
 def render(ecfg: EngineConfig, command: str | None = None) -> tuple[str, dict]:
     """Verilog text and sidecar dict of one engine (nothing written)."""
     module = module_name(ecfg)
     params = _params(ecfg)
     cmd = " ".join(command.split()) if command is not None else command_line(ecfg)
-    text = file_header(module, cmd, params) + convert(Engine(ecfg), module)
+    text = scoped_header(module, cmd, params) + scope_waivers(convert(Engine(ecfg), module))
     layout = [{"name": name, "offset": f.offset, "width": f.width}
               for name, f in ecfg.layer_layout()]
     words = {"term": {"width": ecfg.term_bits, "depth": ecfg.term_depth,
@@ -67,13 +157,28 @@ def render(ecfg: EngineConfig, command: str | None = None) -> tuple[str, dict]:
                          "fields": [{"name": n, "offset": f.offset, "width": f.width}
                                     for n, f in ecfg.param_layout()]},
              "output": {"width": ecfg.out_bits, "depth": ecfg.out_depth}}
+    words["term"]["payload_fields"] = _payload_fields(ecfg)
+    words["term"]["list"] = _term_list_rules(ecfg)
+    for f in words["channel"]["fields"]:
+        f.update(_CHANNEL_MEANING[f["name"]])
+        if f["name"] == "m":
+            f["parts"] = [{"name": f"M[{k}]", "offset": f["offset"] + k * M_BITS, "width": M_BITS,
+                           "meaning": f"multiplier of accumulator {k} (unsigned)"}
+                          for k in range(ecfg.n_acc)]
+    words["channel"]["order"] = "one word per output channel c = 0 .. n_chan-1, from address 0"
+    words["output"]["order"] = ("y[c][n][oy][ox] from address 0 (linear: y[c][n]); codes of out_bits, "
+                                "two's complement when out_signed")
+    for f in layout:
+        f["meaning"] = _LAYER_MEANING[f["name"]]
     sidecar = {"module": module, "spec_version": SPEC_VERSION, "generator": f"asq-hw {__version__}",
                "command": cmd, "parameters": params, "clock": "clk", "reset": "rst",
                "reset_kind": "synchronous, active high", "ports": ports_of(text, module),
                "layer_fields": layout, "memories": words,
                "memory_bits": ecfg.memory_bits(), "requant_pipeline": ecfg.rq_pipeline,
                "cycle_formula": formula_text, "verilog": f"{module}.v",
-               "core": f"{module}.core"}
+               "core": f"{module}.core", "layer_encoding": _LAYER_ENCODING,
+               "activation_layout": _ACTIVATION,
+               "streams": _STREAMS}
     return text, sidecar
 
 
