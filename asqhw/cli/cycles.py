@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from asqhw.core.errors import UserError
+from asqhw.core.validate import is_int
 
 __all__ = ["register", "layer_rows", "parse_sweep"]
 
@@ -199,9 +200,9 @@ def _synth_row_ok(r, where: str) -> None:
         raise UserError(f"{where}: design and target must be strings")
     for key in ("lanes", "b_w", "b_a"):
         v = r.get(key)
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        if not (is_int(v) and v >= 1):
             raise UserError(f"{where}: {key} must be a positive integer, not {v!r}"[:200])
-    if "rq_pipeline" in r and not (isinstance(r["rq_pipeline"], int) and not isinstance(r["rq_pipeline"], bool)):
+    if "rq_pipeline" in r and not is_int(r["rq_pipeline"]):
         raise UserError(f"{where}: rq_pipeline must be an integer")
     for key, positive in (("fmax_mhz", True), ("lut", False), ("bram", False)):
         v = r.get(key)

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from asqhw.core.errors import UserError
+from asqhw.core.validate import is_int
 
 __all__ = ["register", "cmd_run", "MAX_BATCH", "BATCH_BYTES"]
 
@@ -94,7 +95,7 @@ def cmd_run(args) -> int:
     agree, agree_n, agree_what = None, 0, ""
     top1 = meta.get("qat_top1")
     if (isinstance(top1, list) and trained_on == args.data and len(top1) >= n
-            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < net.manifest["classes"]
+            and all(is_int(v) and 0 <= v < net.manifest["classes"]
                     for v in top1)):
         agree_n, agree_what = n, "test images (meta.qat_top1)"
         agree = float(np.mean(pred == np.asarray(top1[:n], dtype=np.int64)))
