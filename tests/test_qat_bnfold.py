@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from asqhw.golden.qat.layers import QConv
@@ -76,3 +77,20 @@ def test_a_network_kept_with_batchnorm_folds_to_the_network_a_checkpoint_loads()
     again.load_state_dict(net.state_dict())       # the same parameters and buffers as a folded QAT net
     again.eval()
     assert torch.allclose(again(x), before, atol=1e-4)
+
+
+def test_a_weight_step_is_kept_above_a_sixteenth_of_the_largest_weight_over_the_top_code():
+    conv = QConv(3, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -2.0, 0.5, 0.1, 0.2, -0.3]).reshape(2, 3, 1, 1))
+    conv.fold()
+    conv.quantise("uniform", 4)                   # Q_p = 7
+    with torch.no_grad():
+        conv.wq.alpha.copy_(torch.tensor([1e-8, 1.0], dtype=torch.float64))
+    conv.floor_step()
+    assert conv.wq.alpha.tolist() == pytest.approx([2.0 / (16 * 7), 1.0], rel=1e-4)  # k = 1/sqrt(1 + eps)
+    conv.quantise("post", 4, 6)                   # levels up to alpha: top code 1
+    with torch.no_grad():
+        conv.wq.alpha.fill_(1e-8)
+    conv.floor_step()
+    assert conv.wq.alpha.tolist() == pytest.approx([2.0 / 16, 0.3 / 16], rel=1e-4)

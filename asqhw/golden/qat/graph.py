@@ -123,6 +123,12 @@ class QatNet(nn.Module):
         for unit in self._bn_units():
             unit.fold()
 
+    def floor_weight_steps(self) -> None:
+        """Keep every weight step above its floor (:meth:`.layers.QConv.floor_step`)."""
+        for nd in self.nodes:
+            if nd.op in ("conv", "linear"):
+                self.units[nd.name].floor_step()
+
     @property
     def has_bn(self) -> bool:
         """Some conv still has its BatchNorm."""

@@ -53,6 +53,20 @@ class _Quantised(nn.Module):
         """The weights the hardware multiplies by (BatchNorm folded in, if there is one)."""
         return self.weight
 
+    #: a weight step never falls below max|w_c| / (STEP_FLOOR * top code): below it nearly every
+    #: weight of the channel clips, and the bias over so small a step leaves B's 48 bits
+    STEP_FLOOR = 16
+
+    @torch.no_grad()
+    def floor_step(self) -> None:
+        """Keep every channel's weight step at or above ``max|w_c| / (16 * top)`` (``top``: ``Q_p``, or 1 for POT/POST)."""
+        if self.wq is None:
+            return
+        top = getattr(self.wq, "qp", 1)
+        w = self.folded_weight().detach().abs().reshape(len(self.wq.alpha), -1).amax(1)
+        floor = (w / (self.STEP_FLOOR * top)).to(self.wq.alpha.dtype)
+        self.wq.alpha.copy_(torch.maximum(self.wq.alpha, floor))
+
     def qweight(self, dtype) -> torch.Tensor:
         """The (fake-quantised, once quantised) folded weights in ``dtype``."""
         w = self.folded_weight()

@@ -170,6 +170,8 @@ def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: i
             opt.step()
             sched.step()
             _keep_scales_positive(net)
+            if qat:
+                net.floor_weight_steps()
             total += float(loss.detach()) * len(idx)
             n += len(idx)
         acc = evaluate(net, data.x_test, data.y_test)
