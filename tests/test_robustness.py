@@ -1741,7 +1741,8 @@ def _stop_later(proc, seconds):
 @kind("synth-scheduler-without-workers")
 def _(user):
     address, proc = loopback_scheduler(user)
-    run = synth_via(user, address, "has no workers")
+    run = synth(user, "--scheduler", address, fragment="has no workers")
+    run.env = {"ASQHW_DASK_TIMEOUT": "12"}             # a loaded machine answers slowly
     run.patch = lambda mp: _stop_later(proc, 30).start()         # stopped whatever happens
     return run
 
@@ -1749,21 +1750,103 @@ def _(user):
 @kind("synth-scheduler-killed-while-waiting-for-workers")
 def _(user):
     address, proc = loopback_scheduler(user)
-    run = synth(user, "--scheduler", address, fragment="scheduler")
+    run = synth(user, "--scheduler", address, fragment="Dask scheduler at")
     run.env = {"ASQHW_DASK_TIMEOUT": "8"}
     run.patch = lambda mp: _stop_later(proc, 2).start()
     return run
 
 
+# ---- special files, huge counts and values that must not be walked -------------------------
+
+def fifo(user: Path, name: str) -> Path:
+    path = user / name
+    os.mkfifo(path)
+    return path
+
+
+@kind("conform-case-is-a-fifo")
+def _(user):
+    return conform(fifo(user, "case.npz"), fragment="case.npz")
+
+
+@kind("run-model-is-a-fifo")
+def _(user):
+    return Run(["run", "--model", str(fifo(user, "net.npz"))], "net.npz")
+
+
+@kind("cycles-synth-json-is-a-fifo")
+def _(user):
+    return cycles("--synth", str(fifo(user, "s.json")), fragment="not a regular file")
+
+
+@kind("cycles-synth-json-is-dev-zero")
+def _(user):
+    return cycles("--synth", "/dev/zero", fragment="not a regular file")
+
+
+@kind("export-checkpoint-is-a-fifo")
+def _(user):
+    return Run(["golden", "export", "-q", "--model", str(fifo(user, "c.pt")), "--out", str(user / "out")], "c.pt")
+
+
+@kind("run-cifar-test-batch-is-a-fifo")
+def _(user):
+    (user / "cifar").mkdir()
+    fifo(user / "cifar", "test_batch")
+    return Run(["run", "--model", str(good_net(user)), "--data", f"cifar10:{user / 'cifar'}"], "test_batch")
+
+
+@kind("conform-net-archive-declares-70000-entries")
+def _(user):
+    def edit(entries):
+        entries.update({f"pad/{i}.npy": b"" for i in range(70000)})
+    return conform(net_with(user, edit), fragment="entries, at most")
+
+
+@kind("conform-case-archive-declares-too-many-entries")
+def _(user):
+    path = good_case(user)
+    return conform(raw_zip(path, {**entries_of(path), **{f"x{i}": b"" for i in range(100)}}), fragment="entries")
+
+
+@kind("conform-index-too-large")
+def _(user):
+    d = corpus_with_index(user, _index())
+    (d / "index.json").write_bytes(b" " * ((1 << 24) + 1))
+    return conform(d, fragment="too large for a corpus index")
+
+
+@kind("train-epochs-unbounded")
+def _(user):
+    return Run(["train", "--epochs", "1000000000,1", "--out", str(user / "m.pt"), "-q"], "--epochs")
+
+
+CKPT_KINDS_2 = {
+    "mean-deeply-shared-list": (lambda c: c.update(mean=deeply_shared()), "mean"),
+    "scheme-deeply-shared-list": (lambda c: c.update(scheme=deeply_shared()), "scheme"),
+    "seed-5000-digit-integer": (lambda c: c.update(seed=10 ** 5000), "bad.pt"),
+    "epochs-deeply-shared-list": (lambda c: c.update(epochs=deeply_shared()), "epochs"),
+    "qat-acc-5000-digit-integer": (lambda c: c.update(qat_acc=10 ** 5000), "bad.pt"),
+    "seed-70-bit-integer": (lambda c: c.update(seed=1 << 70), "seed"),
+}
+
+for _name, (_edit, _frag) in CKPT_KINDS_2.items():
+    KINDS[f"export-checkpoint-{_name}"] = (lambda ed, f: lambda user: Run(
+        ["golden", "export", "-q", "--model", str(bad_ckpt(user, ed)), "--out", str(user / "out")], f))(_edit, _frag)
+
+
 def snapshot(root: Path) -> dict:
-    """Every file and directory under ``root`` with its bytes (directories: None; links: their target)."""
+    """Every file and directory under ``root`` with its bytes (directories: None; links: their target;
+    FIFOs and other special files: their mode, never read)."""
     out = {}
     for p in sorted(root.rglob("*")):
         key = str(p.relative_to(root))
         if p.is_symlink():
             out[key] = ("link", os.readlink(p))
+        elif p.is_dir():
+            out[key] = None
         else:
-            out[key] = None if p.is_dir() else p.read_bytes()
+            out[key] = p.read_bytes() if p.is_file() else ("special", p.stat().st_mode)
     return out
 
 

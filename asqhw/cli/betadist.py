@@ -26,6 +26,9 @@ def collect_betas(net, codes: np.ndarray, batch: int = 256) -> dict[str, np.ndar
     if not adapters:
         raise UserError(f"{net.name} has no adapters (an LSQ network has no beta)")
     model = IntNetwork(net)
+    # every node's output of a batch is kept: at most about 1 GiB of them (32 bytes a value)
+    per_sample = sum(int(np.prod(t.shape)) for t in net.tensors.values()) or 1
+    batch = max(1, min(batch, (1 << 30) // (32 * per_sample)))
     parts: dict[str, list] = {a: [] for a in adapters}
     for i in range(0, len(codes), batch):
         vec = model.run(codes[i:i + batch], keep=True)

@@ -166,6 +166,8 @@ def _synth_rows(path, dp, schedule, rq_pipeline=1) -> dict:
     from asqhw.hdl.engine.synth import ENGINE_DESIGNS
     from asqhw.core.safezip import loads_json
 
+    if not Path(path).is_file():                 # a FIFO or a device would block or never end
+        raise UserError(f"cannot read engine synthesis results {path}: not a regular file")
     try:
         with open(path, "rb") as f:
             raw = f.read(_MAX_SYNTH_JSON + 1)

@@ -108,6 +108,8 @@ def cmd_train(args) -> int:
         raise UserError(f"--subset must be in 1..{1 << 31}, not {args.subset}")
     if not 0 <= args.seed < 1 << 32:
         raise UserError(f"--seed must be in 0..{(1 << 32) - 1}, not {args.seed}")
+    if args.epochs and max(args.epochs) > 100000:
+        raise UserError(f"--epochs must be at most 100000 each, not {args.epochs[0]},{args.epochs[1]}")
     if args.int_exact_epochs is None:
         from asqhw.golden.qat.intexact import default_epochs
 

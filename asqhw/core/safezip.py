@@ -180,12 +180,40 @@ def parse_npy(data: bytes, dtype, shape, where: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape).copy()
 
 
+def _declared_entries(path: Path) -> int | None:
+    """The entry count the end-of-central-directory record declares (ZIP64 too), or None.
+
+    Read before ``zipfile`` parses the central directory, so that an archive declaring a
+    million entries is refused without building a million ``ZipInfo`` objects.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - (1 << 16) - 22))
+            tail = f.read()
+    except OSError:
+        return None
+    i = tail.rfind(b"PK\x05\x06")
+    if i < 0 or len(tail) < i + 22:
+        return None
+    count = int.from_bytes(tail[i + 10:i + 12], "little")
+    if count == 0xFFFF:
+        j = tail.rfind(b"PK\x06\x06", 0, i)
+        if j >= 0 and len(tail) >= j + 40:
+            count = int.from_bytes(tail[j + 32:j + 40], "little")
+    return count
+
+
 class SafeZip:
     """A ZIP archive read within declared bounds (see the module docstring)."""
 
     def __init__(self, path, max_entries: int = 64):
         self.path = Path(path)
         self.where = str(path)
+        declared = _declared_entries(self.path)
+        if declared is not None and declared > max_entries:
+            raise UserError(f"{path}: archive declares {declared} entries, at most {max_entries} expected")
         try:
             self._zf = zipfile.ZipFile(self.path)
             infos = self._zf.infolist()

@@ -400,6 +400,8 @@ def _case_files(path: Path) -> list[Path]:
 def check_index(index: Path) -> None:
     """Refuse a corpus ``index.json`` that is malformed or whose files are missing or differ from it."""
     try:
+        if index.stat().st_size > 1 << 24:
+            raise UserError(f"{index}: {index.stat().st_size} bytes is too large for a corpus index")
         raw = index.read_bytes()
     except OSError as e:
         raise UserError(f"{index}: unreadable index ({e.strerror})") from None

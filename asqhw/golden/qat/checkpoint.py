@@ -71,8 +71,16 @@ def _is_number(v) -> bool:
 
 
 def _short(v) -> str:
-    text = repr(v) if not torch.is_tensor(v) else f"a tensor {list(v.shape)}"
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A short description of ``v`` that never walks a container (a deeply shared list would
+    take forever to print) nor prints a huge integer."""
+    if torch.is_tensor(v):
+        return f"a tensor {list(v.shape)}"
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+        return "an integer of more than 64 bits"
+    if v is None or isinstance(v, (bool, int, float, str, bytes)):
+        text = repr(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(v).__name__}" + (f" of {len(v)} items" if isinstance(v, (list, tuple, dict)) else "")
 
 
 _SCHEME_TYPES = {"name": str, "bits": int, "e_max": str, "reduction": int, "beta_bits": int, "beta_frac": int}

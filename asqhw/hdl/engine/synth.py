@@ -21,6 +21,7 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from asqhw.core import atomic
 from asqhw.core.errors import UserError
 from asqhw.core.params import Datapath
 
@@ -147,18 +148,18 @@ def run_engine_synth(configs, targets, *, seeds=1, jobs=1, outdir, force=False, 
                          "cells": seed_row["cells"], "fmax_mhz": seed_row["fmax_mhz"],
                          "fmax_seeds": seed_row["fmax_seeds"],
                          "error": s["error"] or next((r["error"] for r in runs if r["error"]), None)})
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.ensure_dir(out)
     md = ["| " + " | ".join(COLUMNS[:-2]) + " |", "|" + "---|" * (len(COLUMNS) - 2)]
     md += ["| " + " | ".join("-" if r[c] is None else str(r[c]) for c in COLUMNS[:-2]) + " |" for r in rows]
-    names[0].write_text("\n".join(md) + "\n")
+    atomic.write_text(names[0], "\n".join(md) + "\n", force=force)
     buf = io.StringIO()
     wr = csv.DictWriter(buf, fieldnames=COLUMNS)
     wr.writeheader()
     for r in rows:
         wr.writerow({**r, "fmax_seeds": " ".join(str(v) for v in r["fmax_seeds"])})
-    names[1].write_text(buf.getvalue())
-    names[2].write_text(json.dumps({"tools": versions, "depths": SYNTH_DEPTHS, "seeds": seeds,
-                                    "rows": rows}, indent=1) + "\n")
+    atomic.write_text(names[1], buf.getvalue(), force=force)
+    atomic.write_text(names[2], json.dumps({"tools": versions, "depths": SYNTH_DEPTHS, "seeds": seeds,
+                                            "rows": rows}, indent=1) + "\n", force=force)
     return rows
 
 
