@@ -51,7 +51,8 @@ DESC_FIELDS = (
     ("vop", 2, False), ("sink", 1, False), ("src_a", 16, False), ("src_b", 16, False),
     ("c", 12, False), ("h", 12, False), ("w", 12, False), ("ho", 12, False), ("ph", 4, False),
     ("q", 12, False), ("kh", 4, False), ("kw", 4, False), ("sy", 4, False), ("sx", 4, False),
-    ("pad", 4, False), ("m0", 16, False), ("m1", 16, False), ("b", 48, True), ("sh", 6, False),
+    ("pad", 4, False), ("hw", 24, False), ("syw", 16, False), ("padw", 16, False),
+    ("m0", 16, False), ("m1", 16, False), ("b", 48, True), ("sh", 6, False),
     ("use_slot", 1, False), ("slot", 4, False), ("lo", 17, True), ("hi", 17, True),
     # ADAPTER
     ("aw_base", 16, False), ("aw_count", 16, False), ("aq_base", 8, False), ("aq_count", 8, False),
@@ -125,6 +126,11 @@ class AccelProgram:
     n_in: int
     classes: int
     vec_acc_bits: int
+
+    @property
+    def has_add(self) -> bool:
+        """Whether a step adds two tensors (the vector unit's requantiser then has two inputs)."""
+        return any(s.op == "VEC" and s.fields.get("vop") == VOPS["ADD"] for s in self.steps)
 
     @property
     def descriptors(self) -> list[int]:
@@ -440,6 +446,10 @@ def build(net: Network, lanes: int = 8) -> AccelProgram:
     steps[-1].fields["last"] = 1
     if steps[-1].node != net.output:
         raise UserError(f"{net.name}: the output node {net.output!r} must be the last step")
+    for s in steps:                 # the walk's products, so the vector unit needs no multiplier
+        f = s.fields
+        if s.op in ("LAYER", "VEC"):
+            f |= dict(hw=f["h"] * f["w"], syw=f["sy"] * f["w"], padw=f["pad"] * f["w"])
     n_in = int(np.prod(T["input"].shape))
     regions, depth = _allocate(order, {"input": (0, n_in)})
     for s in steps:

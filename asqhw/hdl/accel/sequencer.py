@@ -120,7 +120,7 @@ class Core(wiring.Component):
         slot_sh = [Signal(6, name=f"slot{i}_sh") for i in range(n_slots)]
 
         # --- units ------------------------------------------------------------------------------
-        m.submodules.vec = vec = VectorUnit(addr_bits=ab, acc_bits=p.vec_acc_bits)
+        m.submodules.vec = vec = VectorUnit(addr_bits=ab, acc_bits=p.vec_acc_bits, two_inputs=p.has_add)
         for name, _w in WALK_FIELDS:
             m.d.comb += getattr(vec, f"cfg_{name}").eq(getattr(desc, name))
         m.d.comb += [vec.cfg_b.eq(desc.b), vec.cfg_lo.eq(desc.lo), vec.cfg_hi.eq(desc.hi),

@@ -32,7 +32,7 @@ __all__ = ["VectorUnit", "WALK_FIELDS"]
 #: Fields of the walk and the requantiser, with widths (the descriptor's).
 WALK_FIELDS = (("vop", 2), ("src_a", 16), ("src_b", 16), ("c", 12), ("h", 12), ("w", 12), ("ho", 12),
                ("ph", 4), ("q", 12), ("kh", 4), ("kw", 4), ("sy", 4), ("sx", 4), ("pad", 4),
-               ("m0", 16), ("m1", 16), ("sh", 6))
+               ("hw", 24), ("syw", 16), ("padw", 16), ("m0", 16), ("m1", 16), ("sh", 6))
 COPY, MAX, SUM, ADD = range(4)
 
 
@@ -45,6 +45,8 @@ class VectorUnit(wiring.Component):
         Width of a ``tmem`` address.
     acc_bits : int
         Width of the combiner's sum (at least ``17 + bitlen(largest window)``).
+    two_inputs : bool
+        The requantiser has a second accumulator (``ADD``); without it ``ADD`` is not available.
 
     Ports
     -----
@@ -59,10 +61,10 @@ class VectorUnit(wiring.Component):
     busy : Out(1)
     """
 
-    def __init__(self, *, addr_bits: int, acc_bits: int):
+    def __init__(self, *, addr_bits: int, acc_bits: int, two_inputs: bool = True):
         if not 17 <= acc_bits <= 40:
             raise ValueError(f"acc_bits must be in 17..40, not {acc_bits}")
-        self.addr_bits, self.acc_bits = addr_bits, acc_bits
+        self.addr_bits, self.acc_bits, self.two_inputs = addr_bits, acc_bits, two_inputs
         members = {"start": In(1)}
         for name, width in WALK_FIELDS:
             members[f"cfg_{name}"] = In(width)
@@ -80,18 +82,19 @@ class VectorUnit(wiring.Component):
         # --- walker -------------------------------------------------------------------------
         active = Signal()
         c, oy, ph, q, ky, kx = (Signal(12, name=n) for n in ("c", "oy", "ph_i", "q_i", "ky", "kx"))
+        # no multiplier: the host gives h*w, sy*w and pad*w; the row offsets are running sums
         cbase = Signal(ab + 1)           # c * h * w
         oyb = Signal(16)                 # oy * sy
+        oyw = Signal(ab + 1)             # oy * sy * w
+        kyw = Signal(ab + 1)             # ky * w
         qx = Signal(16)                  # q * sx + ph
-        hw = Signal(24)
-        m.d.comb += hw.eq(cfg["h"] * cfg["w"])
         iy = Signal(signed(18))
         ix = Signal(signed(18))
         m.d.comb += [iy.eq(oyb + ky - cfg["pad"]), ix.eq(qx + kx - cfg["pad"])]
         inb = Signal()
         m.d.comb += inb.eq((iy >= 0) & (iy < cfg["h"]) & (ix >= 0) & (ix < cfg["w"]))
         off = Signal(ab + 1)
-        m.d.comb += off.eq(cbase + iy[:16] * cfg["w"] + ix[:16])
+        m.d.comb += off.eq(cbase + oyw + kyw - cfg["padw"] + ix[:16])     # c*h*w + iy*w + ix
         m.d.comb += [self.rd_a_addr.eq(cfg["src_a"] + off), self.rd_b_addr.eq(cfg["src_b"] + off)]
         l_kx, l_ky = kx == cfg["kw"] - 1, ky == cfg["kh"] - 1
         l_q, l_ph = q == cfg["q"] - 1, ph == cfg["ph"] - 1
@@ -102,16 +105,16 @@ class VectorUnit(wiring.Component):
 
         with m.If(self.start):
             m.d.sync += [active.eq(1), c.eq(0), oy.eq(0), ph.eq(0), q.eq(0), ky.eq(0), kx.eq(0),
-                         cbase.eq(0), oyb.eq(0), qx.eq(0)]
+                         cbase.eq(0), oyb.eq(0), oyw.eq(0), kyw.eq(0), qx.eq(0)]
         with m.Elif(active):
             with m.If(~l_kx):
                 m.d.sync += kx.eq(kx + 1)
             with m.Else():
                 m.d.sync += kx.eq(0)
                 with m.If(~l_ky):
-                    m.d.sync += ky.eq(ky + 1)
+                    m.d.sync += [ky.eq(ky + 1), kyw.eq(kyw + cfg["w"])]
                 with m.Else():
-                    m.d.sync += ky.eq(0)
+                    m.d.sync += [ky.eq(0), kyw.eq(0)]
                     with m.If(~l_q):
                         m.d.sync += [q.eq(q + 1), qx.eq(qx + cfg["sx"])]
                     with m.Else():
@@ -121,9 +124,10 @@ class VectorUnit(wiring.Component):
                         with m.Else():
                             m.d.sync += [ph.eq(0), qx.eq(0)]
                             with m.If(~l_oy):
-                                m.d.sync += [oy.eq(oy + 1), oyb.eq(oyb + cfg["sy"])]
+                                m.d.sync += [oy.eq(oy + 1), oyb.eq(oyb + cfg["sy"]), oyw.eq(oyw + cfg["syw"])]
                             with m.Else():
-                                m.d.sync += [oy.eq(0), oyb.eq(0), c.eq(c + 1), cbase.eq(cbase + hw)]
+                                m.d.sync += [oy.eq(0), oyb.eq(0), oyw.eq(0), c.eq(c + 1),
+                                             cbase.eq(cbase + cfg["hw"])]
                                 with m.If(l_c):
                                     m.d.sync += active.eq(0)
 
@@ -151,10 +155,14 @@ class VectorUnit(wiring.Component):
 
         # --- stage 2: requantiser (one register), clamp ----------------------------------------
         ab2 = self.acc_bits
-        rq = Requantiser(n_acc=2, acc_bits=ab2, out_bits=16, out_signed=True, pipeline=1)
+        n_acc = 2 if self.two_inputs else 1
+        rq = Requantiser(n_acc=n_acc, acc_bits=ab2, out_bits=16, out_signed=True, pipeline=1)
         m.submodules.rq = rq
-        m.d.comb += [rq.valid.eq(v1 & last1), rq.acc.eq(Cat(cur0, cur1)), rq.m.eq(Cat(cfg["m0"], cfg["m1"])),
-                     rq.b.eq(self.cfg_b), rq.sh.eq(cfg["sh"])]
+        m.d.comb += [rq.valid.eq(v1 & last1), rq.b.eq(self.cfg_b), rq.sh.eq(cfg["sh"])]
+        if self.two_inputs:
+            m.d.comb += [rq.acc.eq(Cat(cur0, cur1)), rq.m.eq(Cat(cfg["m0"], cfg["m1"]))]
+        else:
+            m.d.comb += [rq.acc.eq(cur0), rq.m.eq(cfg["m0"])]
         end2 = Signal()
         m.d.sync += end2.eq(v1 & end1)
         y = rq.y
