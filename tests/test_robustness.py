@@ -1077,6 +1077,19 @@ RUNNABLE_KINDS = {
     "net-beta-bits-not-int": (lambda m: _first(m, "adapter").update(beta_bits="10"), "beta_bits"),
 }
 
+NETWORK_VECTOR_KINDS = {
+    # name: (entries edit, message fragment)
+    "net-qat-logits-nan": (lambda e: e.update({"vec/qat_logits.npy": npy(np.full((12, 10), np.nan, np.float32))}),
+                           "qat_logits"),
+    "net-labels-out-of-range": (lambda e: e.update({"vec/labels.npy": npy(np.full(12, 10, np.int64))}),
+                                "class range"),
+}
+
+for _name, (_edit, _frag) in NETWORK_VECTOR_KINDS.items():
+    KINDS[f"conform-{_name}"] = (lambda ed, f: lambda user: conform(net_with(user, ed), fragment=f))(_edit, _frag)
+    KINDS[f"run-{_name}"] = (lambda ed, f: lambda user: Run(["run", "--model", str(net_with(user, ed))], f))(
+        _edit, _frag)
+
 for _name, (_edit, _frag) in RUNNABLE_KINDS.items():
     KINDS[f"conform-{_name}"] = (lambda ed, f: lambda user: conform(net_with(user, net_manifest(ed)),
                                                                     fragment=f))(_edit, _frag)
