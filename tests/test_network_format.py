@@ -11,6 +11,7 @@ import pytest
 
 from asqhw.core.errors import UserError
 from asqhw.core.network import is_network_file, m_cap, read_network, write_network
+from asqhw.core.params import Datapath
 from netcases import random_network
 
 
@@ -58,10 +59,123 @@ def test_is_network_file_tells_networks_from_cases(tmp_path, tiny_case):
 
 
 def test_m_cap_keeps_the_per_sample_multiplier_in_16_bits():
-    for bb, fb in [(10, 8), (12, 8), (8, 0), (15, 15), (2, 1)]:
+    for bb, fb in [(10, 8), (12, 8), (8, 0), (15, 15), (14, 14), (2, 1), (2, 2)]:
         cap, bmax = m_cap(bb, fb), (1 << bb) - 1
         h = 1 << (fb - 1) if fb else 0
-        assert (cap * bmax + h) >> fb <= 65535 < ((cap + 1) * bmax + h) >> fb
+        assert cap <= 65535 and (cap * bmax + h) >> fb <= 65535
+        # the largest such M, unless the 16-bit M of section 6 binds first (beta_frac = beta_bits)
+        assert cap == 65535 or ((cap + 1) * bmax + h) >> fb > 65535
+    assert m_cap(15, 15) == m_cap(2, 2) == 65535 and m_cap(10, 8) == 16399
+
+
+def _beta_net(bits: int, bb: int, fb: int, g: int, channels: int = 2, hidden: int = 0) -> tuple[dict, dict]:
+    """input 1 x C x 2 x 2 -> identity conv (ReLU) -> adapter (bb/fb) -> quant (bits, g) -> linear."""
+    c = channels
+    uni8 = {"format": "uniform", "bits": 8, "e_max": None, "arch": "mul", "frac_bits": 0, "storage_bits": 8}
+    out = {"lo": 0, "hi": 2**15 - 1}
+    nodes = [{"name": "c1", "op": "conv2d", "inputs": ["input"], "in_channels": c, "out_channels": c,
+              "kernel": [1, 1], "stride": 1, "padding": 0, "groups": c, "activation": {"bits": 8, "signed": True},
+              "weights": uni8, "accumulator": {"bits": Datapath("uniform", 8, 8, a_signed=True).natural_acc_bits(1)},
+              "output": out, "beta_from": None},
+             {"name": "a", "op": "adapter", "inputs": ["c1"], "channels": c, "hidden": hidden, "beta_bits": bb,
+              "beta_frac": fb},
+             {"name": "q", "op": "quant", "inputs": ["c1"], "bits": bits, "g": g, "adapter": "a"},
+             {"name": "fc", "op": "linear", "inputs": ["q"], "in_features": 4 * c, "out_features": 2,
+              "activation": {"bits": bits, "signed": False}, "weights": uni8,
+              "accumulator": {"bits": Datapath("uniform", bits, 8).natural_acc_bits(4 * c)},
+              "output": {"lo": -(2**15), "hi": 2**15 - 1}, "beta_from": "a"}]
+    rng = np.random.default_rng(bits * 1000 + bb * 20 + fb)
+    params = {"c1/w": np.ones((c, 1, 1, 1)), "c1/M": np.full((c, 1), 40), "c1/B": np.zeros(c), "c1/sh": np.zeros(c),
+              "a/pool_M": [1 << 14], "a/pool_sh": [22], "a/w2": rng.integers(1, 128, size=(1, hidden or c)),
+              "a/M2": [[1 << 10]], "a/B2": [1 << (fb + 10)], "a/sh2": [16],
+              "fc/w": rng.integers(-128, 128, size=(2, 4 * c)), "fc/M": np.full((2, 1), min(m_cap(bb, fb), 300)),
+              "fc/B": np.zeros(2), "fc/sh": np.full(2, 10)}
+    if hidden:
+        params |= {"a/w1": rng.integers(-128, 128, size=(hidden, c)), "a/M1": np.full((hidden, 1), 1 << 14),
+                   "a/B1": np.full(hidden, 1 << 20), "a/sh1": np.full(hidden, 18)}
+    manifest = {"format": "asqhw-network", "format_version": 1, "spec_version": "1.2",
+                "name": "beta", "description": "one adapter", "classes": 2,
+                "input": {"shape": [c, 2, 2], "bits": 8, "signed": True, "step": 0.1, "mean": [0.0] * c,
+                          "std": [1.0] * c},
+                "nodes": nodes, "output": "fc", "samples": 0}
+    return manifest, params
+
+
+def _legal_g(bits: int, bb: int, fb: int) -> list[int]:
+    """Section 14 by exact fractions: every G in 0..30 with Q_p * beta_max * 2^G <= 2^15 - 1
+    and 15 + G - f_b >= 1."""
+    from fractions import Fraction
+    beta_max = Fraction((1 << bb) - 1, 1 << fb)
+    return [g for g in range(31) if ((1 << bits) - 1) * beta_max * 2**g <= 2**15 - 1 and 15 + g - fb >= 1]
+
+
+def test_every_beta_format_and_code_width_is_legal_exactly_when_section_14_has_a_g():
+    """All 931 (b_beta, f_b, bits) of the parameter ranges: 812 have a G and are accepted with
+    the largest one and refused with one more; the 119 without one are refused whatever g."""
+    from asqhw.core.network import g_max, validate
+    legal = illegal = 0
+    for bb in range(2, 16):
+        for fb in range(bb + 1):
+            for bits in range(2, 9):
+                gs = _legal_g(bits, bb, fb)
+                assert g_max(bits, bb, fb) == (max(gs) if gs else None)
+                m, _ = _beta_net(bits, bb, fb, max(gs) if gs else 0)
+                if gs:
+                    legal += 1
+                    validate(m)
+                    assert m_cap(bb, fb) >= 2 * ((1 << bits) - 1)   # spec section 11 (informative bound)
+                    if max(gs) < 30:
+                        m["nodes"][2]["g"] = max(gs) + 1
+                        with pytest.raises(UserError, match="lets wide codes saturate"):
+                            validate(m)
+                else:
+                    illegal += 1
+                    with pytest.raises(UserError, match="cannot be made with adapter|15 \\+ g - beta_frac"):
+                        validate(m)
+                    m["nodes"][2]["g"] = 1
+                    with pytest.raises(UserError, match="cannot be made with adapter"):
+                        validate(m)
+    assert (legal, illegal) == (812, 119)
+    assert all(not _legal_g(bits, 15, 0) for bits in range(2, 9))   # the M_cap = 2 format has no G
+
+
+def test_a_quant_without_adapter_keeps_the_g_rule(tmp_path):
+    from asqhw.core.network import g_max
+    assert [g_max(b) for b in range(2, 9)] == [13, 12, 11, 10, 9, 8, 7]
+    m, p = random_network(4, asq=False)
+    q = next(nd for nd in m["nodes"] if nd["op"] == "quant" and nd["bits"] == 8)
+    assert q["g"] == 7
+    _write(tmp_path, m, p)
+    q["g"] = 8
+    with pytest.raises(UserError, match="g 8 lets wide codes saturate.*g <= 7"):
+        write_network(tmp_path / "n.npz", m, p)
+
+
+def test_a_rejected_beta_format_is_refused_when_read_too(tmp_path):
+    m, p = _beta_net(4, 10, 8, 9)
+    path = _write(tmp_path, m, p)
+    man = _manifest(path)
+    man["nodes"][1].update(beta_bits=15, beta_frac=0)
+    man["nodes"][2]["g"] = 0
+    _rewrite(path, "manifest.json", json.dumps(man).encode())
+    with pytest.raises(UserError, match="4-bit codes cannot be made with adapter 'a'.s beta format 15/0"):
+        read_network(path)
+
+
+@pytest.mark.parametrize("channels", [8, 16])
+def test_a_single_layer_adapter_on_8_or_more_channels_is_allowed_and_runs_alike(tmp_path, channels):
+    """hidden = 0 means the single-layer adapter whatever C (spec 1.2 section 13)."""
+    from asqhw.golden.netref import run_network as golden_run
+    from asqhw.sim.network import run_network as sim_run
+    m, p = _beta_net(4, 10, 8, 9, channels=channels, hidden=0)
+    net = read_network(_write(tmp_path, m, p))
+    assert net.node("a")["hidden"] == 0 and net.params["a/w2"].shape == (1, channels)
+    x = np.random.default_rng(channels).integers(-128, 128, size=(5, channels, 2, 2)).astype(np.int16)
+    g, s = golden_run(net, x), sim_run(net, x)
+    assert set(g) == set(s)
+    for k in g:
+        np.testing.assert_array_equal(np.asarray(g[k]), np.asarray(s[k]), err_msg=k)
+    assert len(set(g["vec/a/beta"].tolist())) > 1   # the adapter does something per sample
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -154,8 +268,8 @@ def test_the_reader_refuses_a_file_over_the_limit_before_reading_its_arrays(tmp_
         read_network(path)
 
 
-def test_an_m_of_65536_is_refused_even_where_m_cap_exceeds_16_bits(tmp_path):
-    assert m_cap(15, 15) > 65535
+def test_an_m_of_65536_is_refused_where_the_m_cap_formula_exceeds_16_bits(tmp_path):
+    assert m_cap(15, 15) == 65535   # the unclamped formula gives 65537 (spec 1.1)
     m, p = random_network(4)
     for nd in m["nodes"]:
         if nd["op"] == "adapter":

@@ -24,7 +24,7 @@ from .params import Datapath, MAX_ACC_BITS
 from .safezip import SafeZip, archive_bytes, check_total
 from .validate import is_int
 
-__all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap", "peak_values",
+__all__ = ["Network", "Tensor", "read_network", "write_network", "is_network_file", "m_cap", "g_max", "peak_values",
            "expected_arrays", "validate", "declared_bytes", "FORMAT", "FORMAT_VERSION", "WIDE_SIGNED",
            "WIDE_UNSIGNED", "OPS", "MAX_TENSOR", "MAX_CHANNELS", "MAX_MACS", "MAX_SAMPLE_VALUES"]
 
@@ -50,9 +50,31 @@ MAX_SAMPLE_VALUES = 1 << 25
 
 
 def m_cap(beta_bits: int, beta_frac: int) -> int:
-    """Largest static multiplier of a node with ``beta_from`` (spec section 11)."""
+    """Largest static multiplier of a node with ``beta_from`` (spec 1.2 section 11): every
+    per-sample ``M_n`` fits 16 bits, and so does ``M`` itself (at most 65535, also where
+    ``beta_frac = beta_bits``)."""
     h = 1 << (beta_frac - 1) if beta_frac >= 1 else 0
-    return ((1 << (16 + beta_frac)) - 1 - h) // ((1 << beta_bits) - 1)
+    return min(65535, ((1 << (16 + beta_frac)) - 1 - h) // ((1 << beta_bits) - 1))
+
+
+def g_max(bits: int, beta_bits: int | None = None, beta_frac: int | None = None) -> int | None:
+    """Largest ``G`` of a ``quant`` node (spec 1.2 section 14), or None when none is legal.
+
+    ``G`` is legal when ``Q_p * beta_max * 2^G <= 2^15 - 1`` (in integers: ``Q_p * (2^b_beta - 1)
+    * 2^G <= (2^15 - 1) * 2^f_b`` with an adapter, ``Q_p * 2^G <= 2^15 - 1`` without), ``0 <= G
+    <= 30`` and, with an adapter, ``15 + G - f_b >= 1``. A (bits, b_beta, f_b) combination with
+    no legal ``G`` is invalid.
+    """
+    qp = (1 << bits) - 1
+    num, den = (qp * ((1 << beta_bits) - 1), 1 << beta_frac) if beta_bits is not None else (qp, 1)
+    if num > WIDE_UNSIGNED[1] * den:
+        return None
+    g = 0
+    while g < 30 and num << (g + 1) <= WIDE_UNSIGNED[1] * den:
+        g += 1
+    if beta_frac is not None and 15 + g - beta_frac < 1:
+        return None
+    return g
 
 
 def _per_sample(shape, where: str, what: str = "output"):
@@ -330,6 +352,15 @@ def _node_tensor(node, op, src, tensors, where, manifest) -> Tensor:
         an = next(n for n in manifest["nodes"] if n["name"] == ad)
         _need(an["inputs"] == node["inputs"], where, f"adapter {ad!r} must read the same tensor as the quant")
         _need(15 + g - an["beta_frac"] >= 1, where, "needs 15 + g - beta_frac >= 1")
+        bb, fb = an["beta_bits"], an["beta_frac"]
+        gm = g_max(bits, bb, fb)
+        _need(gm is not None, where, f"{bits}-bit codes cannot be made with adapter {ad!r}'s beta format "
+              f"{bb}/{fb}: (2^{bits} - 1) * (2^{bb} - 1) > (2^15 - 1) * 2^{fb}, so no g keeps "
+              f"Q_p * beta_max * 2^g <= 2^15 - 1 (spec section 14)")
+    else:
+        gm = g_max(bits)
+    _need(g <= gm, where, f"g {g} lets wide codes saturate before codes do: Q_p * beta_max * 2^g must be "
+          f"<= 2^15 - 1, so g <= {gm} (spec section 14)")
     return Tensor(src.shape, "codes", 0, (1 << bits) - 1, ad)
 
 
