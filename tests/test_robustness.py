@@ -1756,7 +1756,7 @@ def _(user):
     address, proc = loopback_scheduler(user)
     run = synth(user, "--scheduler", address, fragment="has no workers")
     run.env = {"ASQHW_DASK_TIMEOUT": "12"}             # a loaded machine answers slowly
-    run.patch = lambda mp: _stop_later(proc, 30).start()         # stopped whatever happens
+    run.patch = lambda mp: _stop_later(proc, 90).start()         # stopped in any case, after the run
     return run
 
 
