@@ -296,3 +296,48 @@ def test_a_name_that_is_not_printable_text_is_refused(tmp_path, name):
     m, p = random_network(2)
     with pytest.raises(UserError, match="name must be 1..200 printable characters"):
         write_network(tmp_path / "n.npz", dict(m, name=name), p)
+
+
+def _doc(name: str) -> str:
+    from pathlib import Path
+    return (Path(__file__).resolve().parents[1] / "docs" / name).read_text()
+
+
+def test_the_documented_digits_test_split_is_the_one_the_tools_use():
+    """docs/network.md lists the 360 test indices; digits_split must give exactly those images."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from asqhw.core.datasets import digits_split
+    section = _doc("network.md").split("## The digits test split", 1)[1]
+    listed = [int(v) for v in section.split("```")[3].split()]
+    assert len(listed) == len(set(listed)) == 360 and all(0 <= i < 1797 for i in listed)
+    d = load_digits()
+    xtr, ytr, xte, yte = digits_split()
+    np.testing.assert_array_equal(xte, d.images[listed][:, None] / 16.0)
+    np.testing.assert_array_equal(yte, d.target[listed])
+    train = [i for i in range(1797) if i not in set(listed)]
+    assert len(xtr) == 1437 and sorted(map(tuple, xtr.reshape(1437, -1))) == sorted(
+        map(tuple, d.images[train].reshape(1437, -1) / 16.0))
+    assert np.bincount(yte).tolist() == [37, 34, 40, 39, 37, 38, 40, 31, 36, 28]
+
+
+def test_archive_entries_are_in_the_documented_order(tmp_path):
+    """docs/network.md: manifest.json, vec/input, node by node (parameters, then vectors), labels, logits."""
+    from asqhw.core.network import expected_arrays, validate
+    bundled = __import__("pathlib").Path(__file__).resolve().parents[1] / "asqhw/golden/networks/digits_cnn_asq_post4.npz"
+    m, p = random_network(2)
+    for path in (bundled, _write(tmp_path, m, p)):
+        names = zipfile.ZipFile(path).namelist()
+        man = _manifest(path)
+        exp = list(expected_arrays(man, validate(man)))
+        assert names == ["manifest.json"] + [f"{k}.npy" for k in exp]
+        assert list(man["arrays"]) == sorted(man["arrays"])      # the table is sorted, not the entries
+        order = [k for k in exp if not k.startswith("vec/")]
+        for nd in man["nodes"]:
+            mine = [k.split("/", 1)[1] for k in order if k.split("/", 1)[0] == nd["name"]]
+            want = {"conv2d": ["w", "M", "B", "sh"], "linear": ["w", "M", "B", "sh"], "add": ["M", "B", "sh"],
+                    "avgpool": ["M", "sh"], "adapter": ["pool_M", "pool_sh", "w1", "M1", "B1", "sh1", "w2", "M2",
+                                                        "B2", "sh2"]}.get(nd["op"], [])
+            assert mine == [k for k in want if f"{nd['name']}/{k}" in exp]
+        if man["samples"]:
+            assert exp[0] == "vec/input" and exp[-2:] == ["vec/labels", "vec/qat_logits"]

@@ -1,3 +1,3 @@
 """The version of the integer spec (docs/datapath.md) that this package implements."""
 
-SPEC_VERSION = "1.1"
+SPEC_VERSION = "1.2"
