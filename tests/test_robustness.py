@@ -1848,6 +1848,25 @@ for _name, (_edit, _frag) in CKPT_KINDS_2.items():
         ["golden", "export", "-q", "--model", str(bad_ckpt(user, ed)), "--out", str(user / "out")], f))(_edit, _frag)
 
 
+for _fig, _n in (("activations", "0"), ("activations", "100000"), ("block-error", "-3"), ("block-error", str(10 ** 9))):
+    KINDS[f"plot-{_fig}-images-{_n}"] = (lambda fig, n: lambda user: Run(
+        ["plot", fig, "--lsq", str(bad_ckpt(user, lambda c: None)), "--asq", str(bad_ckpt(user, lambda c: None)),
+         "--images", n, "--out", str(user / "f.png")], "--images"))(_fig, _n)
+
+
+@kind("plot-activations-out-not-png")
+def _(user):
+    return Run(["plot", "activations", "--lsq", str(bad_ckpt(user, lambda c: None)), "--asq",
+                str(bad_ckpt(user, lambda c: None)), "--out", str(user / "f.jpg")], ".png")
+
+
+@kind("plot-beta-out-symlink-without-force")
+def _(user):
+    (user / "precious.txt").write_text("mine")
+    (user / "b.png").symlink_to(user / "precious.txt")
+    return Run(["plot", "beta", "--model", str(good_net(user)), "--out", str(user / "b.png")], "--force")
+
+
 def snapshot(root: Path) -> dict:
     """Every file and directory under ``root`` with its bytes (directories: None; links: their target;
     FIFOs and other special files: their mode, never read)."""

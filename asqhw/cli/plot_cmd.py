@@ -31,6 +31,11 @@ def _out(path: str | None, force: bool, required: bool = True) -> Path | None:
     return check_target(path, force, need_dir=True)
 
 
+def _check_images(n: int, most: int) -> None:
+    if not 1 <= n <= most:
+        raise UserError(f"--images must be in 1..{most}, not {n}")
+
+
 def _pair(args):
     from asqhw.golden.qat.checkpoint import load_checkpoint
 
@@ -41,6 +46,7 @@ def cmd_activations(args) -> int:
     from asqhw.golden.plots import plot_histograms
 
     out = _out(args.out, args.force)
+    _check_images(args.images, 16)                     # one row of the figure each
     lsq, asq = _pair(args)
     res = plot_histograms(lsq, asq, out, node=args.node, images=args.images, force=args.force)
     if args.json:
@@ -59,6 +65,7 @@ def cmd_block_error(args) -> int:
     from asqhw.golden.plots import plot_block_error
 
     out = _out(args.out, args.force)
+    _check_images(args.images, 1 << 20)
     lsq, asq = _pair(args)
     res = plot_block_error(lsq, asq, out, images=args.images, reference=args.reference, force=args.force)
     if args.json:
