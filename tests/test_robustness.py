@@ -1280,6 +1280,17 @@ def synth_via(user, address, fragment):
     return run
 
 
+def dask_handshake() -> bytes:
+    """The first message a Dask server sends: a length, a frame count, a frame length, msgpack."""
+    import struct
+
+    import msgpack
+
+    body = msgpack.packb({"compression": None, "python": tuple(sys.version_info[:3]), "pickle-protocol": 5})
+    frames = struct.pack("<QQ", 1, len(body)) + body
+    return struct.pack("<Q", len(frames)) + frames
+
+
 DASK_PEERS = {
     # name: (what the peer sends, or None for silence; close at once; message fragment)
     "silent-peer": (None, False, "did not answer"),
@@ -1288,6 +1299,7 @@ DASK_PEERS = {
     "http-server": (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False, "not a Dask scheduler"),
     "ssh-banner": (b"SSH-2.0-OpenSSH_9.6\r\n", False, "not a Dask scheduler"),
     "closes-at-once": (None, True, "dropped the connection"),
+    "handshake-then-silence": (dask_handshake(), False, "no answer within 1.5 s"),
 }
 
 for _name, (_reply, _close, _frag) in DASK_PEERS.items():

@@ -241,8 +241,9 @@ class JobRunner:
         try:
             return Client(self.address, timeout=self._timeout, set_as_default=False)
         except Exception as e:                    # noqa: BLE001 - whatever the peer made Dask raise
+            why = _one_line(e)[:200] or f"no answer within {self._timeout:g} s"
             raise UserError(f"cannot connect to the Dask scheduler at {self.address} "
-                            f"({type(e).__name__}: {_one_line(e)[:200]})") from None
+                            f"({type(e).__name__}: {why})") from None
 
     def __enter__(self) -> "JobRunner":
         return self
