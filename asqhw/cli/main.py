@@ -95,8 +95,11 @@ def cmd_conform(args) -> int:
                "networks": len(nets), "network_vectors": sum(r.vectors for r in nets),
                "network_mismatches": sum(r.mismatches for r in nets)}
     if rtl and args.unit == "engine":
+        from asqhw.hdl.engine.cosim import STALL, stall_summary
+
         summary["model_cycle_errors"] = model_off
         summary["rtl_unit"] = "engine"
+        summary["rtl_stalls"], stall_line = stall_summary([r for r, _ in rtl], STALL if args.stall else 0.0)
     if rtl:
         cyc = sum(r.cycles for r, _ in rtl)
         secs = sum(r.seconds for r, _ in rtl)
@@ -128,6 +131,8 @@ def cmd_conform(args) -> int:
             if args.unit == "engine":
                 line += f"; cycle model off in {model_off} cases"
         print(line)
+        if rtl and args.unit == "engine":
+            print(stall_line)
     if nets and not args.json:
         print(format_networks(nets))
     if not args.json:
@@ -260,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RTL lanes (default 16 for top, 8 for engine)")
     p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")
     p.add_argument("--simulator", choices=["verilator", "amaranth"], default="verilator")
-    p.add_argument("--stall", action="store_true", help="network: random valid/ready stalls on both streams")
+    p.add_argument("--stall", action="store_true", help="engine, network: random valid/ready stalls on the streams")
     p.add_argument("--manual-start", action="store_true", help="network: AUTO off, runs started by CTRL.START")
     p.add_argument("--trace", metavar="FST", default=None, help="network: dump the waveform to this FST file")
     p.add_argument("--jobs", type=int, default=2, help="RTL tasks at the same time (local cluster)")

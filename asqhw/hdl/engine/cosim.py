@@ -27,10 +27,11 @@ from .params import EngineConfig
 from .program import build_program, pack_layer, shape_of_case, unpack_outputs
 
 __all__ = ["EngineResult", "engine_config", "build_engine", "run_engine", "run_cases_engine",
-           "compare_y", "conform_engine", "DEFAULT_DEPTHS"]
+           "compare_y", "conform_engine", "stall_summary", "read_y_stream", "DEFAULT_DEPTHS", "STALL"]
 
 DEFAULT_DEPTHS = dict(act_depth=8192, term_depth=4096, out_depth=2048, max_channels=32)
 TRIGGERS = ("done", "y_out__valid")
+STALL = 0.25        # conform --stall: share of idle input cycles and of low y_out ready
 
 
 @dataclass
@@ -45,6 +46,7 @@ class EngineResult:
     module: str
     wall_s: float
     error: str | None = None   # the engine runs raise instead; kept for conform's table
+    io: dict | None = None     # load/read-out cycles measured and without stalls (run_engine)
 
 
 def engine_config(case, *, lanes: int, schedule: str = "auto", depths: dict | None = None) -> EngineConfig:
@@ -81,31 +83,77 @@ def _columns(n, ins, values):
     return np.stack(cols, axis=1)
 
 
-def _stream(n, start, words_list):
-    """Valid and payload columns of a stream carrying ``words_list`` from cycle ``start``."""
-    valid = np.zeros(n, dtype=np.uint64)
-    valid[start:start + len(words_list)] = 1
-    payload = [0] * n
-    payload[start:start + len(words_list)] = words_list
-    return valid, payload
+def _stalled_cycles(rng, n_words: int, stall: float) -> np.ndarray:
+    """Cycles (from 0) in which the words of a stream are valid, with random idle cycles between them.
+
+    Before each word, every further cycle is idle with probability ``stall`` (geometric gaps).
+    """
+    gaps = rng.geometric(1.0 - stall, size=n_words) - 1 if n_words else np.zeros(0, dtype=np.int64)
+    return np.cumsum(gaps + 1) - 1
 
 
-def run_engine(ecfg: EngineConfig, exe: Path, sidecar: dict, shape, x, w, M, B, sh, *, name="run"):
-    """Run one layer on a built engine; return ``(y, cycles, estimate, missing, wall_s)``."""
+def read_y_stream(valid_at, payload, ready, done: int, name: str = "run"):
+    """The codes that moved on ``y_out``, checked against the stream rules; ``(codes, last cycle)``.
+
+    ``valid_at``: the cycles with ``valid`` high, ``payload`` their payloads, ``ready`` the
+    ready input per cycle. A code moves in a cycle with valid and ready. Raises RuntimeError
+    unless valid is high in every cycle from ``done + 1`` to the last move (with no stall: one
+    code per cycle, the cycle model's read-out figure, ``hdl.engine.cycles.io_cycles``) and a
+    code waiting for ready keeps its payload.
+    """
+    valid_at = np.asarray(valid_at, dtype=np.int64)
+    payload = np.asarray(payload)
+    moved = np.asarray(ready)[valid_at] == 1
+    last = int(valid_at[moved][-1]) if moved.any() else done
+    if not np.array_equal(valid_at, np.arange(done + 1, last + 1)):
+        raise RuntimeError(f"{name}: the output stream was not valid in every cycle from done + 1 "
+                           f"to its last code")
+    held = np.nonzero(~moved[:-1])[0]
+    changed = payload[held + 1] != payload[held]
+    if np.any(changed):
+        raise RuntimeError(f"{name}: y_out changed its payload while ready was low "
+                           f"(cycle {int(valid_at[held[np.argmax(changed)]])})")
+    return payload[moved], last
+
+
+def run_engine(ecfg: EngineConfig, exe: Path, sidecar: dict, shape, x, w, M, B, sh, *, name="run",
+               stall: float = 0.0, seed: int = 0, io: dict | None = None):
+    """Run one layer on a built engine; return ``(y, cycles, estimate, missing, wall_s)``.
+
+    ``stall`` > 0: the three load streams get random idle cycles between words (``valid`` low)
+    and ``y_out__ready`` is low in a random share ``stall`` of the cycles (seeded by ``seed``);
+    the output is then checked against the AXI-Stream rules (a stalled code stays valid and
+    unchanged; codes move only with ``ready``). Stalls fall before ``start`` and after ``done``,
+    so ``cycles`` (start to done) is the no-stall count. ``io``, if given, receives the load and
+    read-out cycles measured and their no-stall counts (``hdl.engine.cycles.io_cycles``).
+    """
+    if not 0.0 <= stall < 1.0:
+        raise UserError(f"stall must be a probability in [0, 1), not {stall!r}")
     prog = build_program(ecfg, shape, x, w, M, B, sh)
     est = run_cycles(ecfg.lanes, shape.engine_geometry, prog.counts, ecfg.rq_pipeline).cycles
-    load = max(len(prog.terms), len(prog.act), len(prog.params))
+    rng = np.random.default_rng(seed)
+    streams = (("w_in", prog.terms), ("a_in", prog.act), ("p_in", prog.params))
+    at = {prefix: (_stalled_cycles(rng, len(data), stall) if stall else np.arange(len(data)))
+          for prefix, data in streams}
+    load = max(int(a[-1]) + 1 if a.size else 0 for a in at.values())
     s = load
     n_out = shape.out_words
-    n = s + 1 + 2 * est + 200 + n_out
+    n = s + 1 + 2 * est + 200 + (int(4 * n_out / (1.0 - stall)) + 64 if stall else n_out)
     ports = sidecar["ports"]
     ins, outs = input_ports(ports), output_ports(ports)
-    values = {"layer": pack_layer(ecfg, prog.layer), "y_out__ready": 1}
+    ready = np.ones(n, dtype=np.uint64)
+    if stall:
+        ready = (rng.random(n) >= stall).astype(np.uint64)
+    values = {"layer": pack_layer(ecfg, prog.layer), "y_out__ready": ready}
     start = np.zeros(n, dtype=np.uint64)
     start[s] = 1
     values["start"] = start
-    for prefix, data in (("w_in", prog.terms), ("a_in", prog.act), ("p_in", prog.params)):
-        valid, payload = _stream(n, 0, data)
+    for prefix, data in streams:
+        valid = np.zeros(n, dtype=np.uint64)
+        valid[at[prefix]] = 1
+        payload = [0] * n
+        for c, word in zip(at[prefix].tolist(), data):
+            payload[c] = word
         values[f"{prefix}__valid"] = valid
         width = next(p["width"] for p in ins if p["name"] == f"{prefix}__payload")
         values[f"{prefix}__payload"] = payload if width > 64 else np.array(payload, dtype=np.uint64)
@@ -142,11 +190,13 @@ def run_engine(ecfg: EngineConfig, exe: Path, sidecar: dict, shape, x, w, M, B, 
     if done_at.size != 1:
         raise RuntimeError(f"{name}: engine raised done {done_at.size} times (expected once)")
     cycles = int(done_at[0]) - s
-    out_cycles = cyc[col["y_out__valid"] == 1]
-    if not np.array_equal(out_cycles, np.arange(1, n_out + 1) + done_at[0]):
-        # the cycle model's drain figure (hdl.engine.cycles.io_cycles) assumes this
-        raise RuntimeError(f"{name}: the output stream did not run one code per cycle from done + 1")
-    ys = col["y_out__payload"][col["y_out__valid"] == 1] & ((1 << ecfg.out_bits) - 1)
+    valid_at = cyc[col["y_out__valid"] == 1]
+    codes, last = read_y_stream(valid_at, col["y_out__payload"][col["y_out__valid"] == 1], ready,
+                                int(done_at[0]), name)
+    if io is not None:
+        io.update(load=load, out=last - int(done_at[0]), load_model=max(len(d) for _, d in streams),
+                  out_model=n_out)
+    ys = codes & ((1 << ecfg.out_bits) - 1)
     if ecfg.out_signed:
         ys = np.where(ys >> (ecfg.out_bits - 1) & 1, ys - (1 << ecfg.out_bits), ys)
     missing = abs(n_out - ys.size)
@@ -156,8 +206,14 @@ def run_engine(ecfg: EngineConfig, exe: Path, sidecar: dict, shape, x, w, M, B, 
 
 
 def run_cases_engine(cases, *, lanes: int = 8, schedule: str = "auto", cache=None,
-                     depths: dict | None = None, progress=None) -> list[EngineResult]:
-    """Run golden cases through the engine in Verilator; one result per case, in order."""
+                     depths: dict | None = None, progress=None, stall: float = 0.0) -> list[EngineResult]:
+    """Run golden cases through the engine in Verilator; one result per case, in order.
+
+    ``stall``: random stalls on the engine's streams (:func:`run_engine`), seeded per case by
+    the CRC-32 of its name, so a run is reproducible.
+    """
+    import zlib
+
     cases = list(cases)
     check_int("lanes", lanes, 1)
     cfgs = [engine_config(c, lanes=lanes, schedule=schedule, depths=depths) for c in cases]
@@ -168,10 +224,12 @@ def run_cases_engine(cases, *, lanes: int = 8, schedule: str = "auto", cache=Non
     for i, (case, ecfg) in enumerate(zip(cases, cfgs)):
         exe, sidecar = builds[ecfg]
         shape = shape_of_case(case)
+        io = {}
         y, cycles, est, missing, wall = run_engine(ecfg, exe, sidecar, shape, case["x"], case["w"],
-                                                   case["M"], case["B"], case["sh"], name=case.name)
+                                                   case["M"], case["B"], case["sh"], name=case.name,
+                                                   stall=stall, seed=zlib.crc32(case.name.encode()), io=io)
         results.append(EngineResult(case.name, y.astype(np.int16), cycles, est, missing,
-                                    sidecar["module"], wall))
+                                    sidecar["module"], wall, io=io))
         if progress is not None:
             progress(i + 1, len(cases), case.name)
     return results
@@ -201,7 +259,9 @@ def conform_engine(cases, args):
         if not args.quiet:
             print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
 
-    results = run_cases_engine(cases, lanes=8 if args.lanes is None else args.lanes, schedule=sched, progress=progress)
+    stall = STALL if getattr(args, "stall", False) else 0.0
+    results = run_cases_engine(cases, lanes=8 if args.lanes is None else args.lanes, schedule=sched,
+                               progress=progress, stall=stall)
     out = []
     for case, r in zip(cases, results):
         rep = compare_y(case, r.y)
@@ -210,3 +270,26 @@ def conform_engine(cases, args):
         r.seconds = r.wall_s
         out.append((r, rep))
     return out
+
+
+def stall_summary(results, stall: float) -> tuple[dict, str]:
+    """The stall figures of an engine conform run: a JSON record and one line for the table's foot.
+
+    Stalls fall in the loads (before ``start``) and the read-out (after ``done``), so the
+    ``rtl cycles`` column (start to done) is the count of the no-stall run and must equal the
+    cycle model; the loads and the read-out are reported measured and without stalls.
+    """
+    io = [r.io for r in results if r.io]
+    rec = {"stall": stall, "load_cycles": sum(i["load"] for i in io),
+           "load_cycles_no_stall": sum(i["load_model"] for i in io),
+           "readout_cycles": sum(i["out"] for i in io),
+           "readout_cycles_no_stall": sum(i["out_model"] for i in io)}
+    if stall:
+        line = (f"stalls (p = {stall}): random idle cycles between the words of w_in/a_in/p_in and ready low on "
+                f"y_out; load {rec['load_cycles']} cycles (no stall {rec['load_cycles_no_stall']}), read-out "
+                f"{rec['readout_cycles']} (no stall {rec['readout_cycles_no_stall']}); rtl cycles count start to "
+                f"done, which no stall reaches: the no-stall run the cycle model counts")
+    else:
+        line = (f"no stalls: load {rec['load_cycles']} cycles, read-out {rec['readout_cycles']} (one word per "
+                f"cycle); rtl cycles count start to done (--stall adds random valid/ready stalls)")
+    return rec, line
