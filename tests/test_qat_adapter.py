@@ -72,7 +72,7 @@ def test_pooled_mean_is_quantised_to_eight_bit_codes_of_step_s_p():
     assert beta.tolist() == pytest.approx([0.5, 1.5, min(127.5, 1023 / 256)])
 
 
-def test_beta_gradient_reaches_the_adapter_as_eq_9_straight_through():
+def test_beta_gradient_reaches_the_adapter_as_eq_9_with_lsqs_scale_straight_through():
     aq = ActQuant(2, 4, adapter=True).double()   # Qp = 3, single-layer adapter
     aq.enable(torch.rand(4, 4, 2, 2, dtype=F64))
     with torch.no_grad():
@@ -83,8 +83,9 @@ def test_beta_gradient_reaches_the_adapter_as_eq_9_straight_through():
     aq(x).sum().backward()
     # Eq. 7 factors on v = x / (s beta) = 0.4, 1.2, 2.4, 8 (> Qp): round(v) - v inside, Qp outside
     g_sa = 4 * ((0 - 0.4) + (1 - 1.2) + (2 - 2.4) + 3)
-    # Eq. 9: dL/dbeta = s * g_sa; d beta / d bias = 1 through the straight-through rounding
-    assert aq.adapter.fc2.bias.grad.item() == pytest.approx(0.25 * g_sa)
+    # Eq. 9: dL/dbeta = s * g_sa, times LSQ's scale 1/sqrt(N * Qp) of one image's N = 16
+    # elements; d beta / d bias = 1 through the straight-through rounding
+    assert aq.adapter.fc2.bias.grad.item() == pytest.approx(0.25 * g_sa / math.sqrt(16 * 3))
     # Eq. 8 with LSQ's gradient scale 1/sqrt(numel * Qp)
     assert aq.act.s.grad.item() == pytest.approx(g_sa * 1.0 / math.sqrt(16 * 3))
 

@@ -95,7 +95,7 @@ def test_cifar_default_is_the_papers_recipe():
 
     r = RECIPES["cifar10"]
     assert (r.optimizer, r.qat_lr, r.batch, r.weight_decay, r.qat_epochs) == ("sgd", 0.04, 128, 1e-4, 300)
-    assert r.bn_freeze is not None and r.adapter_start == "fit"
+    assert r.bn_freeze == 0.9 and r.adapter_start == "fit" and r.step_lr == 0.01
     assert RECIPES["digits"].bn_freeze is None and RECIPES["digits"].adapter_start == "lsq"
 
 

@@ -38,8 +38,8 @@ RECIPE_OPTIONS = (
     ("--step-lr", "step_lr", float, "learning-rate factor of steps and scales (default: 1 SGD, 0.01 Adam)"),
     ("--adapter-lr", "adapter_lr", float, "learning-rate factor of the adapters (default 1)"),
     ("--warmup", "warmup", float, "fraction of the QAT steps with a linear warm-up (default 0)"),
-    ("--bn-freeze", "bn_freeze", float, "fraction of the QAT epochs with BatchNorm batch statistics, then frozen "
-                                        "(default: 0.5 CIFAR-10; digits folds before QAT)"),
+    ("--bn-freeze", "bn_freeze", float, "fraction of the QAT steps with BatchNorm batch statistics, then frozen "
+                                        "(default: 0.9 CIFAR-10; digits folds before QAT)"),
 )
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..quant import AsqActivation, init_step
+import math
+
+from ..quant import AsqActivation, grad_scale, init_step
 from .adapter import Adapter
 
 __all__ = ["ActQuant", "InputQuant", "wide_shift"]
@@ -119,4 +121,8 @@ class ActQuant(nn.Module):
         if self.adapter is None:
             return self.act(x, 1.0)
         beta = self.adapter(x).to(x.dtype)
+        # Eq. 9's dL/dbeta sums over the image's C*H*W elements with no scale (the authors'
+        # code); under SGD that moved beta to its clamps in a few steps. It gets LSQ's scale
+        # 1 / sqrt(N * Q_p), N the elements of one image, as Eq. 8's step does (docs/qat.md).
+        beta = grad_scale(beta, 1.0 / math.sqrt(x[0].numel() * self.act.qp))
         return self.act(x, beta.reshape((-1,) + (1,) * (x.dim() - 1)))

@@ -38,7 +38,7 @@ class Recipe:
     biases. ``weight_decay`` applies to conv/linear weights outside the adapters only.
     ``warmup``: fraction of the QAT steps over which the learning rate rises linearly from 0.
     ``bn_freeze``: None folds the BatchNorm before QAT; a number keeps it simulated-folded with
-    batch statistics for that fraction of the QAT epochs, then freezes the running statistics.
+    batch statistics for that fraction of the QAT steps, then freezes the running statistics.
     ``adapter_start``: ``fit``, ``range`` or ``lsq`` (:meth:`.adapter.Adapter.init_quantisers`).
     """
 
@@ -63,10 +63,11 @@ RECIPES = {
     "digits": Recipe(batch=32, float_lr=3e-3, qat_lr=1e-3, optimizer="adam", weight_decay=0.0,
                      float_epochs=30, qat_epochs=30, step_lr=0.01, adapter_start="lsq"),
     # the paper's CIFAR recipe (APoT's): SGD momentum 0.9, lr 0.04, batch 128, wd 1e-4, cosine
-    # decay, 300 QAT epochs; steps use LSQ's gradient scale at the full rate (docs/qat.md)
+    # decay, 300 QAT epochs. Steps and scales at 0.01 x lr: at the full rate (LSQ's gradient
+    # scale, none on POT/POST scales) they left [1e-8, 4e5] within 40 steps (docs/qat.md)
     "cifar10": Recipe(batch=128, float_lr=0.04, qat_lr=0.04, optimizer="sgd", weight_decay=1e-4,
-                      float_epochs=200, qat_epochs=300, step_lr=1.0, adapter_lr=1.0, warmup=0.0,
-                      bn_freeze=0.5),
+                      float_epochs=200, qat_epochs=300, step_lr=0.01, adapter_lr=1.0, warmup=0.0,
+                      bn_freeze=0.9),
 }
 
 
@@ -140,7 +141,7 @@ def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: i
          recipe: Recipe, gen: torch.Generator, desc: str, progress: bool, qat: bool = False) -> float:
     """Train for ``epochs`` (warm-up and cosine decay); return the last test accuracy.
 
-    In QAT the simulated BatchNorm freezes after ``recipe.bn_freeze`` of the epochs.
+    In QAT the simulated BatchNorm freezes after ``recipe.bn_freeze`` of the steps.
     """
     from tqdm import tqdm
 
@@ -151,11 +152,12 @@ def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: i
     steps = epochs * math.ceil(len(y) / recipe.batch)
     warm = int(round(recipe.warmup * steps)) if qat else 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, steps, warm))
-    freeze_at = math.ceil(recipe.bn_freeze * epochs) if qat and recipe.bn_freeze is not None else None
+    freeze_at = round(recipe.bn_freeze * steps) if qat and recipe.bn_freeze is not None else None
+    step = 0
+    if freeze_at == 0:
+        net.freeze_bn()
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=True, dynamic_ncols=True)
-    for epoch in bar:
-        if epoch == freeze_at:
-            net.freeze_bn()
+    for _ in bar:
         net.train()
         perm = torch.randperm(len(y), generator=gen)
         total, n = 0.0, 0
@@ -169,6 +171,9 @@ def _run(net: QatNet, data: Dataset, x: torch.Tensor, y: torch.Tensor, epochs: i
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            if step == freeze_at:
+                net.freeze_bn()
             _keep_scales_positive(net)
             if qat:
                 net.floor_weight_steps()
