@@ -103,7 +103,11 @@ def _payload_fields(ecfg: EngineConfig) -> list[dict]:
               {"name": "zero", "offset": 1, "width": 1, "meaning": "add 0 (a shift-only entry or an all-zero channel)"},
               {"name": "dbl", "offset": 2, "width": 1,
                "meaning": "double every accumulator before adding (ignored on a tile's first entry, which loads)"}]
-    if ecfg.dp.arch == "split":
+    if ecfg.one_acc:
+        fields.append({"name": "park", "offset": 3, "width": 1,
+                       "meaning": "grouped1: after this entry's add, copy the sum (acc_1, odd W) into the lane's "
+                                  "park register; the next entry starts the even-W sum (acc_0) from 0"})
+    elif ecfg.dp.arch == "split":
         fields.append({"name": "k", "offset": 3, "width": 1,
                        "meaning": "accumulator 0 (even exponent W) or 1 (odd W)"})
     return fields
@@ -137,6 +141,15 @@ def _term_list_rules(ecfg: EngineConfig) -> dict:
                         "multiplied by 2^s")
     rules["shift_only_entry"] = "zero = 1, dbl = 1, neg = 0, k = 0, offset 0 (payload 0b0110)"
     rules["all_zero_channel"] = "one entry with zero = 1 only (payload 0b0010, offset 0)"
+    if ecfg.one_acc:
+        rules["entries"] = ("grouped1: the list of the odd-W terms (k = 1), its last entry with park = 1 "
+                            "(a lone zero entry, payload 0b1010, when there is no odd-W term), then the list of the "
+                            "even-W terms (k = 0; a lone zero entry, payload 0b0010, when there is none); bit 3 is "
+                            "park, not k; each list: " + rules["entries"])
+        rules["shift_only_entry"] = "zero = 1, dbl = 1, neg = 0, offset 0 (payload 0b0110, 0b1110 if it parks)"
+        rules["all_zero_channel"] = "two entries: payload 0b1010 (park) then 0b0010, offset 0"
+        rules["first_entry"] = ("grouped1: the first entry of a tile and the entry after the park entry load "
+                                "(the one accumulator = its product; dbl ignored); the others add")
     return rules
 
 

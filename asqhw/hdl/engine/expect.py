@@ -106,14 +106,22 @@ def expected_entries(ecfg: EngineConfig, fan_in: int, clip=DEFAULT_CLIP) -> floa
     ``T + s_max - D + 1`` (``T`` terms, ``D`` distinct shift levels, ``s_max`` the largest;
     1 if no term), so ``E = E[T] + sum_{s>=1} (1 - r_s^K) - sum_l (1 - (1 - q_l)^K) + 1`` with
     ``q_l`` the probability that one weight has a term at level ``l`` and ``r_s`` that it
-    has none at a level ``>= s``.
+    has none at a level ``>= s``. ``grouped1``: the sum of that expectation over the
+    odd-W terms and over the even-W terms (two lists, each at least one entry).
     """
     probs = code_probabilities(ecfg.dp, clip)
     k = fan_in
     if not ecfg.grouped:
         p0 = probs[0]
         return k * (1 - p0) + p0 ** k
-    per_code = {c: [t[0] for t in term_levels(ecfg, [c])] for c in probs}
+    if ecfg.one_acc:        # grouped1: the odd-W list and the even-W list, each counted so
+        return sum(_grouped_entries(probs, {c: [t[0] for t in term_levels(ecfg, [c]) if t[3] == acc]
+                                            for c in probs}, k) for acc in (1, 0))
+    return _grouped_entries(probs, {c: [t[0] for t in term_levels(ecfg, [c])] for c in probs}, k)
+
+
+def _grouped_entries(probs: dict, per_code: dict, k: int) -> float:
+    """``E[T + s_max - D + 1]`` of one Horner list over ``k`` weights (:func:`expected_entries`)."""
     top = max((max(v) for v in per_code.values() if v), default=0)
     e_terms = sum(p * len(per_code[c]) for c, p in probs.items())
     q = [sum(p for c, p in probs.items() if lvl in per_code[c]) for lvl in range(top + 1)]

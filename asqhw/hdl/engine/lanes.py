@@ -9,6 +9,11 @@ activation code ``A_l`` and the broadcast weight payload:
 - ``grouped``: the lane only negates (``hdl.lanes.SignLane``): ``P = neg(A)``, or 0 for
   a ``zero`` entry; ``acc_k <= (first ? 0 : (dbl ? 2*acc_k : acc_k)) + P`` for the
   entry's ``k``, and every accumulator doubles on ``dbl`` (Horner over shift levels).
+- ``grouped1`` (post split): one accumulator per lane, ``acc <= (start ? 0 : (dbl ?
+  2*acc : acc)) + P``; an entry with ``park`` also copies the new value into the lane's
+  park register, and ``start`` is ``first`` or "the previous entry parked" (one
+  broadcast flip-flop), so the even-exponent terms that follow begin from 0. On ``last``
+  the shadow bank takes ``acc_0 = `` the new value and ``acc_1 = `` the park register.
 
 All sums wrap modulo ``2^acc_bits`` (docs/datapath.md section 5). On the ``last`` term
 of a tile the new values are also copied into the shadow bank, which the drain reads
@@ -65,6 +70,8 @@ class LaneArray(wiring.Component):
         if e.grouped:
             neg, zero, dbl = self.payload[0], self.payload[1], self.payload[2]
             ksel = self.payload[3] if e.dp.arch == "split" else None
+        if e.one_acc:
+            return self._elaborate_one_acc(m, neg, zero, dbl, self.payload[3])
         for i in range(e.lanes):
             a_i = self.a[i * ab:(i + 1) * ab]
             accs = [Signal(signed(nb), name=f"acc{i}_{k}", reset_less=True) for k in range(e.n_acc)]
@@ -97,6 +104,39 @@ class LaneArray(wiring.Component):
             sh = [Signal(signed(nb), name=f"shadow{i}_{k}", reset_less=True) for k in range(e.n_acc)]
             with m.If(self.valid & self.last):
                 m.d.sync += [s.eq(v) for s, v in zip(sh, news)]
+            shadows += sh
+        cap = Signal()
+        m.d.sync += cap.eq(self.valid & self.last)
+        m.d.comb += [self.shadow.eq(Cat(*shadows)), self.cap.eq(cap)]
+        return m
+
+    def _elaborate_one_acc(self, m, neg, zero, dbl, park):
+        """``grouped1``: one accumulator and a park register per lane (see the module docstring)."""
+        e = self._e
+        ab, nb = e.dp.a_bits, e.acc_bits
+        parked = Signal()           # the last valid entry had park: the next one starts from 0
+        with m.If(self.valid):
+            m.d.sync += parked.eq(park)
+        restart = Signal()
+        m.d.comb += restart.eq(self.first | parked)
+        shadows = []
+        for i in range(e.lanes):
+            lane = SignLane(e.dp)
+            m.submodules[f"lane{i}"] = lane
+            m.d.comb += [lane.a.eq(self.a[i * ab:(i + 1) * ab]), lane.neg.eq(neg)]
+            p = Signal(signed(lane.width), name=f"p{i}")
+            m.d.comb += p.eq(Mux(zero, 0, lane.p))
+            acc = Signal(signed(nb), name=f"acc{i}", reset_less=True)
+            hold = Signal(signed(nb), name=f"park{i}", reset_less=True)
+            new = Signal(signed(nb), name=f"new{i}")
+            m.d.comb += new.eq(Mux(restart, 0, Mux(dbl, acc << 1, acc)) + p)
+            with m.If(self.valid):
+                m.d.sync += acc.eq(new)
+            with m.If(self.valid & park):
+                m.d.sync += hold.eq(new)
+            sh = [Signal(signed(nb), name=f"shadow{i}_{k}", reset_less=True) for k in range(2)]
+            with m.If(self.valid & self.last):
+                m.d.sync += [sh[0].eq(new), sh[1].eq(hold)]
             shadows += sh
         cap = Signal()
         m.d.sync += cap.eq(self.valid & self.last)

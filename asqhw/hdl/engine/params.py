@@ -13,7 +13,7 @@ from asqhw.core.validate import check_bool, check_int
 
 __all__ = ["EngineConfig", "ENGINE_SCHEDULES", "M_BITS", "B_BITS", "SH_BITS"]
 
-ENGINE_SCHEDULES = ("any", "grouped")
+ENGINE_SCHEDULES = ("any", "grouped", "grouped1")
 M_BITS, B_BITS, SH_BITS = 16, 48, 6
 COUNT_FIELD_BITS = 16
 
@@ -36,11 +36,14 @@ class EngineConfig:
         Accumulator width (wraps modulo ``2^acc_bits``, docs/datapath.md section 5).
     out_bits, out_signed :
         Output code format (section 6).
-    schedule : {"any", "grouped"}
+    schedule : {"any", "grouped", "grouped1"}
         ``any``: each lane has the product lane of ``dp.arch`` (``hdl.lanes``).
         ``grouped``: terms sorted offline by shift; each lane adds ``+-A`` and doubles its
         accumulator(s) when the shift level drops (Horner); for ``uniform`` the weight
         is split into its magnitude bits (bit planes). Not for ``lut``.
+        ``grouped1``: post split only; ``grouped`` with one accumulator per lane: a tile
+        issues the odd-exponent terms (``acc_1``), parks their sum, then the even ones
+        (``acc_0``); the shadow bank receives both sums (docs/engine.md).
     act_depth, term_depth, out_depth, max_channels : int
         Depth of the activation buffer (codes), the term memory (entries), the output
         buffer (codes) and the channel memory (output channels).
@@ -81,6 +84,8 @@ class EngineConfig:
                             f"not {self.schedule!r}")
         if self.schedule == "grouped" and self.dp.arch == "lut":
             raise UserError("schedule 'grouped' needs uniform, pot or post split weights, not post lut")
+        if self.schedule == "grouped1" and self.dp.arch != "split":
+            raise UserError(f"schedule 'grouped1' needs post split weights, not {self.dp.fmt} {self.dp.arch}")
         for name in ("act_depth", "term_depth", "out_depth", "max_channels"):
             check_int(name, getattr(self, name), 1, 1 << 24)
         check_int("rq_pipeline", self.rq_pipeline, 1, 3)
@@ -92,7 +97,13 @@ class EngineConfig:
     # --- derived widths ----------------------------------------------------
     @property
     def grouped(self) -> bool:
-        return self.schedule == "grouped"
+        """Terms sorted by shift level with Horner doubling (``grouped`` or ``grouped1``)."""
+        return self.schedule in ("grouped", "grouped1")
+
+    @property
+    def one_acc(self) -> bool:
+        """``grouped1``: one accumulator per lane, the two sums issued one after the other."""
+        return self.schedule == "grouped1"
 
     @property
     def n_acc(self) -> int:
@@ -108,7 +119,8 @@ class EngineConfig:
         """Bits of a term entry besides its offset.
 
         ``any``: the weight code as stored. ``grouped``: ``neg``, ``zero``, ``dbl``
-        (and ``k`` for split) at bits 0, 1, 2 (3).
+        (and ``k`` for split) at bits 0, 1, 2 (3). ``grouped1``: ``neg``, ``zero``, ``dbl``,
+        ``park`` at bits 0..3.
         """
         if self.grouped:
             return 4 if self.dp.arch == "split" else 3

@@ -22,8 +22,11 @@ Term lists. ``any``: the nonzero weights in ``(j, ky, kx)`` order with their cod
 the accumulators before adding ``+-A``; every drop of ``s`` by ``d`` costs ``d - 1``
 shift-only entries (``zero``, ``dbl``) and the last level ``s_last`` costs ``s_last`` more,
 so that each term ends shifted by exactly its ``s`` (Horner). A channel without nonzero
-weights is one ``zero`` entry. The counts are what the cycle model needs
-(:func:`channel_entry_counts`).
+weights is one ``zero`` entry. ``grouped1`` (post split, one accumulator): the list of the
+odd-exponent terms (``W mod 2 = 1``, ``acc_1``) built so, its last entry with ``park``
+(bit 3, in place of ``k``), then the list of the even-exponent terms (``acc_0``); each list
+is at least one entry (a ``zero`` entry when it has no term). The counts are what the
+cycle model needs (:func:`channel_entry_counts`).
 """
 
 from __future__ import annotations
@@ -94,7 +97,18 @@ def channel_entries(ecfg: EngineConfig, codes, offsets) -> list[int]:
                 words.append((off << pb) | (code & mask))
         return words or [0]
     terms = sorted(term_levels(ecfg, codes), key=lambda t: (-t[0], t[1]))
+    if ecfg.one_acc:        # grouped1: the odd-exponent (acc_1) list, parked, then the even one
+        odd = _horner(pb, [t[:3] + (0,) for t in terms if t[3] == 1], offsets)
+        even = _horner(pb, [t[:3] + (0,) for t in terms if t[3] == 0], offsets)
+        odd[-1] |= 1 << 3
+        return odd + even
+    return _horner(pb, terms, offsets)
+
+
+def _horner(pb: int, terms, offsets) -> list[int]:
+    """Entries of sorted grouped terms ``(s, index, neg, k)``: each ends multiplied by ``2^s``."""
     zero_dbl = (1 << 1) | (1 << 2)
+    words = []
     prev = None
     for s, i, neg, k in terms:
         dbl = 0

@@ -35,6 +35,8 @@ __all__ = ["ENGINE_DESIGNS", "SYNTH_DEPTHS", "EngineSynthTop", "engine_configs",
 #: design -> (format, arch, schedule): the dot-unit designs of ``hdl.synth``, in the engine tables' order
 ENGINE_DESIGNS = {d: DESIGNS[d] for d in ("uniform", "uniform-grouped", "pot", "pot-grouped", "post-split",
                                           "post-split-grouped", "post-lut")}
+#: engine-only: grouped post split with one accumulator per lane (odd-exponent sum parked, docs/engine.md)
+ENGINE_DESIGNS["post-split-grouped1"] = ("post", "split", "grouped1")
 SYNTH_DEPTHS = dict(act_depth=2048, term_depth=1024, out_depth=1024, max_channels=64)
 BRAM_CELLS = {"ice40": ("SB_RAM40_4K",), "ecp5": ("DP16KD", "PDPW16KD"), "xilinx": ("RAMB18E1", "RAMB36E1")}
 FAN_IN = 576
