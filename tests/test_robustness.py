@@ -1245,11 +1245,14 @@ def _(user):
 
 # ---- Dask peers (loopback only, bounded in time) ---------------------------------------------
 
-def loopback_peer(reply: bytes | None, close: bool = False) -> str:
-    """A TCP peer on 127.0.0.1 that accepts and then sends ``reply`` (None: never speaks)."""
+def loopback_peer(reply, close: bool = False) -> str:
+    """A TCP peer on 127.0.0.1 that accepts and then sends ``reply`` (bytes, or a function
+    making them; None: never speaks)."""
     import socket
     import threading
     import time
+
+    reply = reply() if callable(reply) else reply
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -1267,8 +1270,12 @@ def loopback_peer(reply: bytes | None, close: bool = False) -> str:
                 held.append(conn)
                 if reply:
                     conn.sendall(reply)
-        except OSError:
+        except OSError:                          # the accept timeout ends the peer
             pass
+        finally:                                 # closed here, never left to the collector
+            for conn in held:
+                conn.close()
+            srv.close()
         time.sleep(0.1)
     threading.Thread(target=serve, daemon=True).start()
     return f"tcp://127.0.0.1:{srv.getsockname()[1]}"
@@ -1299,7 +1306,7 @@ DASK_PEERS = {
     "http-server": (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False, "not a Dask scheduler"),
     "ssh-banner": (b"SSH-2.0-OpenSSH_9.6\r\n", False, "not a Dask scheduler"),
     "closes-at-once": (None, True, "dropped the connection"),
-    "handshake-then-silence": (dask_handshake(), False, "no answer within 1.5 s"),
+    "handshake-then-silence": (dask_handshake, False, "no answer within 1.5 s"),
 }
 
 for _name, (_reply, _close, _frag) in DASK_PEERS.items():
