@@ -122,6 +122,9 @@ def build_images(side: dict, manifest: dict, arrays: dict, *, fill_gap=None) -> 
     """
     check_match(side, manifest)
     p = side["parameters"]
+    if p["schedule"] not in ("any", "grouped"):
+        raise ValueError(f"this testbench builds term lists for the schedules any and grouped, "
+                         f"not {p['schedule']!r}")
     g = _geometry(manifest)
     act = _activations(g, np.asarray(arrays["x"], dtype=np.int64), p["a_bits"], fill_gap)
     w = np.asarray(arrays["w"], dtype=np.int64).reshape(g["c_out"], -1)
