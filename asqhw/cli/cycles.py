@@ -453,7 +453,7 @@ def register(sub) -> None:
     p.add_argument("--model", help="built-in topology (resnet18, resnet34, resnet20, mobilenetv2) or a "
                                    "network export NET.npz (exact entry counts from its weights)")
     add_datapath_args(p)
-    p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto",
+    p.add_argument("--schedule", choices=["auto", "any", "grouped", "grouped1"], default="auto",
                    help="auto: grouped except post lut")
     p.add_argument("--lanes", type=int, default=16)
     p.add_argument("--rq-pipeline", type=int, default=1, choices=[1, 2, 3],

@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or the adapter unit (adapter: Verilator only; the adapters of network files)")
     p.add_argument("--lanes", type=int, default=None,
                    help="RTL lanes (default 16 for top, 8 for engine)")
-    p.add_argument("--schedule", choices=["auto", "any", "grouped"], default="auto")
+    p.add_argument("--schedule", choices=["auto", "any", "grouped", "grouped1"], default="auto",
+                   help="grouped1: engine only, post split with one accumulator per lane (docs/engine.md)")
     p.add_argument("--simulator", choices=["verilator", "amaranth"], default="verilator")
     p.add_argument("--stall", action="store_true", help="engine, network: random valid/ready stalls on the streams")
     p.add_argument("--manual-start", action="store_true", help="network: AUTO off, runs started by CTRL.START")
@@ -296,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", choices=["mac", "dot", "requant", "top", "engine"], default="dot")
     add_datapath_args(p)
     p.add_argument("--lanes", type=int, default=16)
-    p.add_argument("--schedule", choices=["any", "grouped"], default="any")
+    p.add_argument("--schedule", choices=["any", "grouped", "grouped1"], default="any",
+                   help="grouped1: engine only (post split, one accumulator per lane)")
     p.add_argument("--pipeline", type=int, default=1)
     p.add_argument("--fan-in", type=int, default=576, help="fan-in that sizes the accumulator")
     p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default: natural)")

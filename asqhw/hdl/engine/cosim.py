@@ -253,7 +253,7 @@ def conform_engine(cases, args):
 
     if args.simulator != "verilator":
         raise UserError("the engine co-simulation runs in Verilator only (--simulator verilator)")
-    sched = {"any": "any", "grouped": "grouped"}.get(args.schedule, "auto")
+    sched = {"any": "any", "grouped": "grouped", "grouped1": "grouped1"}.get(args.schedule, "auto")
 
     def progress(i, n, name):
         if not args.quiet:
