@@ -317,8 +317,8 @@ in one line naming it. `--work` keeps every checkpoint and export (the run is lo
 
 The recipe is the paper's (docs/qat.md): SGD with momentum 0.9, learning rate 0.04, batch 128,
 weight decay 1e-4, cosine decay, random crops and flips, first conv and last FC at 8 bits, the
-BatchNorm simulated-folded during QAT (batch statistics for the first half, then frozen) and
-folded for the export; 200 float epochs once, then 300 QAT epochs for each of the 18 rows
+BatchNorm simulated-folded during QAT (batch statistics, frozen for the last 10 % of the
+steps) and folded for the export; 200 float epochs once, then 300 QAT epochs for each of the 18 rows
 (`--epochs FLOAT,QAT` changes both). Training runs on the CPU (torch threads: `--threads`,
 default all cores). Measured here with 2 threads, one step of 128 images costs 2.1 s of CPU
 time in float and 7.2 s in QAT (`asq+post`, 4-bit), that is about 7 minutes per float epoch
