@@ -6,6 +6,7 @@ requantises them as section 4/6 of docs/datapath.md say. Checked against the spe
 direct reading (``spec_reading``), through Verilator, with the cycle model exact.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ from spec_reading import spec_product, spec_wrap
 from test_engine import ACC_BITS, LANES, OUT_BITS, SWEEP_SHAPES, _layer_data, spec_layer_y
 from asqhw.hdl.engine.cosim import (DEFAULT_DEPTHS, build_engine, compare_y, run_cases_engine, run_engine)
 from asqhw.hdl.engine.cycles import run_cycles
+from asqhw.hdl.engine.emit import generate, module_name
 from asqhw.hdl.engine.expect import expected_entries, sample_codes
 from asqhw.hdl.engine.params import EngineConfig
 from asqhw.hdl.engine.program import channel_entries, channel_entry_counts
+from asqhw.hdl.verilator import lint
 
 CORPUS = Path(__file__).resolve().parent.parent / "asqhw" / "golden" / "vectors"
 DP = Datapath("post", 4, 4, arch="split")
@@ -129,3 +132,14 @@ def test_sweep_is_bit_exact_and_cycle_exact():
         y, cycles, est, missing, _ = run_engine(ecfg, exe, sidecar, shape, x, w, M, B, sh)
         assert missing == 0 and np.array_equal(y, spec_layer_y(DP, shape, x, w, M, B, sh)), shape.describe()
         assert cycles == est == run_cycles(LANES, shape.engine_geometry, channel_entry_counts(ecfg, w)).cycles
+
+
+def test_grouped1_verilog_is_lint_clean(tmp_path):
+    ecfg = EngineConfig(Datapath("post", 8, 4, arch="split", a_signed=True), 8, 20, 8, True, "grouped1",
+                        act_depth=256, term_depth=256, out_depth=256, max_channels=8)
+    vpath, jpath, _ = generate(ecfg, tmp_path)
+    lint(vpath, module_name(ecfg))
+    term = json.loads(jpath.read_text())["memories"]["term"]
+    assert term["list"]["all_zero_channel"].startswith("two entries")
+    fields = {f["name"]: f["offset"] for f in term["payload_fields"]}
+    assert fields == {"neg": 0, "zero": 1, "dbl": 2, "park": 3}
