@@ -20,6 +20,8 @@ from asqhw.hdl.board.bridge import HostBridge
 from asqhw.host import protocol as P
 from board_double import ID, REGS, DoubleAccelerator, ref_logits
 
+pytestmark = pytest.mark.rtl            # the Amaranth simulator
+
 
 def rtl_replies(host_bytes, *, seed=0, gap=0, stall=0.0, timeout=1 << 16, pauses=None, n_logits=10,
                 limit=400_000, busy=None):

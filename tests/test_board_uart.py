@@ -10,6 +10,8 @@ from amaranth.sim import Simulator
 from asqhw.hdl.board.uart import UARTRx, UARTTx, baud_divisor
 from test_board_bridge import refusal
 
+pytestmark = pytest.mark.rtl            # the Amaranth simulator
+
 
 def frame_bits(byte):
     """The ten line levels of one 8N1 frame: start, data LSB first, stop."""
