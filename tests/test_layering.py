@@ -137,8 +137,6 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(out)
 
 
-@pytest.mark.xfail(strict=True, reason="golden.netexport <-> golden.qat.intexact (issue 18: the owner cuts it; "
-                                       "then this mark goes)")
 def test_no_import_circles():
     assert circles(import_graph(ROOT)) == []
 

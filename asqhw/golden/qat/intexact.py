@@ -39,7 +39,7 @@ import torch.nn.functional as tfn
 from asqhw.core.params import Datapath
 
 from .. import intref, netref
-from ..netexport import input_codes, integer_graph
+from ..netgraph import input_codes, integer_graph
 from .graph import QatNet
 
 __all__ = ["IntGraph", "IntExact", "build_graph", "run_integer", "predict_codes", "evaluate_int", "LR_SCALE",
