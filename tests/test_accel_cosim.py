@@ -96,7 +96,7 @@ def test_a_changed_golden_value_is_named_by_node_sample_and_index(digits):
     assert r.mismatches == 1
     m = r.listed[0]
     assert (m.node, m.array, m.sample, m.index) == ("conv2", "codes", 1, (37,))
-    assert m.expected == m.actual + 1
+    assert m.expected == m.got + 1
 
 
 def test_a_changed_beta_is_seen_in_beta_r_and_every_multiplier(digits):

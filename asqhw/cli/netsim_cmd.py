@@ -68,7 +68,7 @@ def conform_network(args, default_networks) -> int:
         ok &= good
         rec = {"network": net.name, "path": str(path), "lanes": lanes, "samples": run.samples,
                "values": run.values, "mismatches": run.mismatches,
-               "mismatch_list": [vars(m) | {"index": list(m.index)} for m in run.listed],
+               "mismatch_list": [m.record() for m in run.listed],
                "cycles_measured": run.cycles, "cycles_model": model.total, "model_errors": off,
                "step_model_errors": run.step_errors, "stall": args.stall,
                "steps": [{"step": s.step, "op": s.op, "node": s.node, "model": s.total, "measured": mt,

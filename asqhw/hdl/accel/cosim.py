@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from asqhw.core.atomic import temp_path
+from asqhw.core.conform import Mismatch
 from asqhw.core.errors import UserError
 
 from ..cosim_harness import output_ports, words
@@ -33,23 +34,9 @@ from .program import AccelProgram, act_layout_index, build
 from .regmap import REGISTERS
 from .sequencer import PHASES
 
-__all__ = ["render", "build_sim", "run_network", "NetRun", "Mismatch", "MAX_LISTED"]
+__all__ = ["render", "build_sim", "run_network", "NetRun", "MAX_LISTED"]
 
 MAX_LISTED = 20
-
-
-@dataclass
-class Mismatch:
-    node: str
-    array: str
-    sample: int
-    index: tuple
-    expected: int
-    actual: int
-
-    def __str__(self):
-        return (f"node {self.node} {self.array} sample {self.sample} index {list(self.index)}: "
-                f"expected {self.expected}, got {self.actual}")
 
 
 @dataclass
@@ -57,6 +44,7 @@ class NetRun:
     """What one co-simulation measured."""
 
     samples: int
+    name: str = ""
     values: int = 0
     mismatches: int = 0
     listed: list = field(default_factory=list)
@@ -226,7 +214,7 @@ def run_network(net, prog: AccelProgram | None = None, *, lanes: int = 8, sample
         col[p["name"]] = v
         off += words(p["width"])
     col["cycle"] = raw[:, 0]
-    run = NetRun(samples=n, model=model.total, module=module, wall_s=wall)
+    run = NetRun(samples=n, name=net.name, model=model.total, module=module, wall_s=wall)
     run.step_model = [s.total for s in model.steps]
     _compare(net, prog, col, outs, csr, n, run, vectors)
     run.images = len([o for o in outs if o[2]])
@@ -236,7 +224,7 @@ def run_network(net, prog: AccelProgram | None = None, *, lanes: int = 8, sample
     run.transfers["in_beats"] = prog.n_in
     run.transfers["out_beats"] = prog.classes
     if proc.returncode == 3:
-        _add(run, Mismatch("(run)", "images", len(run.cycles), (), n, run.images))
+        _add(run, Mismatch(run.name, "(run)", "images", len(run.cycles), (), n, run.images))
     return run
 
 
@@ -258,10 +246,10 @@ def _check(run, node, array, sample, expected, actual):
     act = np.asarray(actual, dtype=np.int64).reshape(-1)
     run.values += exp.size
     if act.size != exp.size:
-        _add(run, Mismatch(node, array + ":count", sample, (), int(exp.size), int(act.size)))
+        _add(run, Mismatch(run.name, node, array + ":count", sample, (), int(exp.size), int(act.size)))
         return
     for i in np.flatnonzero(exp != act):
-        _add(run, Mismatch(node, array, sample, (int(i),), int(exp[i]), int(act[i])))
+        _add(run, Mismatch(run.name, node, array, sample, (int(i),), int(exp[i]), int(act[i])))
 
 
 def _compare(net, prog, col, outs, csr, n, run, vectors):
@@ -276,7 +264,7 @@ def _compare(net, prog, col, outs, csr, n, run, vectors):
     regs = {r.name: r.addr for r in REGISTERS}
     for img in range(n):
         if img >= len(starts):
-            _add(run, Mismatch("(run)", "started", img, (), 1, 0))
+            _add(run, Mismatch(run.name, "(run)", "started", img, (), 1, 0))
             break
         seg = slice(bounds[img], bounds[img + 1])
         inrun = busy[seg]
@@ -290,7 +278,7 @@ def _compare(net, prog, col, outs, csr, n, run, vectors):
             go = cy[in_step & mk & (ph == PHASES["go"])]
             endc = cy[in_step & mk & (ph == PHASES["end"])]
             if go.size != 1 or endc.size != 1:
-                _add(run, Mismatch(s.node, "step_marks", img, (si,), 1, int(min(go.size, endc.size))))
+                _add(run, Mismatch(run.name, s.node, "step_marks", img, (si,), 1, int(min(go.size, endc.size))))
                 measured.append(-1)
                 phases.append({})
                 continue
@@ -327,7 +315,7 @@ def _compare(net, prog, col, outs, csr, n, run, vectors):
                 codes = _signed(col["dbg_act_data"][seg][in_step & av], 16)
                 idx = act_layout_index(s.shape, net.tensors[src].shape)
                 if codes.size != idx.size:
-                    _add(run, Mismatch(src, "act_count", img, (), int(idx.size), int(codes.size)))
+                    _add(run, Mismatch(run.name, src, "act_count", img, (), int(idx.size), int(codes.size)))
                 else:
                     pad = idx < 0
                     exp = vectors["vec/input" if src == "input" else f"vec/{src}"][img].reshape(-1)
