@@ -85,11 +85,7 @@ def check_target(path, force: bool, need_dir: bool = False) -> Path:
         existing directory is not writable (or, with ``need_dir``, missing).
     """
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a file name")
-    blocker = _under_file(path)
-    if blocker is not None:
-        raise UserError(f"{path}: cannot write under the file {blocker}")
+    _refuse_non_file_target(path)
     if (path.exists() or path.is_symlink()) and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     parent = path.parent
@@ -98,6 +94,15 @@ def check_target(path, force: bool, need_dir: bool = False) -> Path:
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{path}: directory {parent} is not writable")
     return path
+
+
+def _refuse_non_file_target(path: Path) -> None:
+    """Refuse a target that is a directory or lies under a file (no file could be written there)."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a file name")
+    blocker = _under_file(path)
+    if blocker is not None:
+        raise UserError(f"{path}: cannot write under the file {blocker}")
 
 
 def temp_path(path) -> Path:
@@ -117,11 +122,7 @@ def write_bytes(path, data: bytes, force: bool | None = False) -> Path:
         left as it was.
     """
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a file name")
-    blocker = _under_file(path)
-    if blocker is not None:
-        raise UserError(f"{path}: cannot write under the file {blocker}")
+    _refuse_non_file_target(path)
     tmp = temp_path(path)
     try:
         with open(tmp, "xb") as f:
