@@ -13,7 +13,7 @@ before the first record.  Output file: the records, back to back.
 
 from __future__ import annotations
 
-__all__ = ["words", "input_ports", "output_ports", "harness_cpp", "HARNESS_VERSION"]
+__all__ = ["words", "input_ports", "output_ports", "record_columns", "harness_cpp", "HARNESS_VERSION"]
 
 HARNESS_VERSION = 1
 
@@ -31,6 +31,25 @@ def input_ports(ports: list[dict]) -> list[dict]:
 def output_ports(ports: list[dict]) -> list[dict]:
     """Every output port, in order."""
     return [p for p in ports if p["direction"] == "output"]
+
+
+def record_columns(raw, outs: list[dict]) -> dict:
+    """The harness's output records as columns: ``cycle`` and one int64 array per output port.
+
+    ``raw`` is the flat uint32 word stream the harness wrote, one record per sampled cycle:
+    the cycle number, then each port of ``outs`` in 32-bit words, least significant first.
+    """
+    import numpy as np
+
+    raw = np.asarray(raw, dtype=np.int64).reshape(-1, 1 + sum(words(p["width"]) for p in outs))
+    col, off = {"cycle": raw[:, 0]}, 1
+    for p in outs:
+        v = np.zeros(raw.shape[0], dtype=np.int64)
+        for k in range(words(p["width"])):
+            v |= raw[:, off + k] << (32 * k)
+        col[p["name"]] = v
+        off += words(p["width"])
+    return col
 
 
 def cxx_name(name: str) -> str:

@@ -26,7 +26,7 @@ from asqhw.core.atomic import temp_path
 from asqhw.core.conform import Mismatch
 from asqhw.core.errors import UserError
 
-from ..cosim_harness import output_ports, words
+from ..cosim_harness import output_ports, record_columns
 from ..engine.adapter_cosim import expected_of
 from .cycles import image_cycles
 from .harness import TRIGGERS, harness_cpp
@@ -204,16 +204,7 @@ def run_network(net, prog: AccelProgram | None = None, *, lanes: int = 8, sample
         raw = np.fromfile(rec, dtype=np.uint32).astype(np.int64)
         ins, lasts, outs, csr, end = _events(ev)
     wall = time.perf_counter() - t0
-    outp = output_ports(ports)
-    raw = raw.reshape(-1, 1 + sum(words(p["width"]) for p in outp))
-    col, off = {}, 1
-    for p in outp:
-        v = np.zeros(raw.shape[0], dtype=np.int64)
-        for k in range(words(p["width"])):
-            v |= raw[:, off + k] << (32 * k)
-        col[p["name"]] = v
-        off += words(p["width"])
-    col["cycle"] = raw[:, 0]
+    col = record_columns(raw, output_ports(ports))
     run = NetRun(samples=n, name=net.name, model=model.total, module=module, wall_s=wall)
     run.step_model = [s.total for s in model.steps]
     _compare(net, prog, col, outs, csr, n, run, vectors)

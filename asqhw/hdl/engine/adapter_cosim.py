@@ -20,7 +20,7 @@ import numpy as np
 from asqhw import __version__
 from asqhw.core.spec import SPEC_VERSION
 
-from ..cosim_harness import harness_cpp, input_ports, output_ports, words
+from ..cosim_harness import harness_cpp, input_ports, output_ports, record_columns, words
 from .adapter import adapter_cycles
 from .adapter_unit import AdapterUnit, check_sizes, pack_q
 
@@ -204,15 +204,8 @@ def run_adapter(cfg: AdapterConfig, exe: Path, ports: list[dict], node: dict, pa
         if proc.returncode != 0:
             raise RuntimeError(f"{exe} failed on {name}: {proc.stderr.strip()}")
         raw = np.fromfile(out, dtype=np.uint32).astype(np.int64)
-    raw = raw.reshape(-1, 1 + sum(words(p["width"]) for p in outs))
-    col, off = {}, 1
-    for p in outs:
-        v = np.zeros(raw.shape[0], dtype=np.int64)
-        for k in range(words(p["width"])):
-            v |= raw[:, off + k] << (32 * k)
-        col[p["name"]] = v
-        off += words(p["width"])
-    cyc = raw[:, 0]
+    col = record_columns(raw, outs)
+    cyc = col["cycle"]
     S = np.full((n_s, C), -1, dtype=np.int64)
     P = np.full((n_s, C), -1, dtype=np.int64)
     H = np.full((n_s, Ch), -1, dtype=np.int64)
