@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 
 import pytest
 
 from conftest import assert_one_line_error, run
-from test_host_driver import respond
+from test_host_driver import tcp_board  # noqa: F401 (a fixture)
 
 BUNDLED = "asqhw/golden/networks/digits_cnn_asq_post4.npz"
 
@@ -63,33 +61,8 @@ def test_board_run_needs_a_port_or_sim(capsys):
     assert e.value.code == 2 and "--port" in err and "--sim" in err
 
 
-def test_board_run_recognises_a_foreign_board(capsys):
+def test_board_run_recognises_a_foreign_board(capsys, tcp_board):
     """A device that speaks the protocol but is not the accelerator (its ID differs) is refused."""
-    srv = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        conn, _ = srv.accept()
-        with conn:
-            def read(n):
-                out = b""
-                while len(out) < n:
-                    try:
-                        chunk = conn.recv(n - len(out))
-                    except OSError:
-                        return b""
-                    if not chunk:
-                        return b""
-                    out += chunk
-                return out
-            respond(read, conn.sendall, stop=stop)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        code, out, err = run(capsys, "board", "run", "--model", BUNDLED, "--limit", "1", "--timeout", "5",
-                             "--port", f"tcp://127.0.0.1:{srv.getsockname()[1]}")
-    finally:
-        stop.set()
-        srv.close()
+    code, out, err = run(capsys, "board", "run", "--model", BUNDLED, "--limit", "1", "--timeout", "5",
+                         "--port", tcp_board)
     assert_one_line_error(code, err, "not an asq-hw accelerator")
